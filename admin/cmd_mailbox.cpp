@@ -1,0 +1,315 @@
+// mxctl mailbox add|set|remove|list|show|import.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "global/address.hpp"
+#include "mxctl.hpp"
+
+namespace mx::admin {
+namespace {
+
+nlohmann::json mailbox_json(const mailbox& m, mxctl_context& ctx, bool with_secret_flags) {
+    auto j = to_json(m);
+    if (with_secret_flags) {
+        auto flag = [&](const std::string& name) {
+            try {
+                return ctx.secrets().get(name) ? std::string("***") : std::string();
+            } catch (const std::exception&) {
+                return std::string();
+            }
+        };
+        j["oauth"] = {{"client_id", m.oauth.client_id},
+                      {"tenant", m.oauth.tenant},
+                      {"client_secret", flag(secret_name::oauth_client_secret(m.address))},
+                      {"refresh_token", flag(secret_name::oauth_refresh_token(m.address))}};
+        j["target_secret"] = flag(secret_name::target_secret(m.address));
+    }
+    return j;
+}
+
+// Splits one CSV line (RFC 4180 quoting) into fields.
+std::vector<std::string> csv_fields(std::string_view line, std::size_t lineno) {
+    std::vector<std::string> out(1);
+    bool quoted = false;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        char c = line[i];
+        if (quoted) {
+            if (c == '"') {
+                if (i + 1 < line.size() && line[i + 1] == '"') {
+                    out.back().push_back('"');
+                    ++i;
+                } else {
+                    quoted = false;
+                }
+            } else {
+                out.back().push_back(c);
+            }
+        } else if (c == '"') {
+            quoted = true;
+        } else if (c == ',') {
+            out.emplace_back();
+        } else {
+            out.back().push_back(c);
+        }
+    }
+    if (quoted) throw cli_error("line " + std::to_string(lineno) + ": unterminated quote");
+    for (auto& f : out) {
+        while (!f.empty() && (f.back() == ' ' || f.back() == '\t')) f.pop_back();
+        std::size_t s = f.find_first_not_of(" \t");
+        f = s == std::string::npos ? std::string() : f.substr(s);
+    }
+    return out;
+}
+
+std::vector<mailbox> read_import_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw cli_error("cannot read " + path);
+    std::vector<mailbox> out;
+    int first = in.peek();
+    while (first == ' ' || first == '\n' || first == '\r' || first == '\t') {
+        in.get();
+        first = in.peek();
+    }
+    if (first == '[' || first == '{') {
+        nlohmann::json j;
+        try {
+            in >> j;
+        } catch (const nlohmann::json::exception& e) {
+            throw cli_error(path + ": invalid JSON: " + e.what());
+        }
+        if (j.is_object() && j.contains("mailboxes")) j = j["mailboxes"];
+        if (!j.is_array())
+            throw cli_error(path + ": expected a JSON array of {address, connector}");
+        std::size_t i = 0;
+        for (auto& e : j) {
+            ++i;
+            if (!e.is_object() || !e.contains("address") || !e.contains("connector") ||
+                !e["address"].is_string() || !e["connector"].is_string())
+                throw cli_error(path + ": entry " + std::to_string(i) +
+                                ": needs \"address\" and \"connector\" strings");
+            mailbox m;
+            try {
+                m.address = normalize_mailbox_arg(e["address"].get<std::string>());
+            } catch (const cli_error& err) {
+                throw cli_error(path + ": entry " + std::to_string(i) + ": " + err.what());
+            }
+            m.connector = e["connector"].get<std::string>();
+            m.target = e.value("target", "");
+            out.push_back(std::move(m));
+        }
+        return out;
+    }
+    std::string line;
+    std::size_t lineno = 0;
+    int addr_col = -1, conn_col = -1, target_col = -1;
+    out.reserve(1024);
+    while (std::getline(in, line)) {
+        ++lineno;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty() || line[0] == '#') continue;
+        auto f = csv_fields(line, lineno);
+        if (addr_col < 0) {
+            for (std::size_t i = 0; i < f.size(); ++i) {
+                if (f[i] == "address")
+                    addr_col = static_cast<int>(i);
+                else if (f[i] == "connector")
+                    conn_col = static_cast<int>(i);
+                else if (f[i] == "target")
+                    target_col = static_cast<int>(i);
+            }
+            if (addr_col < 0 || conn_col < 0)
+                throw cli_error(
+                    path + ": line " + std::to_string(lineno) +
+                    ": the CSV header must name the columns address,connector[,target]");
+            continue;
+        }
+        if (static_cast<int>(f.size()) <= std::max(addr_col, conn_col))
+            throw cli_error(path + ": line " + std::to_string(lineno) + ": too few fields");
+        mailbox m;
+        try {
+            m.address = normalize_mailbox_arg(f[addr_col]);
+        } catch (const cli_error& err) {
+            throw cli_error(path + ": line " + std::to_string(lineno) + ": " + err.what());
+        }
+        m.connector = f[conn_col];
+        if (target_col >= 0 && static_cast<int>(f.size()) > target_col) m.target = f[target_col];
+        out.push_back(std::move(m));
+    }
+    if (addr_col < 0) throw cli_error(path + ": empty file (expected a header address,connector)");
+    return out;
+}
+
+}  // namespace
+
+void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
+    auto* mb = app.add_subcommand("mailbox", "manage mailboxes");
+    mb->require_subcommand(1);
+    {
+        auto* cmd =
+            mb->add_subcommand("add", "add a mailbox (local@domain, or @domain as catch-all)");
+        struct opts {
+            std::string address, conn, target;
+        };
+        auto o = std::make_shared<opts>();
+        cmd->add_option("ADDRESS", o->address, "address")->required();
+        cmd->add_option("--connector", o->conn, "connector name")->required();
+        cmd->add_option("--target", o->target, "maildir:PATH | webhook:URL | exec:COMMAND");
+        cmd->callback([&ctx, o] {
+            mailbox m;
+            m.address = normalize_mailbox_arg(o->address);
+            m.connector = o->conn;
+            m.target = o->target;
+            ctx.open_store().write([&](store_tx& tx) { tx.add_mailbox(m); });
+            std::cout << "mailbox " << m.address << " added to " << m.connector << "\n";
+        });
+    }
+    {
+        auto* cmd = mb->add_subcommand(
+            "set",
+            "change settings: KEY=VALUE (target, connector, oauth.client_id, "
+            "oauth.tenant, oauth.client_secret, oauth.refresh_token, target.secret)");
+        struct opts {
+            std::string address;
+            std::vector<std::string> kv;
+        };
+        auto o = std::make_shared<opts>();
+        cmd->add_option("ADDRESS", o->address, "address")->required();
+        cmd->add_option("SETTINGS", o->kv, "KEY=VALUE ...")->required();
+        cmd->callback([&ctx, o] {
+            std::string key = normalize_mailbox_arg(o->address);
+            std::vector<std::pair<std::string, std::string>> secrets;
+            ctx.open_store().write([&](store_tx& tx) {
+                secrets.clear();
+                auto m = tx.find_mailbox(key);
+                if (!m) throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
+                for (const auto& kv : o->kv) {
+                    auto eq = kv.find('=');
+                    if (eq == std::string::npos)
+                        throw cli_error("expected KEY=VALUE, got '" + kv + "'");
+                    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+                    if (k == "target")
+                        m->target = v;
+                    else if (k == "connector")
+                        m->connector = v;
+                    else if (k == "oauth.client_id")
+                        m->oauth.client_id = v;
+                    else if (k == "oauth.tenant")
+                        m->oauth.tenant = v;
+                    else if (k == "oauth.client_secret")
+                        secrets.emplace_back(secret_name::oauth_client_secret(key),
+                                             read_secret_value(v));
+                    else if (k == "oauth.refresh_token")
+                        secrets.emplace_back(secret_name::oauth_refresh_token(key),
+                                             read_secret_value(v));
+                    else if (k == "target.secret")
+                        secrets.emplace_back(secret_name::target_secret(key), read_secret_value(v));
+                    else
+                        throw cli_error("unknown mailbox setting '" + k + "'");
+                }
+                tx.update_mailbox(*m);
+            });
+            for (auto& [k, v] : secrets) {
+                if (v.empty())
+                    ctx.secrets().remove(k);
+                else
+                    ctx.secrets().set(k, v);
+            }
+            std::cout << "mailbox " << key << " updated\n";
+        });
+    }
+    {
+        auto* cmd = mb->add_subcommand("remove", "remove a mailbox");
+        auto address = std::make_shared<std::string>();
+        cmd->add_option("ADDRESS", *address, "address")->required();
+        cmd->callback([&ctx, address] {
+            std::string key = normalize_mailbox_arg(*address);
+            ctx.open_store().write([&](store_tx& tx) {
+                if (!tx.remove_mailbox(key))
+                    throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
+            });
+            ctx.secrets().remove_prefix("mailbox/" + key + "/");
+            std::cout << "mailbox " << key << " removed\n";
+        });
+    }
+    {
+        auto* cmd = mb->add_subcommand("list", "list mailboxes");
+        struct opts {
+            std::string conn;
+            bool json = false;
+        };
+        auto o = std::make_shared<opts>();
+        cmd->add_option("--connector", o->conn, "only this connector's");
+        cmd->add_flag("--json", o->json, "JSON output");
+        cmd->callback([&ctx, o] {
+            auto v = ctx.open_store_read_only().read();
+            if (!o->conn.empty() && !v.find_connector(o->conn))
+                throw cli_error("no connector named '" + o->conn + "' (see: mxctl connector list)");
+            if (o->json) {
+                // Streamed: a million mailboxes must not need a million-element DOM.
+                std::cout << "[";
+                bool first = true;
+                v.for_each_mailbox(
+                    [&](const mailbox& m) {
+                        std::cout << (first ? "\n  " : ",\n  ") << to_json(m).dump();
+                        first = false;
+                        return true;
+                    },
+                    o->conn);
+                std::cout << (first ? "]\n" : "\n]\n");
+                return;
+            }
+            std::vector<std::vector<std::string>> rows{{"ADDRESS", "CONNECTOR", "TARGET"}};
+            v.for_each_mailbox(
+                [&](const mailbox& m) {
+                    rows.push_back(
+                        {m.address, m.connector, m.target.empty() ? "(default)" : m.target});
+                    return true;
+                },
+                o->conn);
+            print_table(rows);
+        });
+    }
+    {
+        auto* cmd = mb->add_subcommand("show", "show one mailbox");
+        struct opts {
+            std::string address;
+            bool json = false;
+        };
+        auto o = std::make_shared<opts>();
+        cmd->add_option("ADDRESS", o->address, "address")->required();
+        cmd->add_flag("--json", o->json, "JSON output");
+        cmd->callback([&ctx, o] {
+            std::string key = normalize_mailbox_arg(o->address);
+            auto v = ctx.open_store_read_only().read();
+            auto m = v.find_mailbox(key);
+            if (!m) throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
+            auto j = mailbox_json(*m, ctx, true);
+            if (o->json) return print_json(j);
+            print_table({{"address:", m->address},
+                         {"connector:", m->connector},
+                         {"target:", m->target.empty() ? "(connector default)" : m->target},
+                         {"target secret:", j["target_secret"].get<std::string>()},
+                         {"oauth client id:", m->oauth.client_id},
+                         {"oauth tenant:", m->oauth.tenant},
+                         {"oauth client secret:", j["oauth"]["client_secret"].get<std::string>()},
+                         {"oauth refresh token:", j["oauth"]["refresh_token"].get<std::string>()}});
+        });
+    }
+    {
+        auto* cmd = mb->add_subcommand(
+            "import",
+            "bulk add from CSV (header address,connector[,target]) or JSON; all or nothing");
+        auto file = std::make_shared<std::string>();
+        cmd->add_option("FILE", *file, "CSV or JSON file")->required();
+        cmd->callback([&ctx, file] {
+            auto boxes = read_import_file(*file);
+            ctx.open_store().write([&](store_tx& tx) {
+                for (const auto& m : boxes) tx.add_mailbox(m);
+            });
+            std::cout << boxes.size() << " mailboxes imported\n";
+        });
+    }
+}
+
+}  // namespace mx::admin

@@ -1,0 +1,71 @@
+// mxctl: private header of the administration CLI. Each cmd_*.cpp adds one verb group.
+//
+// Conventions every verb follows: errors go to stderr as "mxctl: <what to fix>" with a
+// non-zero exit status (1 error, 2 usage); a refused change changes nothing (one store
+// transaction per command); listings have --json; secrets are shown as "***" and are only
+// exported with an explicit --with-secrets.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "global/config.hpp"
+#include "global/secrets.hpp"
+#include "global/shm_state.hpp"
+#include "global/store.hpp"
+
+namespace mx::admin {
+
+// An error whose message is the whole story for the user.
+class cli_error : public std::runtime_error {
+  public:
+    explicit cli_error(const std::string& what, int exit_code = 1)
+        : std::runtime_error(what), exit_code_(exit_code) {}
+    int exit_code() const noexcept { return exit_code_; }
+
+  private:
+    int exit_code_;
+};
+
+struct mxctl_context {
+    std::string config_path;
+    int exit_code = 0;
+
+    const config& cfg();
+    store& open_store();            // read-write, created when missing
+    store& open_store_read_only();  // for verbs that only look (works without write access)
+    secret_store& secrets();
+    shm_state* shm();  // nullptr if the segment cannot be attached
+    // Hands state files to the daemon user when run as root (after creating them).
+    void fix_ownership();
+
+  private:
+    std::optional<config> cfg_;
+    std::optional<store> store_;
+    std::optional<secret_store> secrets_;
+    std::optional<shm_state> shm_;
+    bool shm_tried_ = false;
+};
+
+void add_connector_commands(CLI::App& app, mxctl_context& ctx);
+void add_domain_commands(CLI::App& app, mxctl_context& ctx);
+void add_mailbox_commands(CLI::App& app, mxctl_context& ctx);
+void add_check_command(CLI::App& app, mxctl_context& ctx);
+void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
+void add_stats_command(CLI::App& app, mxctl_context& ctx);
+
+// Helpers shared by the verbs.
+std::string normalize_mailbox_arg(const std::string& arg);  // "Bob@Ex.COM" / "@ex.com"
+void print_json(const nlohmann::json& j);
+// Prints rows as aligned columns (first row is the header).
+void print_table(const std::vector<std::vector<std::string>>& rows);
+// Reads a secret value: "-" means one line from stdin (keeps it out of shell history).
+std::string read_secret_value(const std::string& v);
+
+}  // namespace mx::admin

@@ -1,0 +1,20 @@
+// logging: spdlog set-up shared by the daemons and mxctl.
+//
+// Promises: one call configures the default logger for stderr (journald captures it with the
+// unit's identifier) or syslog (facility mail, like Postfix). Secrets are never passed to the
+// logger by any caller; log lines are single-line (values from hostile input go through
+// log_safe()).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "global/config.hpp"
+
+namespace mx {
+
+void setup_logging(const config& cfg, const std::string& program);
+// Makes a hostile value safe for one log line: control characters escaped, length capped.
+std::string log_safe(std::string_view value, std::size_t max_len = 256);
+
+}  // namespace mx

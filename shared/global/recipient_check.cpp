@@ -1,0 +1,164 @@
+#include "global/recipient_check.hpp"
+
+#include <exception>
+
+namespace mx {
+namespace {
+
+check_result make(decision d, const char* code, const char* dsn, std::string text,
+                  std::string reason) {
+    check_result r;
+    r.verdict = d;
+    r.code = code;
+    r.dsn = dsn;
+    r.text = std::move(text);
+    r.reason = std::move(reason);
+    return r;
+}
+
+std::string replace_all(std::string s, std::string_view what, std::string_view with) {
+    for (std::size_t pos = s.find(what); pos != std::string::npos;
+         pos = s.find(what, pos + with.size()))
+        s.replace(pos, what.size(), with);
+    return s;
+}
+
+// Reply text must be one line; anything from the envelope is already validated, this is the
+// last line of defence against an administrator's template.
+std::string one_line(std::string s) {
+    for (char& c : s)
+        if (c == '\r' || c == '\n' || c == '\0') c = ' ';
+    if (s.size() > 900) s.resize(900);
+    return s;
+}
+
+}  // namespace
+
+std::string_view to_string(decision d) {
+    switch (d) {
+        case decision::accept:
+            return "accept";
+        case decision::reject:
+            return "reject";
+        case decision::tempfail:
+            return "tempfail";
+        case decision::not_ours:
+            return "not-ours";
+    }
+    return "tempfail";
+}
+
+check_policy check_policy::from(const config& cfg) {
+    check_policy p;
+    p.reject_unknown_domains = cfg.milter.reject_unknown_domains;
+    p.accept_postmaster = cfg.milter.accept_postmaster;
+    p.hide_existence = cfg.milter.hide_existence;
+    p.reject_text = cfg.milter.reject_text;
+    p.subaddress_delimiter = cfg.subaddress_delimiter;
+    return p;
+}
+
+std::string check_result::reply() const {
+    if (code.empty()) return {};
+    return code + " " + dsn + " " + text;
+}
+
+std::optional<mailbox_match> resolve_mailbox(store_view& v, const address& a,
+                                             std::string_view delim) {
+    std::string key = a.str();
+    if (auto m = v.find_mailbox(key)) return mailbox_match{m->connector, key, "exact"};
+    if (auto base = strip_extension(a.local, delim)) {
+        std::string k = *base + "@" + a.domain;
+        if (auto m = v.find_mailbox(k)) return mailbox_match{m->connector, k, "subaddress"};
+    }
+    std::string ca = catch_all_key(a.domain);
+    if (auto m = v.find_mailbox(ca)) return mailbox_match{m->connector, ca, "catch-all"};
+    return std::nullopt;
+}
+
+check_result check_address(store_view& v, const check_policy& p, const address& a) {
+    const std::string bracketed = "<" + a.str() + ">";
+    auto dm = v.match_domain(a.domain);
+    if (!dm) {
+        if (p.reject_unknown_domains) {
+            auto r = make(decision::reject, "550", "5.1.2",
+                          p.hide_existence
+                              ? std::string("Recipient address rejected")
+                              : bracketed + ": Recipient address rejected: Domain not served here",
+                          "domain " + a.domain + " is served by no connector");
+            r.recipient = a;
+            return r;
+        }
+        check_result r;
+        r.verdict = decision::not_ours;
+        r.reason = "domain " + a.domain + " is served by no connector; Postfix decides";
+        r.recipient = a;
+        return r;
+    }
+    auto conn = v.find_connector(dm->connector);
+    if (!conn) {
+        // A domain pointing at a vanished connector is a store inconsistency: temporary.
+        auto r = make(decision::tempfail, "451", "4.3.0", bracketed + ": Temporary lookup failure",
+                      "domain " + dm->pattern + " names missing connector " + dm->connector);
+        r.recipient = a;
+        return r;
+    }
+    check_result r;
+    r.recipient = a;
+    r.connector = conn->name;
+    if (!conn->active) {
+        auto t = make(decision::tempfail, "450", "4.2.1",
+                      bracketed + ": Recipient address rejected: Mailbox temporarily unavailable",
+                      "connector " + conn->name + " is inactive");
+        t.recipient = a;
+        t.connector = conn->name;
+        return t;
+    }
+    auto mb = resolve_mailbox(v, a, p.subaddress_delimiter);
+    if (mb && mb->connector == conn->name) {
+        r.verdict = decision::accept;
+        r.mailbox = mb->mailbox;
+        r.matched_by = mb->matched_by;
+        r.reason =
+            "mailbox " + mb->mailbox + " (" + mb->matched_by + ") on connector " + conn->name;
+        return r;
+    }
+    if (p.accept_postmaster && a.local == "postmaster") {
+        r.verdict = decision::accept;
+        r.matched_by = "postmaster";
+        r.reason = "postmaster@ of a served domain is always accepted (RFC 5321 4.5.1)";
+        return r;
+    }
+    std::string text = p.hide_existence ? std::string("Recipient address rejected")
+                                        : replace_all(p.reject_text, "{address}", bracketed);
+    auto rej = make(decision::reject, "550", "5.1.1", one_line(text),
+                    "no mailbox for " + a.str() + " on connector " + conn->name);
+    rej.recipient = a;
+    rej.connector = conn->name;
+    return rej;
+}
+
+check_result check_recipient(store& s, const check_policy& p, std::string_view arg,
+                             bool brackets_required) {
+    parse_options po;
+    po.brackets_required = brackets_required;
+    po.smtputf8 = p.smtputf8;
+    auto parsed = parse_address(arg, po);
+    if (auto* err = std::get_if<address_error>(&parsed)) {
+        return make(decision::reject, "501", "5.1.3", "Bad recipient address syntax",
+                    "malformed address: " + err->reason);
+    }
+    const auto& a = std::get<address>(parsed);
+    try {
+        auto v = s.read();
+        return check_address(v, p, a);
+    } catch (const std::exception& e) {
+        auto r =
+            make(decision::tempfail, "451", "4.3.0", "<" + a.str() + ">: Temporary lookup failure",
+                 std::string("store error: ") + e.what());
+        r.recipient = a;
+        return r;
+    }
+}
+
+}  // namespace mx

@@ -1,0 +1,73 @@
+// recipient_check: the RCPT TO decision, one implementation for mx-milter and `mxctl check`.
+//
+// Decision table (first match wins):
+//   malformed argument (no <>, NUL, >254 octets, 8-bit without SMTPUTF8, empty)
+//                                         -> reject   501 5.1.3 Bad recipient address syntax
+//   domain served by no connector         -> not-ours (continue: Postfix decides), or reject
+//                                            550 5.1.2 when milter.unknown_domain = "reject"
+//   connector inactive                    -> tempfail 450 4.2.1 (sender retries; nothing lost)
+//   mailbox: exact, then without +ext, then catch-all @domain
+//                                         -> accept   (SMFIS_CONTINUE)
+//   postmaster@ a served domain           -> accept   (RFC 5321 4.5.1; configurable)
+//   otherwise                             -> reject   550 5.1.1 User unknown
+//   store error or anything unexpected    -> tempfail 451 4.3.0 — never a 5xx
+// Reply texts never contain CR/LF and have '%' doubled only by the milter (smfi_setreply).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "global/address.hpp"
+#include "global/config.hpp"
+#include "global/store.hpp"
+
+namespace mx {
+
+enum class decision { accept, reject, tempfail, not_ours };
+std::string_view to_string(decision d);
+
+struct check_policy {
+    bool reject_unknown_domains = false;
+    bool accept_postmaster = true;
+    bool hide_existence = false;
+    bool smtputf8 = true;
+    std::string reject_text = "{address}: Recipient address rejected: User unknown";
+    std::string subaddress_delimiter = "+";
+
+    static check_policy from(const config& cfg);
+};
+
+struct check_result {
+    decision verdict = decision::tempfail;
+    std::string code;  // "550"; empty for accept / not-ours
+    std::string dsn;   // "5.1.1"
+    std::string text;  // reply text after code and dsn
+    std::string connector;
+    std::string mailbox;     // the matching mailbox key
+    std::string matched_by;  // exact | subaddress | catch-all | postmaster
+    std::string reason;      // why, for humans and logs
+    std::optional<address> recipient;
+
+    // "550 5.1.1 <x@d>: Recipient address rejected: User unknown"; empty when no reply.
+    std::string reply() const;
+};
+
+// A recipient resolved to its mailbox (used by the importer as well).
+struct mailbox_match {
+    std::string connector;
+    std::string mailbox;     // key in the mailboxes table
+    std::string matched_by;  // exact | subaddress | catch-all
+};
+std::optional<mailbox_match> resolve_mailbox(store_view& v, const address& a,
+                                             std::string_view subaddress_delimiter);
+
+// Decision for a parsed address (no exception handling: store errors propagate).
+check_result check_address(store_view& v, const check_policy& p, const address& a);
+
+// Full decision for an SMTP RCPT argument (e.g. "<Bob@Example.COM>"): parses it, looks it up
+// in one short read transaction, and turns any store failure into 451 4.3.0.
+check_result check_recipient(store& s, const check_policy& p, std::string_view smtp_argument,
+                             bool brackets_required = true);
+
+}  // namespace mx

@@ -1,0 +1,316 @@
+#include "global/store.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "global/address.hpp"
+#include "global/shm_state.hpp"
+
+namespace mx {
+namespace {
+
+std::uint64_t parse_u64(std::string_view s) {
+    std::uint64_t v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+}
+
+std::string domain_of_key(std::string_view key) {
+    auto at = key.rfind('@');
+    return at == std::string_view::npos ? std::string() : std::string(key.substr(at + 1));
+}
+
+}  // namespace
+
+// ---- store ----------------------------------------------------------------
+
+store store::open(const std::filesystem::path& dir, bool read_only, bool no_sync) {
+    store s;
+    s.dir_ = dir;
+    lmdb::env::options opts;
+    opts.read_only = read_only;
+    opts.no_sync = no_sync;
+    opts.mode = 0660;  // the milter's account must write the reader lock table
+    s.env_ = lmdb::env::open(dir, opts);
+    if (read_only) {
+        auto t = lmdb::txn::begin(s.env_, true);
+        s.meta_ = lmdb::dbi::open(t, "meta");
+        s.connectors_ = lmdb::dbi::open(t, "connectors");
+        s.domains_ = lmdb::dbi::open(t, "domains");
+        s.mailboxes_ = lmdb::dbi::open(t, "mailboxes");
+        t.commit();  // keeps the dbi handles open for the environment's lifetime
+        return s;
+    }
+    auto t = lmdb::txn::begin(s.env_, false);
+    s.meta_ = lmdb::dbi::open(t, "meta", MDB_CREATE);
+    s.connectors_ = lmdb::dbi::open(t, "connectors", MDB_CREATE);
+    s.domains_ = lmdb::dbi::open(t, "domains", MDB_CREATE);
+    s.mailboxes_ = lmdb::dbi::open(t, "mailboxes", MDB_CREATE);
+    auto version = s.meta_.get(t, "schema_version");
+    if (!version) {
+        s.meta_.put(t, "schema_version", std::to_string(store_schema_version));
+        s.meta_.put(t, "generation", "0");
+    } else if (parse_u64(*version) != store_schema_version) {
+        throw rule_error("store " + dir.string() + " has schema version " + *version +
+                         ", this build understands " + std::to_string(store_schema_version));
+    }
+    t.commit();
+    return s;
+}
+
+store_view store::read() {
+    return store_view(*this, lmdb::txn::begin(env_, true));
+}
+
+std::uint64_t store::write(const std::function<void(store_tx&)>& fn) {
+    for (int attempt = 0;; ++attempt) {
+        try {
+            store_tx tx(*this, lmdb::txn::begin(env_, false));
+            fn(tx);
+            std::uint64_t gen = tx.generation() + 1;
+            meta_.put(tx.txn_, "generation", std::to_string(gen));
+            tx.txn_.commit();
+            if (shm_) shm_->publish_generation(gen);
+            return gen;
+        } catch (const lmdb::map_full_error&) {
+            if (attempt >= 20) throw;
+            env_.grow();  // the aborted transaction is gone; retry the whole change
+        }
+    }
+}
+
+// ---- store_view ---------------------------------------------------------------
+
+std::uint64_t store_view::generation() {
+    auto g = store_->meta_.get(txn_, "generation");
+    return g ? parse_u64(*g) : 0;
+}
+
+std::optional<connector> store_view::find_connector(std::string_view name, bool with_domains) {
+    auto v = store_->connectors_.get(txn_, name);
+    if (!v) return std::nullopt;
+    connector c = connector_from_json(nlohmann::json::parse(*v));
+    c.name = std::string(name);
+    if (with_domains) {
+        c.domains.clear();
+        for (auto& [pattern, owner] : domains())
+            if (owner == name) c.domains.push_back(pattern);
+    }
+    return c;
+}
+
+std::vector<connector> store_view::connectors() {
+    std::vector<connector> out;
+    auto all_domains = domains();
+    auto cur = lmdb::cursor::open(txn_, store_->connectors_);
+    std::string_view k, v;
+    for (bool ok = cur.first(k, v); ok; ok = cur.next(k, v)) {
+        connector c = connector_from_json(nlohmann::json::parse(v));
+        c.name = std::string(k);
+        c.domains.clear();
+        for (auto& [pattern, owner] : all_domains)
+            if (owner == c.name) c.domains.push_back(pattern);
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> store_view::domains() {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto cur = lmdb::cursor::open(txn_, store_->domains_);
+    std::string_view k, v;
+    for (bool ok = cur.first(k, v); ok; ok = cur.next(k, v)) out.emplace_back(k, v);
+    return out;
+}
+
+std::optional<std::string> store_view::domain_owner(std::string_view pattern) {
+    return store_->domains_.get(txn_, pattern);
+}
+
+std::optional<domain_match> store_view::match_domain(std::string_view d) {
+    if (d.empty()) return std::nullopt;
+    if (auto o = store_->domains_.get(txn_, d)) return domain_match{std::string(d), *o};
+    if (d.front() != '[') {
+        std::string key;
+        for (std::size_t dot = d.find('.'); dot != std::string_view::npos;
+             dot = d.find('.', dot + 1)) {
+            key.assign(d.substr(dot));  // ".parent.tld"
+            if (auto o = store_->domains_.get(txn_, key)) return domain_match{key, *o};
+        }
+    }
+    if (auto o = store_->domains_.get(txn_, ".")) return domain_match{".", *o};
+    return std::nullopt;
+}
+
+std::optional<mailbox> store_view::find_mailbox(std::string_view key) {
+    auto v = store_->mailboxes_.get(txn_, key);
+    if (!v) return std::nullopt;
+    return mailbox_from_json(std::string(key), nlohmann::json::parse(*v));
+}
+
+bool store_view::has_mailbox(std::string_view key) {
+    return store_->mailboxes_.contains(txn_, key);
+}
+
+void store_view::for_each_mailbox(const std::function<bool(const mailbox&)>& fn,
+                                  std::string_view connector_filter) {
+    auto cur = lmdb::cursor::open(txn_, store_->mailboxes_);
+    std::string_view k, v;
+    for (bool ok = cur.first(k, v); ok; ok = cur.next(k, v)) {
+        mailbox m = mailbox_from_json(std::string(k), nlohmann::json::parse(v));
+        if (!connector_filter.empty() && m.connector != connector_filter) continue;
+        if (!fn(m)) break;
+    }
+}
+
+std::size_t store_view::mailbox_count() {
+    return store_->mailboxes_.size(txn_);
+}
+
+// ---- store_tx -------------------------------------------------------------
+
+void store_tx::add_connector(const connector& c) {
+    if (auto e = validate(c)) throw rule_error(*e);
+    if (store_->connectors_.contains(txn_, c.name))
+        throw rule_error("connector '" + c.name + "' already exists");
+    connector stored = c;
+    stored.domains.clear();
+    store_->connectors_.put(txn_, c.name, to_json(stored).dump());
+    connector_cache_.clear();
+    for (const auto& d : c.domains) add_domain(c.name, d);
+}
+
+void store_tx::update_connector(const connector& c) {
+    if (auto e = validate(c)) throw rule_error(*e);
+    if (!store_->connectors_.contains(txn_, c.name))
+        throw rule_error("no connector named '" + c.name + "' (see: mxctl connector list)");
+    connector stored = c;
+    stored.domains.clear();
+    store_->connectors_.put(txn_, c.name, to_json(stored).dump());
+}
+
+void store_tx::remove_connector(std::string_view name, bool force) {
+    if (!store_->connectors_.contains(txn_, name))
+        throw rule_error("no connector named '" + std::string(name) +
+                         "' (see: mxctl connector list)");
+    std::vector<std::string> boxes;
+    for_each_mailbox(
+        [&](const mailbox& m) {
+            boxes.push_back(m.address);
+            return true;
+        },
+        name);
+    if (!boxes.empty() && !force)
+        throw rule_error("connector '" + std::string(name) + "' still has " +
+                         std::to_string(boxes.size()) +
+                         " mailbox(es); remove them first or use --force");
+    for (const auto& b : boxes) store_->mailboxes_.del(txn_, b);
+    for (auto& [pattern, owner] : domains())
+        if (owner == name) store_->domains_.del(txn_, pattern);
+    store_->connectors_.del(txn_, name);
+    owner_cache_.clear();
+    connector_cache_.clear();
+}
+
+void store_tx::add_domain(std::string_view conn, std::string_view pattern) {
+    std::string why;
+    auto p = normalize_domain_pattern(pattern, &why);
+    if (!p) throw rule_error("invalid domain '" + std::string(pattern) + "': " + why);
+    if (!store_->connectors_.contains(txn_, conn))
+        throw rule_error("no connector named '" + std::string(conn) +
+                         "' (see: mxctl connector list)");
+    if (auto owner = store_->domains_.get(txn_, *p)) {
+        if (*owner == conn)
+            throw rule_error("domain '" + *p + "' is already on connector '" + *owner + "'");
+        throw rule_error("domain '" + *p + "' already belongs to connector '" + *owner +
+                         "' (a domain belongs to one connector)");
+    }
+    store_->domains_.put(txn_, *p, conn);
+    owner_cache_.clear();
+}
+
+void store_tx::remove_domain(std::string_view conn, std::string_view pattern) {
+    std::string why;
+    auto p = normalize_domain_pattern(pattern, &why);
+    if (!p) throw rule_error("invalid domain '" + std::string(pattern) + "': " + why);
+    auto owner = store_->domains_.get(txn_, *p);
+    if (!owner || *owner != conn)
+        throw rule_error("connector '" + std::string(conn) + "' has no domain '" + *p + "'");
+    store_->domains_.del(txn_, *p);
+    owner_cache_.clear();
+    // Refuse if this orphans mailboxes (their domain would leave the connector).
+    std::string orphan;
+    for_each_mailbox(
+        [&](const mailbox& m) {
+            auto mt = match_domain(domain_of_key(m.address));
+            if (!mt || mt->connector != m.connector) {
+                orphan = m.address;
+                return false;
+            }
+            return true;
+        },
+        conn);
+    if (!orphan.empty())
+        throw rule_error("removing domain '" + *p + "' would leave mailbox " + orphan +
+                         " without its connector; remove or move the mailboxes first");
+}
+
+void store_tx::check_mailbox_domain(const mailbox& m) {
+    auto c = connector_cache_.find(m.connector);
+    if (c == connector_cache_.end())
+        c = connector_cache_.emplace(m.connector, store_->connectors_.contains(txn_, m.connector))
+                .first;
+    if (!c->second)
+        throw rule_error("no connector named '" + m.connector + "' (see: mxctl connector list)");
+    std::string domain = domain_of_key(m.address);
+    if (domain.empty() || m.address.find('/') != std::string::npos)
+        throw rule_error("invalid mailbox address '" + m.address + "'");
+    auto o = owner_cache_.find(domain);
+    if (o == owner_cache_.end()) {
+        auto mt = match_domain(domain);
+        o = owner_cache_
+                .emplace(domain, mt ? std::optional<std::string>(mt->connector) : std::nullopt)
+                .first;
+    }
+    if (!o->second)
+        throw rule_error("domain '" + domain + "' of " + m.address +
+                         " is not served by any connector (mxctl domain add " + m.connector + " " +
+                         domain + ")");
+    if (*o->second != m.connector)
+        throw rule_error("domain '" + domain + "' of " + m.address + " belongs to connector '" +
+                         *o->second + "', not '" + m.connector + "'");
+    if (auto e = validate_target(m.target)) throw rule_error(m.address + ": " + *e);
+}
+
+void store_tx::add_mailbox(const mailbox& m) {
+    check_mailbox_domain(m);
+    nlohmann::json j = to_json(m);
+    j.erase("address");  // the key is the address
+    if (!store_->mailboxes_.put(txn_, m.address, j.dump(), MDB_NOOVERWRITE))
+        throw rule_error("mailbox " + m.address + " already exists");
+}
+
+void store_tx::update_mailbox(const mailbox& m) {
+    if (!store_->mailboxes_.contains(txn_, m.address))
+        throw rule_error("no mailbox " + m.address + " (see: mxctl mailbox list)");
+    check_mailbox_domain(m);
+    nlohmann::json j = to_json(m);
+    j.erase("address");
+    store_->mailboxes_.put(txn_, m.address, j.dump());
+}
+
+bool store_tx::remove_mailbox(std::string_view key) {
+    return store_->mailboxes_.del(txn_, key);
+}
+
+void store_tx::clear_all() {
+    store_->connectors_.clear(txn_);
+    store_->domains_.clear(txn_);
+    store_->mailboxes_.clear(txn_);
+    owner_cache_.clear();
+    connector_cache_.clear();
+}
+
+}  // namespace mx

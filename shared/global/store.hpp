@@ -1,0 +1,133 @@
+// store: the connector/domain/mailbox table in LMDB, shared by mx-milter, mx-importer, mxctl.
+//
+// Schema (one environment at <state_dir>/store, schema_version 1):
+//   meta        "schema_version" -> "1", "generation" -> decimal change counter
+//   connectors  name -> JSON (model.hpp, without domains and secrets)
+//   domains     pattern ("example.com" | ".example.com" | ".") -> connector name
+//   mailboxes   normalised address ("local@domain", or "@domain" catch-all) -> JSON
+//
+// Promises:
+// - Readers use one short read-only transaction per store_view; everything returned is a copy.
+// - Every write() is one transaction: all of it commits or none of it. Rules are enforced in
+//   the transaction, so a refused change (rule_error) leaves the store untouched.
+// - A domain pattern belongs to one connector. Different patterns may cover one domain
+//   ("a.example.com" in A, ".example.com" in B): the most specific wins (exact, then the
+//   longest ".parent", then "."). A mailbox's domain must resolve to the mailbox's connector.
+// - Each commit bumps the generation (in meta and, when attached, in shared memory) so running
+//   daemons notice; the map grows on MDB_MAP_FULL and the write is retried.
+// - An expected miss is std::nullopt; LMDB failures throw mx::lmdb::error (callers at SMTP time
+//   turn those into 451, never 5xx).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "global/model.hpp"
+#include "util/lmdb.hpp"
+
+namespace mx {
+
+class shm_state;
+
+// A change refused by the store's rules; the message says what to fix.
+class rule_error : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct domain_match {
+    std::string pattern;    // the pattern that matched
+    std::string connector;  // its owner
+};
+
+class store;
+
+class store_view {
+  public:
+    store_view(store_view&&) noexcept = default;
+    store_view& operator=(store_view&&) noexcept = default;
+
+    std::uint64_t generation();
+    std::optional<connector> find_connector(std::string_view name, bool with_domains = false);
+    std::vector<connector> connectors();                         // sorted by name, with domains
+    std::vector<std::pair<std::string, std::string>> domains();  // (pattern, connector), sorted
+    std::optional<std::string> domain_owner(std::string_view pattern);
+    // Most specific pattern covering an ASCII domain.
+    std::optional<domain_match> match_domain(std::string_view ascii_domain);
+    std::optional<mailbox> find_mailbox(std::string_view key);
+    bool has_mailbox(std::string_view key);
+    // Visits mailboxes in key order; fn returns false to stop. Optional connector filter.
+    void for_each_mailbox(const std::function<bool(const mailbox&)>& fn,
+                          std::string_view connector_filter = {});
+    std::size_t mailbox_count();
+
+  protected:
+    friend class store;
+    store_view(store& s, lmdb::txn t) : store_(&s), txn_(std::move(t)) {}
+    store* store_;
+    lmdb::txn txn_;
+};
+
+class store_tx : public store_view {
+  public:
+    // Adds a connector and its domains (c.domains); rule_error on any conflict.
+    void add_connector(const connector& c);
+    // Replaces a connector's settings (name must exist; domains unchanged).
+    void update_connector(const connector& c);
+    // Removes a connector with its domains; with mailboxes only when `force` (removes them too).
+    void remove_connector(std::string_view name, bool force);
+    void add_domain(std::string_view connector, std::string_view pattern);
+    void remove_domain(std::string_view connector, std::string_view pattern);
+    // m.address must be normalised (parse_address / "@domain"); rule_error on duplicates.
+    void add_mailbox(const mailbox& m);
+    void update_mailbox(const mailbox& m);
+    bool remove_mailbox(std::string_view key);
+    // Empties connectors, domains and mailboxes (apply builds the new state in the same txn).
+    void clear_all();
+
+  private:
+    friend class store;
+    using store_view::store_view;
+    void check_mailbox_domain(const mailbox& m);
+    std::map<std::string, std::optional<std::string>, std::less<>> owner_cache_;  // domain->conn
+    std::map<std::string, bool, std::less<>> connector_cache_;
+};
+
+class store {
+  public:
+    static store open(const std::filesystem::path& dir, bool read_only, bool no_sync = false);
+    static store open(const config& cfg, bool read_only) {
+        return open(cfg.store_dir(), read_only);
+    }
+
+    store(store&&) noexcept = default;
+    store& operator=(store&&) noexcept = default;
+
+    store_view read();
+    // One atomic change. Returns the new generation. fn may run more than once (map growth),
+    // so it must not have side effects outside the transaction.
+    std::uint64_t write(const std::function<void(store_tx&)>& fn);
+    // Commits also publish the generation into this segment.
+    void attach(shm_state* shm) { shm_ = shm; }
+    lmdb::env& env() { return env_; }
+    const std::filesystem::path& dir() const { return dir_; }
+
+  private:
+    friend class store_view;
+    friend class store_tx;
+    store() = default;
+    std::filesystem::path dir_;
+    lmdb::env env_;
+    lmdb::dbi meta_, connectors_, domains_, mailboxes_;
+    shm_state* shm_ = nullptr;
+};
+
+inline constexpr int store_schema_version = 1;
+
+}  // namespace mx

@@ -1,0 +1,99 @@
+#include "util/fs.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <system_error>
+
+namespace mx::util {
+namespace {
+
+[[noreturn]] void fail(const char* call, const std::filesystem::path& p) {
+    throw std::system_error(errno, std::generic_category(), std::string(call) + " " + p.string());
+}
+
+struct fd_guard {
+    int fd;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+}  // namespace
+
+void fsync_dir(const std::filesystem::path& dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) fail("open", dir);
+    fd_guard g{fd};
+    if (::fsync(fd) != 0) fail("fsync", dir);
+}
+
+void write_file_durable(const std::filesystem::path& path, std::string_view data, unsigned mode) {
+    auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    auto tmp = dir / ("." + path.filename().string() + ".tmp" + std::to_string(rng()));
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) fail("open", tmp);
+    {
+        fd_guard g{fd};
+        const char* p = data.data();
+        std::size_t left = data.size();
+        while (left > 0) {
+            ssize_t n = ::write(fd, p, left);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                int e = errno;
+                ::unlink(tmp.c_str());
+                errno = e;
+                fail("write", tmp);
+            }
+            p += n;
+            left -= static_cast<std::size_t>(n);
+        }
+        if (::fsync(fd) != 0) {
+            int e = errno;
+            ::unlink(tmp.c_str());
+            errno = e;
+            fail("fsync", tmp);
+        }
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        errno = e;
+        fail("rename", path);
+    }
+    fsync_dir(dir);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("open", path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+void rename_durable(const std::filesystem::path& from, const std::filesystem::path& to) {
+    if (::rename(from.c_str(), to.c_str()) != 0) fail("rename", from);
+    auto to_dir = to.parent_path();
+    fsync_dir(to_dir.empty() ? "." : to_dir);
+    auto from_dir = from.parent_path();
+    if (from_dir != to_dir) fsync_dir(from_dir.empty() ? "." : from_dir);
+}
+
+void make_dirs(const std::filesystem::path& dir, unsigned mode) {
+    std::filesystem::path cur;
+    for (const auto& part : dir) {
+        cur /= part;
+        if (cur.empty() || cur == "/") continue;
+        if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) fail("mkdir", cur);
+    }
+}
+
+}  // namespace mx::util
