@@ -194,7 +194,7 @@ std::variant<address, address_error> parse_address(std::string_view in, const pa
         a.local = std::string(local);
     }
     ascii_lower(a.local);
-    if (a.local.size() > max_local + 2) return fail("local part longer than 64 octets");
+    if (a.local.size() > max_local) return fail("local part longer than 64 octets");
     std::string why;
     auto d = normalize_domain(s.substr(at + 1), &why);
     if (!d) return fail(why);

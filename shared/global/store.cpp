@@ -26,12 +26,14 @@ std::string domain_of_key(std::string_view key) {
 
 // ---- store ----------------------------------------------------------------
 
-store store::open(const std::filesystem::path& dir, bool read_only, bool no_sync) {
+store store::open(const std::filesystem::path& dir, bool read_only, bool no_sync,
+                  std::size_t initial_map_size) {
     store s;
     s.dir_ = dir;
     lmdb::env::options opts;
     opts.read_only = read_only;
     opts.no_sync = no_sync;
+    opts.initial_map_size = initial_map_size;
     opts.mode = 0660;  // the milter's account must write the reader lock table
     s.env_ = lmdb::env::open(dir, opts);
     if (read_only) {

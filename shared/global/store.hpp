@@ -101,7 +101,8 @@ class store_tx : public store_view {
 
 class store {
   public:
-    static store open(const std::filesystem::path& dir, bool read_only, bool no_sync = false);
+    static store open(const std::filesystem::path& dir, bool read_only, bool no_sync = false,
+                      std::size_t initial_map_size = std::size_t{64} << 20);
     static store open(const config& cfg, bool read_only) {
         return open(cfg.store_dir(), read_only);
     }

@@ -1,0 +1,146 @@
+// The RCPT decision table (global/recipient_check.hpp), shared by mx-milter and mxctl check.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "global/recipient_check.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct fixture {
+    fs::path dir;
+    std::optional<mx::store> s;
+    mx::check_policy policy;
+    fixture() {
+        char tmpl[] = "/tmp/mx-check-XXXXXX";
+        dir = mkdtemp(tmpl);
+        s = mx::store::open(dir / "store", false);
+        s->write([](mx::store_tx& tx) {
+            mx::connector a;
+            a.name = "demo";
+            a.drop_folder = "/srv/drop";
+            a.domains = {"example.test", "xn--bcher-kva.example"};
+            tx.add_connector(a);
+            mx::connector off;
+            off.name = "off";
+            off.drop_folder = "/srv/off";
+            off.domains = {"off.test"};
+            off.active = false;
+            tx.add_connector(off);
+            mx::connector ca;
+            ca.name = "ca";
+            ca.drop_folder = "/srv/ca";
+            ca.domains = {"catchall.test"};
+            tx.add_connector(ca);
+            for (auto addr :
+                 {"info@example.test", "sales@example.test", "user@xn--bcher-kva.example"}) {
+                mx::mailbox m;
+                m.address = addr;
+                m.connector = "demo";
+                tx.add_mailbox(m);
+            }
+            mx::mailbox m;
+            m.address = "x@off.test";
+            m.connector = "off";
+            tx.add_mailbox(m);
+            m.address = "@catchall.test";
+            m.connector = "ca";
+            tx.add_mailbox(m);
+        });
+    }
+    ~fixture() {
+        s.reset();
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    mx::check_result check(std::string_view arg) { return mx::check_recipient(*s, policy, arg); }
+};
+
+}  // namespace
+
+TEST_CASE("decision table", "[decision]") {
+    fixture f;
+    struct row {
+        const char* arg;
+        mx::decision d;
+        const char* reply;
+        const char* matched;
+    };
+    const row rows[] = {
+        {"<info@example.test>", mx::decision::accept, "", "exact"},
+        {"<INFO@Example.Test>", mx::decision::accept, "", "exact"},
+        {"<info+news@example.test>", mx::decision::accept, "", "subaddress"},
+        {"<anything@catchall.test>", mx::decision::accept, "", "catch-all"},
+        {"<user@bücher.example>", mx::decision::accept, "", "exact"},
+        {"<postmaster@example.test>", mx::decision::accept, "", "postmaster"},
+        {"<nobody@example.test>", mx::decision::reject,
+         "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown", ""},
+        {"<x@off.test>", mx::decision::tempfail,
+         "450 4.2.1 <x@off.test>: Recipient address rejected: Mailbox temporarily unavailable", ""},
+        {"<y@elsewhere.test>", mx::decision::not_ours, "", ""},
+        {"info@example.test", mx::decision::reject, "501 5.1.3 Bad recipient address syntax", ""},
+        {"<>", mx::decision::reject, "501 5.1.3 Bad recipient address syntax", ""},
+        {"", mx::decision::reject, "501 5.1.3 Bad recipient address syntax", ""},
+    };
+    for (const auto& r : rows) {
+        INFO(r.arg);
+        auto res = f.check(r.arg);
+        CHECK(res.verdict == r.d);
+        CHECK(res.reply() == r.reply);
+        CHECK(res.matched_by == r.matched);
+    }
+}
+
+TEST_CASE("hostile arguments get 501, never a crash", "[decision][security]") {
+    fixture f;
+    std::string huge = "<" + std::string(300, 'a') + "@example.test>";
+    CHECK(f.check(huge).reply() == "501 5.1.3 Bad recipient address syntax");
+    CHECK(f.check(std::string_view("<in\0fo@example.test>", 20)).code == "501");
+    f.policy.smtputf8 = false;
+    CHECK(f.check("<jörg@example.test>").code == "501");
+}
+
+TEST_CASE("policy options", "[decision]") {
+    fixture f;
+    SECTION("unknown domains can be rejected") {
+        f.policy.reject_unknown_domains = true;
+        auto r = f.check("<y@elsewhere.test>");
+        CHECK(r.verdict == mx::decision::reject);
+        CHECK(r.code == "550");
+        CHECK(r.dsn == "5.1.2");
+    }
+    SECTION("postmaster can be switched off") {
+        f.policy.accept_postmaster = false;
+        CHECK(f.check("<postmaster@example.test>").verdict == mx::decision::reject);
+    }
+    SECTION("reply text is configurable and stays one line") {
+        f.policy.reject_text = "{address}: no such user here\r\nInjected: yes";
+        auto r = f.check("<nobody@example.test>");
+        CHECK(r.reply() == "550 5.1.1 <nobody@example.test>: no such user here  Injected: yes");
+    }
+    SECTION("hiding existence gives no user detail") {
+        f.policy.hide_existence = true;
+        auto r = f.check("<nobody@example.test>");
+        CHECK(r.reply() == "550 5.1.1 Recipient address rejected");
+    }
+    SECTION("no subaddressing when the delimiter is empty") {
+        f.policy.subaddress_delimiter = "";
+        CHECK(f.check("<info+news@example.test>").verdict == mx::decision::reject);
+    }
+}
+
+TEST_CASE("a store error is a 451, never a 5xx", "[decision]") {
+    fixture f;
+    // A domain pointing to a connector that vanished is an inconsistency: temporary.
+    f.s->write([](mx::store_tx& tx) { tx.clear_all(); });
+    auto r = f.check("<info@example.test>");
+    CHECK(r.verdict == mx::decision::not_ours);
+    // Simulate a broken store: a store opened on a directory that is not one.
+    fs::path broken = f.dir / "broken";
+    fs::create_directories(broken);
+    CHECK_THROWS(mx::store::open(broken / "missing", true));
+}
