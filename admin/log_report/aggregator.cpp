@@ -10,7 +10,9 @@ namespace {
 
 using sv = std::string_view;
 
-inline sv cap_key(sv s) { return s.size() > aggregator::max_key ? s.substr(0, aggregator::max_key) : s; }
+inline sv cap_key(sv s) {
+    return s.size() > aggregator::max_key ? s.substr(0, aggregator::max_key) : s;
+}
 
 // Lower-cased domain of an address into buf ("" for a bare local part such as "root").
 sv domain_of(sv address, char* buf, std::size_t cap) {
@@ -108,7 +110,8 @@ void delay_stats::add(double seconds) {
 double delay_stats::percentile(double p) const {
     if (count_ == 0) return 0;
     // Nearest-rank: the smallest value with at least p% of samples at or below it.
-    std::uint64_t rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_)));
+    std::uint64_t rank =
+        static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_)));
     if (rank == 0) rank = 1;
     std::uint64_t seen = 0;
     for (const auto& [k, n] : buckets_) {
@@ -136,7 +139,8 @@ std::string normalize_reason(std::string_view text) {
 }
 
 aggregator::aggregator(report_filter filter, const connector_map* connectors)
-    : filter_(std::move(filter)), connectors_(connectors && !connectors->empty() ? connectors : nullptr) {}
+    : filter_(std::move(filter))
+    , connectors_(connectors && !connectors->empty() ? connectors : nullptr) {}
 
 void aggregator::add_line(std::string_view raw, line_parser& parser) {
     ++t_.lines;
@@ -164,7 +168,8 @@ void aggregator::add_line(std::string_view raw, line_parser& parser) {
     add_event(line_, ev_);
 }
 
-aggregator::msg_state& aggregator::open_message(std::string_view qid, std::int64_t now, bool fresh) {
+aggregator::msg_state& aggregator::open_message(std::string_view qid, std::int64_t now,
+                                                bool fresh) {
     auto it = open_.find(qid);
     if (it == open_.end()) {
         it = open_.emplace(std::string(qid), msg_state{}).first;
@@ -216,10 +221,10 @@ domain_stats* aggregator::recipient_domain(std::string_view address, bool& pass)
             const bool dom_ok = filter_.domains.empty() ||
                                 std::find(filter_.domains.begin(), filter_.domains.end(), d) !=
                                     filter_.domains.end();
-            const bool conn_ok = filter_.connectors.empty() ||
-                                 (fresh.connector &&
-                                  std::find(filter_.connectors.begin(), filter_.connectors.end(),
-                                            *fresh.connector) != filter_.connectors.end());
+            const bool conn_ok =
+                filter_.connectors.empty() ||
+                (fresh.connector && std::find(filter_.connectors.begin(), filter_.connectors.end(),
+                                              *fresh.connector) != filter_.connectors.end());
             fresh.selected = dom_ok && conn_ok;
         }
         if (domains_.size() < max_domains) {
@@ -240,7 +245,8 @@ void aggregator::add_event(const log_line& line, const event& ev) {
     const std::int64_t now = line.time;
     if (first_time_ == 0 || now < first_time_) first_time_ = now;
     if (now > last_time_) last_time_ = now;
-    const std::size_t hour = line.hour >= 0 && line.hour < 24 ? static_cast<std::size_t>(line.hour) : 0;
+    const std::size_t hour =
+        line.hour >= 0 && line.hour < 24 ? static_cast<std::size_t>(line.hour) : 0;
     const bool by_rcpt = filter_.by_recipient();
     if (++since_sweep_ >= (1u << 20)) {
         since_sweep_ = 0;
@@ -251,8 +257,11 @@ void aggregator::add_event(const log_line& line, const event& ev) {
         case event_kind::unparsed:
             ++t_.unparsed;
             return;
-        case event_kind::info: return;
-        case event_kind::warning: ++t_.warnings; return;
+        case event_kind::info:
+            return;
+        case event_kind::warning:
+            ++t_.warnings;
+            return;
         case event_kind::connect:
             if (line.daemon == "smtpd") ++t_.connections;
             return;
@@ -265,8 +274,10 @@ void aggregator::add_event(const log_line& line, const event& ev) {
             if (m.received) return;  // a second client= line for the same lifecycle
             m.received = true;
             m.hour = static_cast<std::int8_t>(hour);
-            if (ev.kind == event_kind::client) ++t_.received_smtpd;
-            else ++t_.received_pickup;
+            if (ev.kind == event_kind::client)
+                ++t_.received_smtpd;
+            else
+                ++t_.received_pickup;
             if (!by_rcpt) {
                 m.counted = true;
                 ++t_.received;
@@ -274,7 +285,9 @@ void aggregator::add_event(const log_line& line, const event& ev) {
             }
             return;
         }
-        case event_kind::message_id: open_message(ev.queue_id, now, false); return;
+        case event_kind::message_id:
+            open_message(ev.queue_id, now, false);
+            return;
         case event_kind::queued: {
             msg_state& m = open_message(ev.queue_id, now, false);
             if (m.queued) return;  // qmgr logs from= again on every queue run
@@ -300,7 +313,9 @@ void aggregator::add_event(const log_line& line, const event& ev) {
             ++t_.expired;
             return;
         }
-        case event_kind::notification: ++t_.notifications; return;
+        case event_kind::notification:
+            ++t_.notifications;
+            return;
         case event_kind::delivery: {
             bool pass = true;
             domain_stats* ds = recipient_domain(ev.to, pass);
@@ -340,20 +355,30 @@ void aggregator::add_event(const log_line& line, const event& ev) {
                     if (ds) ++ds->bounced;
                     bounce_reasons_.add(normalize_reason(ev.status_text));
                     return;
-                case delivery_status::expired: ++t_.expired; return;
-                case delivery_status::other: return;
+                case delivery_status::expired:
+                    ++t_.expired;
+                    return;
+                case delivery_status::other:
+                    return;
             }
             return;
         }
         case event_kind::reject: {
             switch (ev.rkind) {
-                case reject_kind::reject_warning: ++t_.reject_warnings; return;
+                case reject_kind::reject_warning:
+                    ++t_.reject_warnings;
+                    return;
                 case reject_kind::hold:
-                case reject_kind::milter_hold: ++t_.held; return;
+                case reject_kind::milter_hold:
+                    ++t_.held;
+                    return;
                 case reject_kind::discard:
-                case reject_kind::milter_discard: ++t_.discarded; return;
+                case reject_kind::milter_discard:
+                    ++t_.discarded;
+                    return;
                 case reject_kind::reject:
-                case reject_kind::milter_reject: break;
+                case reject_kind::milter_reject:
+                    break;
             }
             bool pass = true;
             domain_stats* ds = nullptr;

@@ -35,14 +35,14 @@ namespace mx::logreport {
 // Counts per key with a size cap; when full, the keys with the lowest counts are dropped
 // (lossy counting: heavy hitters survive, the long tail is approximate).
 class bounded_counter {
-public:
+  public:
     explicit bounded_counter(std::size_t cap = 50000) : cap_(cap) {}
     void add(std::string_view key, std::uint64_t n = 1);
     std::vector<std::pair<std::string, std::uint64_t>> top(std::size_t n) const;
     std::size_t size() const { return map_.size(); }
     bool truncated() const { return dropped_ > 0; }
 
-private:
+  private:
     void prune();
     std::size_t cap_;
     std::uint64_t dropped_ = 0;
@@ -52,14 +52,14 @@ private:
 // Delivery delays rounded to two significant digits (Postfix's own precision below 100 s):
 // exact percentiles for what Postfix prints, bounded memory for any volume.
 class delay_stats {
-public:
+  public:
     void add(double seconds);
     std::uint64_t count() const { return count_; }
     double percentile(double p) const;  // p in [0, 100]
     double max() const { return max_; }
     double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0; }
 
-private:
+  private:
     std::map<std::int64_t, std::uint64_t> buckets_;  // key: value in 1/1000 s, 2 significant
     std::uint64_t count_ = 0;
     double sum_ = 0;
@@ -69,7 +69,7 @@ private:
 struct totals {
     std::uint64_t lines = 0;
     std::uint64_t unparsed = 0;
-    std::uint64_t other_lines = 0;  // lines of other programs (not postfix*)
+    std::uint64_t other_lines = 0;   // lines of other programs (not postfix*)
     std::uint64_t filtered_out = 0;  // outside --since/--until
     std::uint64_t connections = 0;
     std::uint64_t disconnections = 0;
@@ -116,15 +116,15 @@ struct hour_stats {
 };
 
 struct report_filter {
-    std::optional<std::int64_t> since;  // inclusive, epoch seconds
-    std::optional<std::int64_t> until;  // exclusive
+    std::optional<std::int64_t> since;    // inclusive, epoch seconds
+    std::optional<std::int64_t> until;    // exclusive
     std::vector<std::string> domains;     // lower-case; recipient domain must be one of these
     std::vector<std::string> connectors;  // recipient domain must belong to one of these
     bool by_recipient() const { return !domains.empty() || !connectors.empty(); }
 };
 
 class aggregator {
-public:
+  public:
     aggregator(report_filter filter, const connector_map* connectors);
 
     // One raw line. `show_unparsed` (optional) receives lines that were not understood.
@@ -162,7 +162,7 @@ public:
     static constexpr std::size_t max_domains = 10000;
     static constexpr std::size_t max_key = 256;  // bytes of any stored key
 
-private:
+  private:
     struct msg_state {
         std::int64_t first_seen = 0;
         std::int64_t last_seen = 0;

@@ -35,7 +35,7 @@ template <class V>
 using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
 
 class connector_map {
-public:
+  public:
     void add(std::string_view pattern, std::string_view connector);
     // Owner of a lower-case ASCII domain, or nullptr.
     const std::string* lookup(std::string_view domain) const;
@@ -43,7 +43,7 @@ public:
     // Every connector name known (sorted, unique).
     std::vector<std::string> connectors() const;
 
-private:
+  private:
     string_map<std::string> exact_;    // "example.com" -> connector
     string_map<std::string> parents_;  // "example.com" (from ".example.com") -> connector
     std::optional<std::string> any_;   // "."

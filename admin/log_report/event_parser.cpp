@@ -9,8 +9,12 @@ namespace {
 using sv = std::string_view;
 constexpr auto npos = sv::npos;
 
-inline bool starts(sv s, sv p) { return s.size() >= p.size() && s.compare(0, p.size(), p) == 0; }
-inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+inline bool starts(sv s, sv p) {
+    return s.size() >= p.size() && s.compare(0, p.size(), p) == 0;
+}
+inline bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // Value of "<...>" at s[0] == '<': up to the '>' that is followed by ',', ' ' or the end.
 // Returns the inner text and sets `next` past the '>'.
@@ -96,9 +100,12 @@ void parse_envelope(sv s, event& ev) {
             if (used == npos) used = rest.size();
             value = rest.substr(0, used);
         }
-        if (key == "from") ev.from = value;
-        else if (key == "to") ev.to = value;
-        else if (key == "helo") ev.helo = value;
+        if (key == "from")
+            ev.from = value;
+        else if (key == "to")
+            ev.to = value;
+        else if (key == "helo")
+            ev.helo = value;
         i = eq + 1 + used;
         if (i < s.size() && s[i] == ':') return;  // cleanup: "helo=<h>: 5.7.1 text"
     }
@@ -171,11 +178,16 @@ void parse_kv(sv s, event& ev) {
             std::size_t e = 0;
             while (e < rest.size() && rest[e] != ' ' && rest[e] != ',') ++e;
             const sv word = rest.substr(0, e);
-            if (word == "sent") ev.status = delivery_status::sent;
-            else if (word == "deferred") ev.status = delivery_status::deferred;
-            else if (word == "bounced") ev.status = delivery_status::bounced;
-            else if (word == "expired") ev.status = delivery_status::expired;
-            else ev.status = delivery_status::other;
+            if (word == "sent")
+                ev.status = delivery_status::sent;
+            else if (word == "deferred")
+                ev.status = delivery_status::deferred;
+            else if (word == "bounced")
+                ev.status = delivery_status::bounced;
+            else if (word == "expired")
+                ev.status = delivery_status::expired;
+            else
+                ev.status = delivery_status::other;
             sv after = rest.substr(e);
             if (starts(after, " (")) {
                 after.remove_prefix(2);
@@ -195,16 +207,26 @@ void parse_kv(sv s, event& ev) {
             if (used == npos) used = rest.size();
             value = rest.substr(0, used);
         }
-        if (key == "to") ev.to = value;
-        else if (key == "orig_to") ev.orig_to = value;
-        else if (key == "relay") ev.relay = value;
-        else if (key == "delay") ev.delay = to_delay(value);
-        else if (key == "delays") ev.delays = value;
-        else if (key == "dsn") ev.dsn = value;
-        else if (key == "tls") ev.tls = value;
-        else if (key == "from") ev.from = value;
-        else if (key == "size") ev.size = to_int(value);
-        else if (key == "nrcpt") ev.nrcpt = static_cast<std::int32_t>(to_int(value));
+        if (key == "to")
+            ev.to = value;
+        else if (key == "orig_to")
+            ev.orig_to = value;
+        else if (key == "relay")
+            ev.relay = value;
+        else if (key == "delay")
+            ev.delay = to_delay(value);
+        else if (key == "delays")
+            ev.delays = value;
+        else if (key == "dsn")
+            ev.dsn = value;
+        else if (key == "tls")
+            ev.tls = value;
+        else if (key == "from")
+            ev.from = value;
+        else if (key == "size")
+            ev.size = to_int(value);
+        else if (key == "nrcpt")
+            ev.nrcpt = static_cast<std::int32_t>(to_int(value));
         i = eq + 1 + used;
         if (i < s.size() && s[i] == ',') ++i;
         if (i < s.size() && s[i] == ' ') ++i;
@@ -244,24 +266,53 @@ bool is_warning(sv m) {
 // Chatter that is understood but not counted.
 bool is_info(sv daemon, sv m) {
     static constexpr sv quiet_daemons[] = {
-        "master",  "postfix-script", "postsuper", "postlogd", "postqueue", "postdrop",
-        "tlsmgr",  "anvil",          "scache",    "postmap",  "postalias", "verify",
-        "flush",   "proxymap",       "trivial-rewrite", "tlsproxy", "dnsblog", "showq",
-        "postlog", "sendmail",       "postmulti", "postconf", "dkimmilter"};
+        "master",  "postfix-script", "postsuper",       "postlogd", "postqueue", "postdrop",
+        "tlsmgr",  "anvil",          "scache",          "postmap",  "postalias", "verify",
+        "flush",   "proxymap",       "trivial-rewrite", "tlsproxy", "dnsblog",   "showq",
+        "postlog", "sendmail",       "postmulti",       "postconf", "dkimmilter"};
     for (const sv d : quiet_daemons)
         if (daemon == d) return true;
-    static constexpr sv prefixes[] = {
-        "lost connection after ", "timeout after ", "too many errors after ",
-        "Anonymous TLS connection", "Untrusted TLS connection", "Trusted TLS connection",
-        "Verified TLS connection", "SSL_accept error", "SSL_connect error",
-        "improper command pipelining", "connect to ", "statistics: ", "CONNECT from ",
-        "PASS NEW ", "PASS OLD ", "DISCONNECT ", "PREGREET ", "HANGUP ", "DNSBL rank ",
-        "COMMAND ", "WHITELISTED ", "BLACKLISTED ", "ALLOWLISTED ", "DENYLISTED ", "NOQUEUE: filter: ",
-        "host ", "lost connection with ", "conversation with ", "enabling PIX workarounds",
-        "SASL ", "auth_", "message repeated ", "mapping DSN status", "setting up TLS",
-        "server certificate verification failed", "Host offered STARTTLS",
-        "discarding EHLO keywords", "sender non-delivery", "sender delay notification",
-        "sender delivery status notification", "postmaster non-delivery"};
+    static constexpr sv prefixes[] = {"lost connection after ",
+                                      "timeout after ",
+                                      "too many errors after ",
+                                      "Anonymous TLS connection",
+                                      "Untrusted TLS connection",
+                                      "Trusted TLS connection",
+                                      "Verified TLS connection",
+                                      "SSL_accept error",
+                                      "SSL_connect error",
+                                      "improper command pipelining",
+                                      "connect to ",
+                                      "statistics: ",
+                                      "CONNECT from ",
+                                      "PASS NEW ",
+                                      "PASS OLD ",
+                                      "DISCONNECT ",
+                                      "PREGREET ",
+                                      "HANGUP ",
+                                      "DNSBL rank ",
+                                      "COMMAND ",
+                                      "WHITELISTED ",
+                                      "BLACKLISTED ",
+                                      "ALLOWLISTED ",
+                                      "DENYLISTED ",
+                                      "NOQUEUE: filter: ",
+                                      "host ",
+                                      "lost connection with ",
+                                      "conversation with ",
+                                      "enabling PIX workarounds",
+                                      "SASL ",
+                                      "auth_",
+                                      "message repeated ",
+                                      "mapping DSN status",
+                                      "setting up TLS",
+                                      "server certificate verification failed",
+                                      "Host offered STARTTLS",
+                                      "discarding EHLO keywords",
+                                      "sender non-delivery",
+                                      "sender delay notification",
+                                      "sender delivery status notification",
+                                      "postmaster non-delivery"};
     for (const sv p : prefixes)
         if (starts(m, p)) return true;
     return false;
@@ -280,10 +331,23 @@ bool is_queue_id(std::string_view s) noexcept {
         // The long form's alphabet has no vowels: this is what tells "4Qv4Zs0bVBz5yk1" from
         // words like "warning" or "statistics".
         switch (c) {
-            case 'A': case 'E': case 'I': case 'O': case 'U':
-            case 'a': case 'e': case 'i': case 'o': case 'u': base52 = false; break;
-            case 'z': has_z = true; break;
-            default: break;
+            case 'A':
+            case 'E':
+            case 'I':
+            case 'O':
+            case 'U':
+            case 'a':
+            case 'e':
+            case 'i':
+            case 'o':
+            case 'u':
+                base52 = false;
+                break;
+            case 'z':
+                has_z = true;
+                break;
+            default:
+                break;
         }
     }
     return hex || (base52 && has_z && s.size() >= 12);
@@ -337,8 +401,8 @@ bool parse_event(const log_line& line, event& ev) noexcept {
         if (starts(r, "to=<")) {
             parse_kv(r, ev);
             ev.kind = event_kind::delivery;
-            ev.forwarded = ev.status == delivery_status::sent &&
-                           ev.status_text.find("forwarded as ") != npos;
+            ev.forwarded =
+                ev.status == delivery_status::sent && ev.status_text.find("forwarded as ") != npos;
             return true;
         }
         if (starts(r, "from=<")) {
@@ -433,25 +497,38 @@ reject_reason classify_reject(const event& ev) noexcept {
 
 std::string_view reject_reason_name(reject_reason r) noexcept {
     switch (r) {
-        case reject_reason::user_unknown: return "user_unknown";
-        case reject_reason::connector_inactive: return "connector_inactive";
-        case reject_reason::store_error: return "store_error";
-        case reject_reason::milter_unavailable: return "milter_unavailable";
-        case reject_reason::relay_denied: return "relay_denied";
-        case reject_reason::other: return "other";
+        case reject_reason::user_unknown:
+            return "user_unknown";
+        case reject_reason::connector_inactive:
+            return "connector_inactive";
+        case reject_reason::store_error:
+            return "store_error";
+        case reject_reason::milter_unavailable:
+            return "milter_unavailable";
+        case reject_reason::relay_denied:
+            return "relay_denied";
+        case reject_reason::other:
+            return "other";
     }
     return "other";
 }
 
 std::string_view reject_kind_name(reject_kind k) noexcept {
     switch (k) {
-        case reject_kind::reject: return "reject";
-        case reject_kind::milter_reject: return "milter-reject";
-        case reject_kind::reject_warning: return "reject_warning";
-        case reject_kind::hold: return "hold";
-        case reject_kind::discard: return "discard";
-        case reject_kind::milter_hold: return "milter-hold";
-        case reject_kind::milter_discard: return "milter-discard";
+        case reject_kind::reject:
+            return "reject";
+        case reject_kind::milter_reject:
+            return "milter-reject";
+        case reject_kind::reject_warning:
+            return "reject_warning";
+        case reject_kind::hold:
+            return "hold";
+        case reject_kind::discard:
+            return "discard";
+        case reject_kind::milter_hold:
+            return "milter-hold";
+        case reject_kind::milter_discard:
+            return "milter-discard";
     }
     return "reject";
 }

@@ -19,7 +19,7 @@ namespace mx::logreport {
 namespace {
 
 class fd_source : public byte_source {
-public:
+  public:
     fd_source(int fd, bool owned) : fd_(fd), owned_(owned) {
 #ifdef POSIX_FADV_SEQUENTIAL
         (void)::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -36,16 +36,18 @@ public:
             return static_cast<long>(r);
         }
     }
-    std::string error() const override { return err_; }
+    std::string error() const override {
+        return err_;
+    }
 
-private:
+  private:
     int fd_;
     bool owned_;
     std::string err_;
 };
 
 class gz_source : public byte_source {
-public:
+  public:
     explicit gz_source(int fd) : gz_(gzdopen(fd, "rb")) {
         if (!gz_) {
             ::close(fd);
@@ -67,7 +69,7 @@ public:
     }
     std::string error() const override { return err_; }
 
-private:
+  private:
     gzFile gz_;
     std::string err_;
 };
@@ -128,7 +130,8 @@ bool line_splitter::pump(byte_source& src, const std::function<void(std::string_
         const char* p = buf + scan_from;
         const char* const e = buf + end_;
         while (p < e) {
-            const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(e - p)));
+            const char* nl =
+                static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(e - p)));
             if (!nl) break;
             if (skipping_) {
                 skipping_ = false;

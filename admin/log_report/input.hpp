@@ -23,7 +23,7 @@
 namespace mx::logreport {
 
 class byte_source {
-public:
+  public:
     virtual ~byte_source() = default;
     // Bytes read, 0 at (current) end of input, -1 on error (message in error()).
     virtual long read(char* buf, std::size_t n) = 0;
@@ -34,7 +34,7 @@ public:
 std::unique_ptr<byte_source> open_source(const std::string& path);
 
 class line_splitter {
-public:
+  public:
     static constexpr std::size_t buffer_size = 4u << 20;
     line_splitter();
     // Feeds every complete line of `src` to fn until the source reports end of input; with
@@ -44,7 +44,7 @@ public:
     // Hands out a kept partial line (the followed file was rotated away).
     void flush(const std::function<void(std::string_view)>& fn);
 
-private:
+  private:
     std::unique_ptr<char[]> buf_;
     std::size_t start_ = 0;
     std::size_t end_ = 0;

@@ -9,7 +9,9 @@ namespace mx::logreport {
 
 namespace {
 
-inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+inline bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // Reads exactly n digits at p[0..n) (caller checked the length).
 inline bool digits(const char* p, int n, int& v) {
@@ -31,7 +33,8 @@ int month_of(const char* p) {
             if (b == 'u' && c == 'n') return 6;
             if (b == 'u' && c == 'l') return 7;
             return 0;
-        case 'F': return (b == 'e' && c == 'b') ? 2 : 0;
+        case 'F':
+            return (b == 'e' && c == 'b') ? 2 : 0;
         case 'M':
             if (b == 'a' && c == 'r') return 3;
             if (b == 'a' && c == 'y') return 5;
@@ -40,11 +43,16 @@ int month_of(const char* p) {
             if (b == 'p' && c == 'r') return 4;
             if (b == 'u' && c == 'g') return 8;
             return 0;
-        case 'S': return (b == 'e' && c == 'p') ? 9 : 0;
-        case 'O': return (b == 'c' && c == 't') ? 10 : 0;
-        case 'N': return (b == 'o' && c == 'v') ? 11 : 0;
-        case 'D': return (b == 'e' && c == 'c') ? 12 : 0;
-        default: return 0;
+        case 'S':
+            return (b == 'e' && c == 'p') ? 9 : 0;
+        case 'O':
+            return (b == 'c' && c == 't') ? 10 : 0;
+        case 'N':
+            return (b == 'o' && c == 'v') ? 11 : 0;
+        case 'D':
+            return (b == 'e' && c == 'c') ? 12 : 0;
+        default:
+            return 0;
     }
 }
 
@@ -172,8 +180,8 @@ bool line_parser::parse_traditional(std::string_view line, log_line& out) {
     if (p[i] != ' ' || line.size() < i + 10) return false;
     ++i;
     int h, mi, s;
-    if (!digits(p + i, 2, h) || p[i + 2] != ':' || !digits(p + i + 3, 2, mi) ||
-        p[i + 5] != ':' || !digits(p + i + 6, 2, s))
+    if (!digits(p + i, 2, h) || p[i + 2] != ':' || !digits(p + i + 3, 2, mi) || p[i + 5] != ':' ||
+        !digits(p + i + 6, 2, s))
         return false;
     if (!valid_time(mon, d, h, mi, s)) return false;
     i += 8;
@@ -365,11 +373,21 @@ void unescape(std::string_view raw, std::string& out) {
         }
         const char e = raw[++i];
         switch (e) {
-            case 'n': out.push_back('\n'); break;
-            case 't': out.push_back('\t'); break;
-            case 'r': out.push_back('\r'); break;
-            case 'b': out.push_back('\b'); break;
-            case 'f': out.push_back('\f'); break;
+            case 'n':
+                out.push_back('\n');
+                break;
+            case 't':
+                out.push_back('\t');
+                break;
+            case 'r':
+                out.push_back('\r');
+                break;
+            case 'b':
+                out.push_back('\b');
+                break;
+            case 'f':
+                out.push_back('\f');
+                break;
             case 'u': {
                 unsigned cp = 0;
                 bool ok = i + 4 < raw.size();
@@ -387,7 +405,9 @@ void unescape(std::string_view raw, std::string& out) {
                 put_utf8(out, cp);
                 break;
             }
-            default: out.push_back(e); break;  // \" \\ \/ and anything else verbatim
+            default:
+                out.push_back(e);
+                break;  // \" \\ \/ and anything else verbatim
         }
     }
 }
@@ -476,8 +496,7 @@ bool line_parser::parse_json(std::string_view line, log_line& out) {
     }
     if (!have_msg || !have_tag || realtime < 0 || json_tag_.empty()) return false;
     // Journal MESSAGE values may end with a newline; a log line never does.
-    while (!json_message_.empty() &&
-           (json_message_.back() == '\n' || json_message_.back() == '\r'))
+    while (!json_message_.empty() && (json_message_.back() == '\n' || json_message_.back() == '\r'))
         json_message_.pop_back();
     out.format = line_format::journal_json;
     out.time = realtime / 1000000;

@@ -39,7 +39,7 @@ struct log_line {
 };
 
 class line_parser {
-public:
+  public:
     // `now` anchors year inference for year-less formats (tests pass a fixed value).
     explicit line_parser(std::int64_t now = static_cast<std::int64_t>(std::time(nullptr)));
 
@@ -48,7 +48,7 @@ public:
 
     bool parse(std::string_view line, log_line& out);
 
-private:
+  private:
     bool parse_traditional(std::string_view line, log_line& out);
     bool parse_rfc3339(std::string_view line, log_line& out);
     bool parse_json(std::string_view line, log_line& out);

@@ -18,9 +18,7 @@ using json = nlohmann::json;
 struct named_stats {
     std::string name;
     const domain_stats* s;
-    std::uint64_t activity() const {
-        return s->delivered + s->deferred + s->bounced + s->rejected;
-    }
+    std::uint64_t activity() const { return s->delivered + s->deferred + s->bounced + s->rejected; }
 };
 
 std::vector<named_stats> sorted_domains(const aggregator& agg) {
@@ -28,8 +26,8 @@ std::vector<named_stats> sorted_domains(const aggregator& agg) {
     v.reserve(agg.domains().size() + 1);
     for (const auto& [d, s] : agg.domains())
         if (s.selected) v.push_back({d.empty() ? std::string("(no domain)") : d, &s});
-    if (agg.other_domains().delivered + agg.other_domains().deferred +
-            agg.other_domains().bounced + agg.other_domains().rejected >
+    if (agg.other_domains().delivered + agg.other_domains().deferred + agg.other_domains().bounced +
+            agg.other_domains().rejected >
         0)
         v.push_back({"(other)", &agg.other_domains()});
     std::sort(v.begin(), v.end(), [](const named_stats& a, const named_stats& b) {
@@ -62,14 +60,18 @@ std::map<std::string, domain_stats> connector_sums(const aggregator& agg) {
 json reasons_json(const std::array<std::uint64_t, reject_reason_count>& r) {
     json j = json::object();
     for (int i = 0; i < reject_reason_count; ++i)
-        j[std::string(reject_reason_name(static_cast<reject_reason>(i)))] = r[static_cast<std::size_t>(i)];
+        j[std::string(reject_reason_name(static_cast<reject_reason>(i)))] =
+            r[static_cast<std::size_t>(i)];
     return j;
 }
 
 json stats_json(const domain_stats& s) {
-    return json{{"delivered", s.delivered},          {"deferred", s.deferred},
-                {"bounced", s.bounced},              {"rejected", s.rejected},
-                {"milter_rejected", s.milter_rejected}, {"rejects_by_reason", reasons_json(s.rejects_by_reason)}};
+    return json{{"delivered", s.delivered},
+                {"deferred", s.deferred},
+                {"bounced", s.bounced},
+                {"rejected", s.rejected},
+                {"milter_rejected", s.milter_rejected},
+                {"rejects_by_reason", reasons_json(s.rejects_by_reason)}};
 }
 
 json counter_map_json(const string_map<std::uint64_t>& m) {
@@ -96,12 +98,18 @@ std::string iso_time(std::int64_t t) {
 
 const char* reason_label(reject_reason r) {
     switch (r) {
-        case reject_reason::user_unknown: return "user unknown (5.1.1)";
-        case reject_reason::connector_inactive: return "connector inactive (4.2.1)";
-        case reject_reason::store_error: return "store error (4.3.0)";
-        case reject_reason::milter_unavailable: return "milter unavailable (451 4.7.1)";
-        case reject_reason::relay_denied: return "relay access denied";
-        case reject_reason::other: return "other";
+        case reject_reason::user_unknown:
+            return "user unknown (5.1.1)";
+        case reject_reason::connector_inactive:
+            return "connector inactive (4.2.1)";
+        case reject_reason::store_error:
+            return "store error (4.3.0)";
+        case reject_reason::milter_unavailable:
+            return "milter unavailable (451 4.7.1)";
+        case reject_reason::relay_denied:
+            return "relay access denied";
+        case reject_reason::other:
+            return "other";
     }
     return "other";
 }
@@ -116,19 +124,26 @@ void row(std::ostream& out, std::string_view label, std::uint64_t v, std::string
 
 std::string fmt_seconds(double s) {
     char buf[32];
-    if (s < 10) std::snprintf(buf, sizeof buf, "%.2f s", s);
-    else if (s < 3600) std::snprintf(buf, sizeof buf, "%.0f s", s);
-    else std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
+    if (s < 10)
+        std::snprintf(buf, sizeof buf, "%.2f s", s);
+    else if (s < 3600)
+        std::snprintf(buf, sizeof buf, "%.0f s", s);
+    else
+        std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
     return buf;
 }
 
 std::string prom_escape(std::string_view s) {
     std::string out;
     for (const char c : s) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out += c;
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
     }
     return out;
 }
@@ -159,7 +174,7 @@ nlohmann::json to_json(const aggregator& agg, const render_options& opt) {
                                           {"last", iso_time(agg.last_time())},
                                           {"first_epoch", agg.first_time()},
                                           {"last_epoch", agg.last_time()}}
-                                    : json(nullptr);
+                                   : json(nullptr);
     json tot = {
         {"lines", t.lines},
         {"unparsed", t.unparsed},
@@ -199,9 +214,8 @@ nlohmann::json to_json(const aggregator& agg, const render_options& opt) {
     j["deferral_reasons"] = top_json(agg.deferral_reasons(), opt.top, "reason");
     j["bounce_reasons"] = top_json(agg.bounce_reasons(), opt.top, "reason");
     const delay_stats& d = agg.delays();
-    j["delays"] = {{"count", d.count()},          {"mean", d.mean()},
-                   {"p50", d.percentile(50)},     {"p90", d.percentile(90)},
-                   {"p95", d.percentile(95)},     {"p99", d.percentile(99)},
+    j["delays"] = {{"count", d.count()},      {"mean", d.mean()},        {"p50", d.percentile(50)},
+                   {"p90", d.percentile(90)}, {"p95", d.percentile(95)}, {"p99", d.percentile(99)},
                    {"max", d.max()}};
     json hours = json::array();
     for (std::size_t h = 0; h < 24; ++h) {
@@ -255,7 +269,8 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
     out << "\nTotals\n";
     row(out, "connections", t.connections);
     row(out, "received", t.received,
-        "smtpd " + std::to_string(t.received_smtpd) + ", pickup " + std::to_string(t.received_pickup));
+        "smtpd " + std::to_string(t.received_smtpd) + ", pickup " +
+            std::to_string(t.received_pickup));
     row(out, "queued (accepted messages)", t.queued, std::to_string(t.bytes_received) + " bytes");
     row(out, "recipients", t.recipients);
     row(out, "delivered", t.delivered);
@@ -271,19 +286,23 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
     if (t.discarded) row(out, "discarded", t.discarded);
     row(out, "notifications (bounces sent)", t.notifications);
     row(out, "warnings", t.warnings);
-    row(out, "lines", t.lines, std::to_string(t.unparsed) + " unparsed, " +
-                                   std::to_string(t.other_lines) + " other programs");
+    row(out, "lines", t.lines,
+        std::to_string(t.unparsed) + " unparsed, " + std::to_string(t.other_lines) +
+            " other programs");
 
     out << "\nRejects by reason\n";
     for (int i = 0; i < reject_reason_count; ++i)
-        row(out, reason_label(static_cast<reject_reason>(i)), agg.rejects_by_reason()[static_cast<std::size_t>(i)]);
+        row(out, reason_label(static_cast<reject_reason>(i)),
+            agg.rejects_by_reason()[static_cast<std::size_t>(i)]);
     if (!agg.rejects_by_stage().empty()) {
         out << "\nRejects by stage (milter-reject in brackets)\n";
-        std::map<std::string, std::uint64_t> st(agg.rejects_by_stage().begin(), agg.rejects_by_stage().end());
+        std::map<std::string, std::uint64_t> st(agg.rejects_by_stage().begin(),
+                                                agg.rejects_by_stage().end());
         for (const auto& [k, v] : st) {
             auto m = agg.milter_rejects_by_stage().find(k);
             row(out, printable(k), v,
-                m == agg.milter_rejects_by_stage().end() ? "" : "[" + std::to_string(m->second) + "]");
+                m == agg.milter_rejects_by_stage().end() ? ""
+                                                         : "[" + std::to_string(m->second) + "]");
         }
     }
     const auto top_block = [&](const char* title, const bounded_counter& c) {
@@ -292,7 +311,7 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
         out << "\n" << title << "\n";
         for (const auto& [k, n] : v) {
             std::string label = printable(k);
-            if (label.size() > 60) label = label.substr(0, 57) + "...";
+            if (label.size() > 90) label = label.substr(0, 87) + "...";
             out << "  " << std::right << std::setw(8) << n << "  " << label << "\n";
         }
     };
@@ -304,26 +323,30 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
     const delay_stats& d = agg.delays();
     if (d.count()) {
         out << "\nDelivery delay (" << d.count() << " deliveries)\n";
-        out << "  p50 " << fmt_seconds(d.percentile(50)) << "   p90 " << fmt_seconds(d.percentile(90))
-            << "   p95 " << fmt_seconds(d.percentile(95)) << "   p99 "
-            << fmt_seconds(d.percentile(99)) << "   max " << fmt_seconds(d.max()) << "\n";
+        out << "  p50 " << fmt_seconds(d.percentile(50)) << "   p90 "
+            << fmt_seconds(d.percentile(90)) << "   p95 " << fmt_seconds(d.percentile(95))
+            << "   p99 " << fmt_seconds(d.percentile(99)) << "   max " << fmt_seconds(d.max())
+            << "\n";
     }
 
     const auto conns = connector_sums(agg);
-    const auto print_stats_table = [&](const char* title, const std::vector<std::pair<std::string, const domain_stats*>>& rows) {
-        if (rows.empty()) return;
-        out << "\n" << title << "\n";
-        out << "  " << std::left << std::setw(34) << "" << std::right << std::setw(10) << "delivered"
-            << std::setw(10) << "deferred" << std::setw(10) << "bounced" << std::setw(10)
-            << "rejected" << std::setw(10) << "milter" << "\n";
-        for (const auto& [name, s] : rows) {
-            std::string label = printable(name);
-            if (label.size() > 34) label = label.substr(0, 31) + "...";
-            out << "  " << std::left << std::setw(34) << label << std::right << std::setw(10)
-                << s->delivered << std::setw(10) << s->deferred << std::setw(10) << s->bounced
-                << std::setw(10) << s->rejected << std::setw(10) << s->milter_rejected << "\n";
-        }
-    };
+    const auto print_stats_table =
+        [&](const char* title,
+            const std::vector<std::pair<std::string, const domain_stats*>>& rows) {
+            if (rows.empty()) return;
+            out << "\n" << title << "\n";
+            out << "  " << std::left << std::setw(34) << "" << std::right << std::setw(10)
+                << "delivered" << std::setw(10) << "deferred" << std::setw(10) << "bounced"
+                << std::setw(10) << "rejected" << std::setw(10) << "milter"
+                << "\n";
+            for (const auto& [name, s] : rows) {
+                std::string label = printable(name);
+                if (label.size() > 34) label = label.substr(0, 31) + "...";
+                out << "  " << std::left << std::setw(34) << label << std::right << std::setw(10)
+                    << s->delivered << std::setw(10) << s->deferred << std::setw(10) << s->bounced
+                    << std::setw(10) << s->rejected << std::setw(10) << s->milter_rejected << "\n";
+            }
+        };
     if (!conns.empty()) {
         std::vector<std::pair<std::string, const domain_stats*>> rows;
         for (const auto& [k, s] : conns) rows.emplace_back(k, &s);
@@ -368,8 +391,9 @@ void render_prometheus(const aggregator& agg, std::ostream& out) {
     out << "# HELP mx_log_rejected_total Reject lines (Postfix and milter) by reason.\n"
            "# TYPE mx_log_rejected_total counter\n";
     for (int i = 0; i < reject_reason_count; ++i)
-        out << "mx_log_rejected_total{reason=\"" << reject_reason_name(static_cast<reject_reason>(i))
-            << "\"} " << agg.rejects_by_reason()[static_cast<std::size_t>(i)] << "\n";
+        out << "mx_log_rejected_total{reason=\""
+            << reject_reason_name(static_cast<reject_reason>(i)) << "\"} "
+            << agg.rejects_by_reason()[static_cast<std::size_t>(i)] << "\n";
     const auto conns = connector_sums(agg);
     if (!conns.empty()) {
         // Connector names come from the store (a handful), never from log text.

@@ -33,11 +33,16 @@ bool iequals(std::string_view a, std::string_view b) {
 
 std::string_view status_name(delivery_status s) {
     switch (s) {
-        case delivery_status::sent: return "sent";
-        case delivery_status::deferred: return "deferred";
-        case delivery_status::bounced: return "bounced";
-        case delivery_status::expired: return "expired";
-        case delivery_status::other: return "other";
+        case delivery_status::sent:
+            return "sent";
+        case delivery_status::deferred:
+            return "deferred";
+        case delivery_status::bounced:
+            return "bounced";
+        case delivery_status::expired:
+            return "expired";
+        case delivery_status::other:
+            return "other";
     }
     return "other";
 }
@@ -82,11 +87,13 @@ void tracer::summarize(trace_result& r, const event& ev) {
             r.from = std::string(ev.from);
             add_step(r.path, "local submission (pickup) from=<" + r.from + ">");
             break;
-        case event_kind::message_id: r.message_id = std::string(ev.message_id); break;
+        case event_kind::message_id:
+            r.message_id = std::string(ev.message_id);
+            break;
         case event_kind::queued:
-            if (r.from.empty() || std::none_of(r.path.begin(), r.path.end(), [](const std::string& s) {
-                    return s.rfind("queued", 0) == 0;
-                })) {
+            if (r.from.empty() ||
+                std::none_of(r.path.begin(), r.path.end(),
+                             [](const std::string& s) { return s.rfind("queued", 0) == 0; })) {
                 r.from = std::string(ev.from);
                 add_step(r.path, "queued from=<" + r.from + "> size=" + std::to_string(ev.size) +
                                      " nrcpt=" + std::to_string(ev.nrcpt));
@@ -103,12 +110,17 @@ void tracer::summarize(trace_result& r, const event& ev) {
             add_step(r.path, std::move(s));
             break;
         }
-        case event_kind::expired: add_step(r.path, "expired, returned to sender"); break;
+        case event_kind::expired:
+            add_step(r.path, "expired, returned to sender");
+            break;
         case event_kind::notification:
             add_step(r.path, "notification to sender queued as " + std::string(ev.new_queue_id));
             break;
-        case event_kind::removed: add_step(r.path, "removed from queue"); break;
-        default: break;
+        case event_kind::removed:
+            add_step(r.path, "removed from queue");
+            break;
+        default:
+            break;
     }
 }
 
@@ -233,14 +245,16 @@ nlohmann::json trace_json(const std::vector<trace_result>& results) {
         nlohmann::json lines = nlohmann::json::array();
         for (const auto& l : r.lines)
             lines.push_back({{"time", l.time}, {"daemon", l.daemon}, {"text", l.text}});
-        a.push_back({{"queue_id", r.queue_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.queue_id)},
-                     {"message_id", r.message_id},
-                     {"from", r.from},
-                     {"client", r.client},
-                     {"parent", r.parent.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.parent)},
-                     {"closed", r.closed},
-                     {"path", r.path},
-                     {"lines", lines}});
+        a.push_back(
+            {{"queue_id",
+              r.queue_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.queue_id)},
+             {"message_id", r.message_id},
+             {"from", r.from},
+             {"client", r.client},
+             {"parent", r.parent.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.parent)},
+             {"closed", r.closed},
+             {"path", r.path},
+             {"lines", lines}});
     }
     return a;
 }

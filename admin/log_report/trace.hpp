@@ -47,13 +47,13 @@ struct trace_result {
 };
 
 class tracer {
-public:
+  public:
     explicit tracer(std::string query);
     void add(const log_line& line, const event& ev);
     // Messages still open at the end are reported too (still queued or log cut).
     std::vector<trace_result> finish();
 
-private:
+  private:
     struct open_msg {
         trace_result r;
         bool matched = false;
