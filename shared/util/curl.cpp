@@ -69,7 +69,9 @@ void easy::check(CURLcode rc, const char* name) {
     if (rc != CURLE_OK) throw error("curl_easy_setopt", rc, name);
 }
 
-void easy::set(CURLoption opt, const char* name, long v) { check(curl_easy_setopt(h_, opt, v), name); }
+void easy::set(CURLoption opt, const char* name, long v) {
+    check(curl_easy_setopt(h_, opt, v), name);
+}
 void easy::set(CURLoption opt, const char* name, const std::string& v) {
     check(curl_easy_setopt(h_, opt, v.c_str()), name);  // libcurl copies strings
 }
