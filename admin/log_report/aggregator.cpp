@@ -380,6 +380,15 @@ void aggregator::add_event(const log_line& line, const event& ev) {
                 case reject_kind::milter_reject:
                     break;
             }
+            if (!ev.queue_id.empty() && ev.stage != "RCPT") {
+                // A whole message rejected after it got a queue ID (DATA, END-OF-MESSAGE,
+                // header/body checks): Postfix deletes the file without logging "removed".
+                auto it = open_.find(ev.queue_id);
+                if (it != open_.end()) {
+                    close_message(it->second);
+                    open_.erase(it);
+                }
+            }
             bool pass = true;
             domain_stats* ds = nullptr;
             if (!ev.to.empty()) {

@@ -195,7 +195,10 @@ void tracer::add(const log_line& line, const event& ev) {
         child.r.queue_id = std::string(ev.new_queue_id);
         child.r.parent = qid;
     }
-    if (ev.kind == event_kind::removed) {
+    if (ev.kind == event_kind::removed ||
+        (ev.kind == event_kind::reject && ev.stage != "RCPT" &&
+         (ev.rkind == reject_kind::reject || ev.rkind == reject_kind::milter_reject))) {
+        // "removed", or the whole message refused after it had a queue ID (no "removed" then).
         m.r.closed = true;
         close(qid);
     }
