@@ -1,0 +1,538 @@
+#include "bounce_sender.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "global/address.hpp"
+#include "global/logging.hpp"
+#include "global/mail_header.hpp"
+#include "util/fs.hpp"
+
+namespace mx {
+namespace {
+
+std::int64_t wall_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Reads at most `cap` bytes: a DSN needs the whole message only when it is small.
+std::optional<std::string> read_prefix(const std::filesystem::path& p, std::size_t cap) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::string buf(cap, '\0');
+    in.read(buf.data(), static_cast<std::streamsize>(cap));
+    buf.resize(static_cast<std::size_t>(in.gcount()));
+    return buf;
+}
+
+std::string fnv_hex(std::string_view s) {
+    std::uint64_t h = 0xcbf29ce484222325ULL;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 0x100000001b3ULL;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+bool safe_id(std::string_view id) {
+    return !id.empty() && id.size() < 200 && id.front() != '.' &&
+           std::all_of(id.begin(), id.end(), [](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                      c == '.';
+           });
+}
+
+template <typename T>
+void get_key(const nlohmann::json& sec, const char* key, T& out) {
+    auto it = sec.find(key);
+    if (it == sec.end()) return;
+    try {
+        out = it->get<T>();
+    } catch (const nlohmann::json::exception&) {
+        throw config_error(std::string("[bounce] ") + key + ": wrong type");
+    }
+}
+
+}  // namespace
+
+bounce_settings bounce_settings::from(const config& cfg) {
+    bounce_settings s;
+    const auto& b = cfg.section("bounce");
+    get_key(b, "enabled", s.enabled);
+    get_key(b, "subject", s.subject);
+    get_key(b, "template", s.human_template);
+    if (auto it = b.find("template_file"); it != b.end() && it->is_string()) {
+        std::filesystem::path p = it->get<std::string>();
+        if (p.is_relative() && !cfg.file.empty()) p = cfg.file.parent_path() / p;
+        try {
+            s.human_template = util::read_file(p);
+        } catch (const std::exception& e) {
+            throw config_error("[bounce] template_file: cannot read " + p.string() + ": " +
+                               e.what());
+        }
+    }
+    get_key(b, "from_name", s.from_display);
+    std::int64_t size_limit = static_cast<std::int64_t>(s.size_limit);
+    get_key(b, "size_limit", size_limit);
+    if (size_limit < 1024) throw config_error("[bounce] size_limit: at least 1024 bytes");
+    s.size_limit = static_cast<std::size_t>(size_limit);
+    get_key(b, "coalesce_seconds", s.coalesce_seconds);
+    get_key(b, "retry_min_seconds", s.retry_min_seconds);
+    get_key(b, "retry_max_seconds", s.retry_max_seconds);
+    get_key(b, "max_age_seconds", s.max_age_seconds);
+    if (b.contains("max_age_days")) {
+        std::int64_t d = 0;
+        get_key(b, "max_age_days", d);
+        s.max_age_seconds = d * 86400;
+    }
+    get_key(b, "rate_limit", s.rate_limit);
+    get_key(b, "rate_window_seconds", s.rate_window_seconds);
+    if (b.contains("done_retention_days")) {
+        std::int64_t d = 0;
+        get_key(b, "done_retention_days", d);
+        s.done_retention_seconds = d * 86400;
+    }
+    get_key(b, "run_budget_seconds", s.run_budget_seconds);
+    if (s.retry_min_seconds < 1 || s.retry_max_seconds < s.retry_min_seconds)
+        throw config_error("[bounce] retry_min_seconds >= 1 and retry_max_seconds >= it");
+    if (s.max_age_seconds < 1) throw config_error("[bounce] max_age_seconds: must be positive");
+    if (s.subject.find_first_of("\r\n") != std::string::npos)
+        throw config_error("[bounce] subject: one line");
+    return s;
+}
+
+std::int64_t bounce_settings::backoff(int attempts) const {
+    std::int64_t d = retry_min_seconds;
+    for (int i = 1; i < attempts && d < retry_max_seconds; ++i) d *= 2;
+    return std::min(d, retry_max_seconds);
+}
+
+bool bounce_rate_limiter::allow(const std::string& sender, std::int64_t now) {
+    if (limit_ <= 0) return true;
+    auto& q = hits_[mail::to_lower(sender)];
+    while (!q.empty() && q.front() <= now - window_) q.pop_front();
+    if (static_cast<int>(q.size()) >= limit_) return false;
+    q.push_back(now);
+    if (hits_.size() > 100000) {  // forget idle senders so memory stays bounded
+        for (auto it = hits_.begin(); it != hits_.end();)
+            it = (it->second.empty() || it->second.back() <= now - window_) ? hits_.erase(it)
+                                                                            : std::next(it);
+    }
+    return true;
+}
+
+std::string bounce_group_key(const bounce_job& job) {
+    std::string base = job.fingerprint.empty() ? job.message_path : job.fingerprint;
+    return fnv_hex(base + '\0' + mail::to_lower(job.envelope_sender));
+}
+
+bounce_sender::bounce_sender(const config& cfg, store* st, shm_state* shm, secret_store* secrets,
+                             clock_fn now)
+    : cfg_(cfg)
+    , settings_(bounce_settings::from(cfg))
+    , spool_(bounce_spool_dir(cfg))
+    , store_(st)
+    , shm_(shm)
+    , secrets_(secrets)
+    , now_(now ? std::move(now) : clock_fn(wall_now))
+    , limiter_(settings_.rate_limit, settings_.rate_window_seconds) {}
+
+bounce_sender::~bounce_sender() = default;
+
+store& bounce_sender::the_store() {
+    if (store_) return *store_;
+    if (!own_store_) own_store_.emplace(store::open(cfg_, true));
+    return *own_store_;
+}
+
+secret_store* bounce_sender::the_secrets() {
+    if (secrets_) return secrets_;
+    if (!secrets_tried_) {
+        secrets_tried_ = true;
+        try {
+            own_secrets_.emplace(secret_store::open(cfg_, false));
+        } catch (const std::exception& e) {
+            spdlog::warn("bounce: secret store unavailable ({}); only unauthenticated SMTP works",
+                         e.what());
+        }
+    }
+    return own_secrets_ ? &*own_secrets_ : nullptr;
+}
+
+void bounce_sender::count(const std::string& connector, bool sent) {
+    if (!shm_) return;
+    auto& c = shm_->counters(connector.empty() ? std::string("-") : connector);
+    (sent ? c.bounces_sent : c.bounces_suppressed).fetch_add(1, std::memory_order_relaxed);
+}
+
+std::optional<bounce_sender::group_state> bounce_sender::load_state(const std::string& key) {
+    auto p = spool_ / "state" / (key + ".json");
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) return std::nullopt;
+    try {
+        auto j = nlohmann::json::parse(util::read_file(p));
+        group_state s;
+        s.key = key;
+        s.fingerprint = j.value("fingerprint", "");
+        s.sender = j.value("sender", "");
+        s.connector = j.value("connector", "");
+        s.attempts = j.value("attempts", 0);
+        s.first_seen = j.value("first_seen", std::int64_t{0});
+        s.next_attempt = j.value("next_attempt", std::int64_t{0});
+        s.last_attempt = j.value("last_attempt", std::int64_t{0});
+        s.last_error = j.value("last_error", "");
+        s.in_flight = j.value("in_flight", false);
+        return s;
+    } catch (const std::exception& e) {
+        spdlog::warn("bounce: unreadable retry state {} ({}); starting over", p.string(), e.what());
+        return std::nullopt;
+    }
+}
+
+void bounce_sender::save_state(const group_state& s) {
+    util::make_dirs(spool_ / "state", 0750);
+    nlohmann::json j = {{"fingerprint", s.fingerprint},   {"sender", s.sender},
+                        {"connector", s.connector},       {"attempts", s.attempts},
+                        {"first_seen", s.first_seen},     {"next_attempt", s.next_attempt},
+                        {"last_attempt", s.last_attempt}, {"last_error", s.last_error},
+                        {"in_flight", s.in_flight}};
+    util::write_file_durable(spool_ / "state" / (s.key + ".json"), j.dump(), 0640);
+}
+
+void bounce_sender::record(const bounce_job& job, const nlohmann::json& bounce) {
+    if (job.reason_path.empty()) return;
+    std::filesystem::path p = job.reason_path;
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) {
+        spdlog::warn("bounce {}: reason file {} is gone; outcome not recorded there", job.id,
+                     log_safe(p.string()));
+        return;
+    }
+    try {
+        auto j = nlohmann::json::parse(util::read_file(p));
+        if (!j.is_object()) throw std::runtime_error("not a JSON object");
+        auto b = j.value("bounce", nlohmann::json::object());
+        if (!b.is_object()) b = nlohmann::json::object();
+        for (auto& [k, v] : bounce.items()) b[k] = v;
+        j["bounce"] = b;
+        struct stat sb {};
+        unsigned mode = ::stat(p.c_str(), &sb) == 0 ? (sb.st_mode & 0777) : 0640;
+        util::write_file_durable(p, j.dump(2) + "\n", mode);
+    } catch (const std::exception& e) {
+        spdlog::error("bounce {}: cannot record the outcome in {}: {}", job.id,
+                      log_safe(p.string()), e.what());
+    }
+}
+
+void bounce_sender::finish(const std::string& key, std::vector<loaded_job>& jobs,
+                           const std::string& state, const std::string& detail, int attempts,
+                           const nlohmann::json& extra) {
+    auto now = now_();
+    nlohmann::json b = {
+        {"state", state}, {"detail", detail}, {"time", mail::iso8601(now)}, {"attempts", attempts}};
+    for (auto& [k, v] : extra.items()) b[k] = v;
+    if (state != "pending") b.erase("next_attempt");
+    util::make_dirs(spool_ / "done", 0750);
+    for (auto& lj : jobs) {
+        record(lj.job, b);
+        auto j = to_json(lj.job);
+        j["outcome"] = b;
+        util::write_file_durable(spool_ / "done" / lj.path.filename(), j.dump(), 0640);
+        std::error_code ec;
+        std::filesystem::remove(lj.path, ec);
+    }
+    try {
+        util::fsync_dir(spool_ / "new");
+    } catch (const std::exception&) {
+    }
+    std::error_code ec;
+    std::filesystem::remove(spool_ / "state" / (key + ".json"), ec);
+}
+
+void bounce_sender::prune_done() {
+    auto now = now_();
+    if (now - last_prune_ < 3600) return;
+    last_prune_ = now;
+    std::error_code ec;
+    auto cutoff = std::filesystem::file_time_type::clock::now() -
+                  std::chrono::seconds(settings_.done_retention_seconds);
+    for (auto& e : std::filesystem::directory_iterator(spool_ / "done", ec)) {
+        std::error_code ec2;
+        if (e.is_regular_file(ec2) && e.last_write_time(ec2) < cutoff)
+            std::filesystem::remove(e.path(), ec2);
+    }
+}
+
+bounce_run_stats bounce_sender::run_once() {
+    bounce_run_stats st;
+    down_servers_.clear();
+    auto started = std::chrono::steady_clock::now();
+    auto dir = spool_ / "new";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) return st;
+
+    std::map<std::string, std::vector<loaded_job>> groups;
+    for (auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        auto name = e.path().filename().string();
+        if (name.empty() || name.front() == '.' || e.path().extension() != ".json") continue;
+        try {
+            auto j = nlohmann::json::parse(util::read_file(e.path()));
+            auto job = bounce_job_from_json(j);
+            if (!safe_id(job.id) || job.id + ".json" != name)
+                throw std::runtime_error("job id does not match its file name");
+            if (std::filesystem::exists(spool_ / "done" / name)) {  // finished before a crash
+                std::filesystem::remove(e.path());
+                continue;
+            }
+            groups[bounce_group_key(job)].push_back({e.path(), std::move(job)});
+        } catch (const std::exception& ex) {
+            ++st.bad;
+            spdlog::error("bounce: unreadable job {} ({}); moved to {}", log_safe(name), ex.what(),
+                          (spool_ / "bad").string());
+            try {
+                util::make_dirs(spool_ / "bad", 0750);
+                util::rename_durable(e.path(), spool_ / "bad" / name);
+            } catch (const std::exception&) {
+            }
+        }
+    }
+
+    // Oldest first, so a backlog drains in arrival order.
+    std::vector<std::pair<std::int64_t, std::string>> order;
+    for (auto& [k, v] : groups) {
+        std::int64_t oldest = INT64_MAX;
+        for (auto& lj : v) oldest = std::min(oldest, lj.job.created_time);
+        order.emplace_back(oldest, k);
+    }
+    std::sort(order.begin(), order.end());
+    std::map<std::string, std::int64_t> pending;  // connector -> waiting groups
+    for (auto& [oldest, key] : order) {
+        auto& jobs = groups[key];
+        if (std::chrono::steady_clock::now() - started >
+            std::chrono::seconds(settings_.run_budget_seconds)) {
+            ++st.waiting;
+            ++pending[jobs.front().job.connector];
+            continue;
+        }
+        try {
+            process(key, jobs, st, pending);
+        } catch (const std::exception& e) {
+            // A spool I/O error: the jobs stay in new/ and are tried again next run.
+            spdlog::error("bounce {}: {}", jobs.front().job.id, e.what());
+            ++pending[jobs.front().job.connector];
+        }
+    }
+    if (shm_) {
+        for (auto& c : gauged_connectors_)
+            if (!pending.count(c)) shm_->counters(c.empty() ? "-" : c).bounces_pending.store(0);
+        gauged_connectors_.clear();
+        for (auto& [c, n] : pending) {
+            shm_->counters(c.empty() ? "-" : c)
+                .bounces_pending.store(static_cast<std::uint64_t>(n));
+            gauged_connectors_.insert(c);
+        }
+    }
+    prune_done();
+    return st;
+}
+
+void bounce_sender::process(const std::string& key, std::vector<loaded_job>& jobs,
+                            bounce_run_stats& st, std::map<std::string, std::int64_t>& pending) {
+    const auto now = now_();
+    const bounce_job& first = jobs.front().job;
+    std::int64_t oldest = INT64_MAX, newest = 0, arrival = 0;
+    for (auto& lj : jobs) {
+        oldest = std::min(oldest, lj.job.created_time);
+        newest = std::max(newest, lj.job.created_time);
+        if (lj.job.arrival_time > 0 && (arrival == 0 || lj.job.arrival_time < arrival))
+            arrival = lj.job.arrival_time;
+    }
+    auto state = load_state(key);
+    if (!state && newest + settings_.coalesce_seconds > now) {  // siblings may still come
+        ++st.waiting;
+        ++pending[first.connector];
+        return;
+    }
+    if (state && state->next_attempt > now) {
+        ++st.waiting;
+        ++pending[first.connector];
+        return;
+    }
+    const std::string sender = first.envelope_sender;
+    std::string ids;
+    for (auto& lj : jobs) ids += (ids.empty() ? "" : ",") + lj.job.id;
+    const std::string what = "bounce " + ids + " to <" + log_safe(sender) + ">";
+
+    // The original message (header section enough above the size limit).
+    std::size_t cap = std::max<std::size_t>(settings_.size_limit + 1, 256 * 1024);
+    auto original =
+        first.message_path.empty() ? std::nullopt : read_prefix(first.message_path, cap);
+    if (!original) {
+        for (auto& lj : jobs)
+            if (!lj.job.message_path.empty())
+                if ((original = read_prefix(lj.job.message_path, cap))) break;
+    }
+    auto headers =
+        mail::parse_header_block(original ? std::string_view(*original) : std::string_view{});
+
+    if (!state) {
+        std::optional<std::string> why = dsn::suppression_reason(sender, headers);
+        if (!why && !settings_.enabled) why = "bounces are disabled ([bounce] enabled = false)";
+        if (!why && !limiter_.allow(sender, now))
+            why = "per-sender rate limit (" + std::to_string(settings_.rate_limit) + " per " +
+                  std::to_string(settings_.rate_window_seconds) + " s) reached";
+        if (why) {
+            spdlog::info("{}: suppressed: {}", what, *why);
+            finish(key, jobs, "suppressed", *why, 0, nlohmann::json::object());
+            for (std::size_t i = 0; i < jobs.size(); ++i) count(jobs[i].job.connector, false);
+            ++st.suppressed;
+            return;
+        }
+        state =
+            group_state{key, first.fingerprint, sender, first.connector, 0, now, 0, 0, "", false};
+    }
+    if (now - std::min(oldest, state->first_seen) > settings_.max_age_seconds) {
+        std::string detail = "gave up after " + std::to_string(state->attempts) +
+                             " attempts over " + std::to_string(settings_.max_age_seconds / 3600) +
+                             " h; last error: " + state->last_error;
+        spdlog::error("{}: {}", what, detail);
+        finish(key, jobs, "failed", detail, state->attempts, nlohmann::json::object());
+        ++st.failed;
+        return;
+    }
+
+    // Connector (may have been removed since: then the installation default, no auth).
+    auto view = the_store().read();
+    std::optional<connector> conn =
+        first.connector.empty() ? std::nullopt : view.find_connector(first.connector);
+    std::optional<mailbox> sender_mb;
+    std::string from_header;
+    if (conn && !conn->bounce_sender.empty()) {
+        from_header = conn->bounce_sender;
+        sender_mb = view.find_mailbox(mail::to_lower(conn->bounce_sender));
+        if (!sender_mb) {  // not necessarily a managed mailbox: credentials-less identity
+            sender_mb = mailbox{};
+            sender_mb->address = mail::to_lower(conn->bounce_sender);
+            sender_mb->connector = conn->name;
+        }
+    }
+    bool oauth = conn && (conn->smtp.auth == auth_method::google ||
+                          conn->smtp.auth == auth_method::microsoft);
+    smtp_envelope env;
+    env.mail_from =
+        oauth ? from_header : std::string();  // RFC 3464: <> unless the provider refuses it
+    env.rcpt_to.push_back(sender);
+
+    secret_store* secrets = conn && conn->smtp.auth != auth_method::none ? the_secrets() : secrets_;
+    smtp_submitter submitter(cfg_, secrets);
+    auto route = submitter.route_for(conn ? &*conn : nullptr, sender_mb ? &*sender_mb : nullptr);
+    auto server = route.server_key();
+    auto defer = [&](const std::string& err, bool attempted) {
+        if (attempted) ++state->attempts;
+        state->last_error = err;
+        state->in_flight = false;
+        state->next_attempt = now + settings_.backoff(std::max(1, state->attempts));
+        save_state(*state);
+        for (auto& lj : jobs)
+            record(lj.job, {{"state", "pending"},
+                            {"detail", err},
+                            {"time", mail::iso8601(now)},
+                            {"attempts", state->attempts},
+                            {"next_attempt", mail::iso8601(state->next_attempt)}});
+        ++st.deferred;
+        ++pending[first.connector];
+    };
+    if (down_servers_.count(server)) {
+        defer("not tried: " + route.describe() + " failed earlier in this run", false);
+        return;
+    }
+
+    std::vector<dsn::recipient> rcpts;
+    std::set<std::string> seen;
+    for (auto& lj : jobs)
+        for (auto& r : lj.job.recipients)
+            if (seen.insert(mail::to_lower(r.final_recipient)).second)
+                rcpts.push_back({r.final_recipient, r.original_recipient, r.status, r.diagnostic});
+    dsn::input in;
+    in.reporting_mta = cfg_.hostname;
+    in.from_address = from_header;
+    in.from_display = settings_.from_display;
+    in.to = sender;
+    in.subject = settings_.subject;
+    in.human_template = settings_.human_template;
+    in.size_limit = settings_.size_limit;
+    in.arrival_time = arrival;
+    in.now = now;
+    in.recipients = std::move(rcpts);
+    if (original) in.original = *original;
+    auto msg = dsn::build(in);
+
+    if (state->in_flight)
+        spdlog::warn("{}: the previous attempt was interrupted; sending again (at-least-once)",
+                     what);
+    state->in_flight = true;
+    state->last_attempt = now;
+    save_state(*state);
+
+    auto res = submitter.submit(conn ? &*conn : nullptr, sender_mb ? &*sender_mb : nullptr, &env,
+                                msg.bytes, nullptr, now);
+    nlohmann::json extra = {{"to", sender},
+                            {"dsn_message_id", msg.message_id},
+                            {"server", route.describe()},
+                            {"recipients", static_cast<int>(in.recipients.size())}};
+    if (res.ok()) {
+        std::string detail =
+            "sent via " + route.host + ":" + std::to_string(route.port) + ": " + res.detail;
+        spdlog::info("{}: sent {} ({} recipient(s)) via {}: {}", what, msg.message_id,
+                     in.recipients.size(), route.describe(), log_safe(res.detail));
+        finish(key, jobs, "sent", detail, state->attempts + 1, extra);
+        for (std::size_t i = 0; i < jobs.size(); ++i) count(jobs[i].job.connector, true);
+        ++st.sent;
+        return;
+    }
+    if (!res.transient()) {
+        std::string detail = "the server refused the bounce: " + res.detail;
+        spdlog::warn("{}: failed permanently: {}", what, log_safe(res.detail, 600));
+        finish(key, jobs, "failed", detail, state->attempts + 1, extra);
+        ++st.failed;
+        return;
+    }
+    if (res.server_problem()) down_servers_.insert(server);
+    std::string err =
+        std::string(to_string(res.kind)) + " problem with " + route.describe() + ": " + res.detail;
+    defer(err, true);
+    spdlog::warn("{}: attempt {} failed ({}); next attempt in {} s", what, state->attempts,
+                 log_safe(err, 600), state->next_attempt - now);
+}
+
+std::function<void()> bounce_sender_tick(const config& cfg) {
+    struct holder {
+        std::optional<shm_state> shm;
+        std::unique_ptr<bounce_sender> sender;
+    };
+    auto h = std::make_shared<holder>();
+    return [&cfg, h] {
+        if (!h->sender) {
+            try {
+                h->shm.emplace(shm_state::attach(cfg));
+            } catch (const std::exception& e) {
+                spdlog::warn("bounce: no shared memory counters: {}", e.what());
+            }
+            h->sender =
+                std::make_unique<bounce_sender>(cfg, nullptr, h->shm ? &*h->shm : nullptr, nullptr);
+        }
+        h->sender->run_once();
+    };
+}
+
+}  // namespace mx
