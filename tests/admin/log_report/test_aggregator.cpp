@@ -173,7 +173,7 @@ TEST_CASE("unparsed lines are counted, other programs are not Postfix's") {
     CHECK(a.total().connections == 1);
 }
 
-TEST_CASE("--domain and --connector select recipients") {
+TEST_CASE("domain and connector filters select recipients") {
     connector_map map;
     map.add("example.test", "demo");
     map.add("paused.test", "paused");
@@ -209,7 +209,7 @@ TEST_CASE("--domain and --connector select recipients") {
     }
 }
 
-TEST_CASE("--since/--until select by time") {
+TEST_CASE("since and until select by time") {
     report_filter f;
     f.since =
         1707427727 - 3600 * 0 + (21 * 3600 + 30 * 60) - (21 * 3600 + 28 * 60 + 47);  // 21:30:00

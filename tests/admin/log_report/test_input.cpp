@@ -127,7 +127,7 @@ TEST_CASE("a rotated set split over plain and gzip files gives the report of the
     CHECK(split.at("open_messages") == 0);
 }
 
-TEST_CASE("--follow keeps reading across rotation and truncation") {
+TEST_CASE("follow keeps reading across rotation and truncation") {
     temp_dir d;
     const fs::path log = d.path / "maillog";
     const auto lines = read_lines(fixture("syslog-traditional.log"));

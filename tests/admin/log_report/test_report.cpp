@@ -26,7 +26,7 @@ std::string report(report_options opt, int expect_rc = 0, std::string* errors = 
 
 }  // namespace
 
-TEST_CASE("--json carries the interface contract's totals") {
+TEST_CASE("json output carries the interface contract's totals") {
     report_options opt;
     opt.files = {fixture("milter-reject.log"), fixture("syslog-traditional.log")};
     opt.format = output_format::json;
@@ -115,7 +115,7 @@ TEST_CASE("gzip input and unreadable files") {
     CHECK(j.at("totals").at("milter_rejected") == 6);  // what could be read is still reported
 }
 
-TEST_CASE("--show-unparsed writes the lines not understood") {
+TEST_CASE("show-unparsed writes the lines not understood") {
     report_options opt;
     opt.files = {fixture("garbage.log")};
     opt.show_unparsed = true;

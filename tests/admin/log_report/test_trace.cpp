@@ -100,7 +100,7 @@ TEST_CASE("a message refused at DATA is closed without a removed line") {
     CHECK(r[0].path.back().rfind("reject at DATA: 554 5.7.1", 0) == 0);
 }
 
-TEST_CASE("--trace through run_log_report, text and JSON") {
+TEST_CASE("trace through run_log_report, text and JSON") {
     report_options opt;
     opt.files = {fixture("milter-reject.log")};
     opt.trace = "5C3D92B104";
