@@ -59,6 +59,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx);
 void add_check_command(CLI::App& app, mxctl_context& ctx);
 void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
 void add_stats_command(CLI::App& app, mxctl_context& ctx);
+void add_smtp_commands(CLI::App& app, mxctl_context& ctx);  // smtp-test, send, mailbox oauth
 
 // Helpers shared by the verbs.
 std::string normalize_mailbox_arg(const std::string& arg);  // "Bob@Ex.COM" / "@ex.com"
