@@ -1,0 +1,178 @@
+// daemon: mx-importer's main loop — connectors from the store (followed through the shm
+// generation plus a periodic rescan), inotify on the active drop folders, batches through the
+// engine, counters and heartbeat into shared memory, and the periodic tasks (bounce sender).
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <ctime>
+
+#include <spdlog/spdlog.h>
+
+#include "importer.hpp"
+
+namespace mx::importer {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) {
+    g_stop = 1;
+}
+
+}  // namespace
+
+void daemon::request_stop() noexcept {
+    g_stop = 1;
+}
+
+daemon::daemon(const config& cfg, daemon_options o) : cfg_(cfg), o_(std::move(o)) {
+    s_ = settings::from(cfg);
+    s_.worker.exec_path = o_.self_exe;
+}
+
+daemon::~daemon() {
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+}
+
+bool daemon::reload_connectors() {
+    try {
+        if (!store_) store_ = store::open(cfg_, true);
+        auto v = store_->read();
+        std::vector<folder> fresh;
+        for (const auto& c : v.connectors()) {
+            if (!c.active || c.drop_folder.empty()) continue;  // inactive: files stay untouched
+            fresh.push_back(folder::from(c));
+        }
+        bool changed = fresh.size() != folders_.size();
+        for (std::size_t i = 0; !changed && i < fresh.size(); ++i)
+            changed =
+                fresh[i].connector != folders_[i].connector || fresh[i].drop != folders_[i].drop;
+        folders_ = std::move(fresh);
+        if (shm_) seen_generation_ = shm_->generation();
+        if (changed) {
+            std::string names;
+            for (const auto& f : folders_) names += (names.empty() ? "" : ", ") + f.connector;
+            spdlog::info("watching {} active connector(s): {}", folders_.size(), names);
+            rebuild_watches();
+        }
+        return true;
+    } catch (const std::exception& e) {
+        // No store yet (or unreadable): never fail mail, look again at the next rescan.
+        static std::string last;
+        if (last != e.what()) spdlog::warn("store not available ({}); retrying", e.what());
+        last = e.what();
+        store_.reset();
+        return false;
+    }
+}
+
+void daemon::rebuild_watches() {
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_fd_ < 0) {
+        spdlog::warn("inotify_init1 failed: {}; relying on rescans", std::strerror(errno));
+        return;
+    }
+    for (const auto& f : folders_)
+        for (const auto& dir : {f.drop, f.new_dir(), f.retry_dir()}) {
+            std::error_code ec;
+            std::filesystem::create_directories(dir, ec);
+            ::inotify_add_watch(inotify_fd_, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE);
+        }
+}
+
+int daemon::run() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    journal_ = journal::open(cfg_.journal_dir(), false);
+    try {
+        shm_ = shm_state::attach(cfg_);
+    } catch (const std::exception& e) {
+        spdlog::warn("shared memory not available ({}); running without counters", e.what());
+    }
+    engine_ = std::make_unique<engine>(cfg_, s_, *journal_, shm_ ? &*shm_ : nullptr);
+    spdlog::info("mx-importer started (host {}, journal {}, durability {})", s_.host,
+                 cfg_.journal_dir().string(),
+                 s_.durability == sync_set::mode::syncfs ? "syncfs" : "fsync");
+    using clock = std::chrono::steady_clock;
+    auto next_rescan = clock::now();
+    for (auto& t : tasks_) t.next = clock::now() + t.task.interval;
+    std::map<std::string, std::int64_t> oldest;
+    while (!g_stop) {
+        auto now = clock::now();
+        if (shm_)
+            shm_->layout().importer_heartbeat.store(static_cast<std::uint64_t>(::time(nullptr)));
+        bool rescan =
+            now >= next_rescan || !store_ || (shm_ && shm_->generation() != seen_generation_);
+        if (rescan) {
+            reload_connectors();
+            next_rescan = now + s_.rescan_interval;
+        }
+        bool did_work = false, more = false;
+        for (const auto& f : folders_) {
+            auto t0 = clock::now();
+            batch_stats bs;
+            bool first = true;
+            do {
+                try {
+                    bs = engine_->run_batch(f, store_ ? &*store_ : nullptr, rescan && first);
+                } catch (const std::exception& e) {
+                    // A journal/store failure: nothing is lost (files stay claimed); try later.
+                    spdlog::error("connector {}: batch failed: {}", f.connector, e.what());
+                    bs = {};
+                    break;
+                }
+                if (rescan && first) oldest[f.connector] = bs.oldest;
+                first = false;
+                did_work |= bs.files > 0;
+            } while (bs.files >= s_.batch_size && !g_stop &&
+                     clock::now() - t0 < std::chrono::seconds(2));
+            more |= bs.files >= s_.batch_size;
+            if (shm_) {
+                auto& c = shm_->counters(f.connector);
+                c.backlog.store(bs.waiting);
+                if (bs.waiting == 0) oldest[f.connector] = 0;
+                c.oldest_file_time.store(static_cast<std::uint64_t>(oldest[f.connector]));
+            }
+        }
+        // Periodic tasks (the bounce sender's among them): due ones run here, in this thread.
+        for (auto& t : tasks_) {
+            if (clock::now() < t.next) continue;
+            try {
+                t.task.run();
+            } catch (const std::exception& e) {
+                spdlog::error("periodic task {} failed: {}", t.task.name, e.what());
+            }
+            t.next = clock::now() + t.task.interval;
+        }
+        if (o_.drain && !did_work && !more && store_) break;
+        if (more || did_work) continue;
+        auto wake = std::min(next_rescan, clock::now() + s_.poll_interval);
+        for (auto& t : tasks_) wake = std::min(wake, t.next);
+        auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(wake - clock::now()).count();
+        struct pollfd p {
+            inotify_fd_, POLLIN, 0
+        };
+        ::poll(&p, inotify_fd_ >= 0 ? 1 : 0, static_cast<int>(std::clamp<long>(ms, 0, 60000)));
+        if (inotify_fd_ >= 0) {
+            char buf[8192];
+            while (::read(inotify_fd_, buf, sizeof buf) > 0) {
+            }
+        }
+    }
+    spdlog::info("mx-importer stopping");
+    engine_.reset();
+    return 0;
+}
+
+}  // namespace mx::importer

@@ -1,0 +1,688 @@
+// engine: one batch of one drop folder, exactly once (see importer.hpp for the steps).
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include "global/address.hpp"
+#include "global/bounce_job.hpp"
+#include "global/logging.hpp"
+#include "global/recipient_check.hpp"
+#include "importer.hpp"
+#include "util/fs.hpp"
+
+namespace mx::importer {
+namespace {
+
+std::int64_t now_unix() {
+    return static_cast<std::int64_t>(::time(nullptr));
+}
+
+std::string iso_time(std::int64_t t) {
+    std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string short_hash(std::string_view s) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
+    static const char* d = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < 6 && i < len; ++i) {
+        out.push_back(d[md[i] >> 4]);
+        out.push_back(d[md[i] & 15]);
+    }
+    return out;
+}
+
+// Names in a folder we own, in directory order; dot files (temporaries) are skipped.
+template <typename Fn>
+void list_dir(const std::filesystem::path& dir, Fn&& fn) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    while (auto* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+        if (!fn(std::string(e->d_name), e->d_type)) break;
+    }
+    ::closedir(d);
+}
+
+bool ends_with_eml(const std::string& n) {
+    if (n.size() < 5) return false;
+    std::string suf = n.substr(n.size() - 4);
+    for (char& c : suf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return suf == ".eml";
+}
+
+struct failure_def {
+    const char* reason;
+    std::atomic<std::uint64_t> connector_counters::*counter;
+};
+
+std::atomic<std::uint64_t> connector_counters::*counter_for(const std::string& reason) {
+    if (reason == "no-mailbox") return &connector_counters::failed_no_mailbox;
+    if (reason == "unparseable") return &connector_counters::failed_unparseable;
+    if (reason == "too-large") return &connector_counters::failed_too_large;
+    if (reason == "expired") return &connector_counters::failed_expired;
+    return &connector_counters::failed_refused;
+}
+
+}  // namespace
+
+settings settings::from(const config& cfg) {
+    settings s;
+    const auto& j = cfg.section("importer");
+    auto num = [&](const char* key, double def) {
+        auto it = j.find(key);
+        return (it != j.end() && it->is_number()) ? it->get<double>() : def;
+    };
+    s.max_age = std::chrono::seconds(static_cast<long>(num("max_age_days", 5) * 86400));
+    s.retry_base = std::chrono::seconds(static_cast<long>(num("retry_base_seconds", 60)));
+    s.retry_max = std::chrono::seconds(static_cast<long>(num("retry_max_seconds", 3600)));
+    s.batch_size = static_cast<std::size_t>(std::max(1.0, num("batch_size", 256)));
+    s.rescan_interval =
+        std::chrono::milliseconds(static_cast<long>(num("rescan_seconds", 5) * 1000));
+    s.eml_settle = std::chrono::seconds(static_cast<long>(num("eml_settle_seconds", 2)));
+    s.worker.base_timeout =
+        std::chrono::milliseconds(static_cast<long>(num("parse_timeout_seconds", 10) * 1000));
+    s.worker.memory_limit = static_cast<std::uint64_t>(num("parse_memory_mb", 1024)) << 20;
+    s.worker.limits.max_header_bytes =
+        static_cast<std::size_t>(num("max_header_bytes", 100 * 1024));
+    std::string dur = j.value("durability", std::string("syncfs"));
+    if (dur == "fsync")
+        s.durability = sync_set::mode::fsync;
+    else if (dur == "syncfs")
+        s.durability = sync_set::mode::syncfs;
+    else
+        throw config_error("[importer] durability must be \"syncfs\" or \"fsync\", not \"" + dur +
+                           "\"");
+    s.host = cfg.hostname.empty() ? "localhost" : cfg.hostname;
+    for (char& c : s.host)
+        if (c == '/' || c == '\0' || static_cast<unsigned char>(c) < 32) c = '_';
+    if (s.host == "." || s.host == "..") s.host = "_";
+    return s;
+}
+
+folder folder::from(const mx::connector& c) {
+    folder f;
+    f.connector = c.name;
+    f.drop = c.drop_folder;
+    f.max_size = c.max_message_size;
+    f.default_target = c.default_target;
+    return f;
+}
+
+struct engine::item {
+    struct rcpt {
+        std::string raw;      // as the envelope said
+        std::string key;      // normalised recipient (journal key part)
+        std::string mailbox;  // mailbox key
+        std::string spec;     // target spec
+        import_target* target = nullptr;
+        std::string planned;
+        result res;
+        std::string reason;        // for permanent failures
+        bool settled = false;      // nothing to do (duplicate / already failed)
+        bool bounce_done = false;  // a bounce was spooled for this failure earlier
+        bool was_failed = false;
+    };
+    std::filesystem::path work;
+    std::string name;  // original name
+    char origin = 'n';
+    std::uint64_t size_hint = 0;
+    parse_result pr;
+    std::int64_t first_seen = 0;
+    int attempts = 0;
+    std::vector<rcpt> rcpts;
+    bool vanished = false;
+    std::string failed_path;
+};
+
+engine::engine(const config& cfg, settings s, journal& j, shm_state* shm)
+    : cfg_(cfg), s_(std::move(s)), journal_(j), shm_(shm), targets_(cfg) {
+    worker_ = std::make_unique<parse_worker>(s_.worker);
+}
+
+engine::~engine() = default;
+
+batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
+    batch_stats bs;
+    if (!st) return bs;
+    const std::int64_t now = now_unix();
+    const auto work = f.work_dir(s_.host);
+    try {
+        util::make_dirs(work, 0750);
+        util::make_dirs(f.failed_dir(), 0750);
+    } catch (const std::system_error& e) {
+        spdlog::error("connector {}: cannot prepare {}: {}", f.connector, work.string(), e.what());
+        return bs;
+    }
+    std::vector<item> items;
+    auto note_waiting = [&](const std::filesystem::path& p) {
+        ++bs.waiting;
+        if (!want_oldest) return;
+        struct stat sb {};
+        if (::stat(p.c_str(), &sb) == 0 && (bs.oldest == 0 || sb.st_mtime < bs.oldest))
+            bs.oldest = sb.st_mtime;
+    };
+    // 1. our own claims: crash recovery and retries that are due
+    {
+        auto rt = journal_.read();
+        list_dir(work, [&](const std::string& n, unsigned char) {
+            auto p = work / n;
+            if (items.size() >= s_.batch_size) {
+                note_waiting(p);
+                return true;
+            }
+            auto rr = journal_.retry(rt, p.string());
+            if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > now) {
+                note_waiting(p);
+                return true;
+            }
+            item it;
+            it.work = p;
+            auto comma = n.find(',');
+            it.origin = (comma == 1) ? n[0] : 'n';
+            it.name = (comma == 1) ? n.substr(2) : n;
+            if (rr && rr->is_object()) {
+                it.first_seen = rr->value("first_seen", std::int64_t{0});
+                it.attempts = rr->value("attempts", 0);
+            }
+            items.push_back(std::move(it));
+            return true;
+        });
+    }
+    // 2. claim new files by rename: the importer whose rename succeeds owns the file
+    auto claim = [&](const std::filesystem::path& dir, char origin, bool eml_only) {
+        list_dir(dir, [&](const std::string& n, unsigned char) {
+            if (eml_only && !ends_with_eml(n)) return true;
+            auto src = dir / n;
+            if (items.size() >= s_.batch_size) {
+                note_waiting(src);
+                return true;
+            }
+            if (eml_only && s_.eml_settle.count() > 0) {
+                struct stat sb {};
+                if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
+                if (now - sb.st_mtime < s_.eml_settle.count()) {
+                    note_waiting(src);
+                    return true;
+                }
+            }
+            std::string wn = std::string(1, origin) + "," + n;
+            auto dst = work / wn;
+            if (::rename(src.c_str(), dst.c_str()) != 0) {
+                if (errno != ENOENT)  // ENOENT: another importer won, or it vanished
+                    spdlog::warn("connector {}: cannot claim {}: {}", f.connector,
+                                 log_safe(src.string()), std::strerror(errno));
+                return true;
+            }
+            item it;
+            it.work = dst;
+            it.name = n;
+            it.origin = origin;
+            items.push_back(std::move(it));
+            return true;
+        });
+    };
+    claim(f.retry_dir(), 'r', false);
+    claim(f.new_dir(), 'n', false);
+    claim(f.drop, 'e', true);
+    if (items.empty()) return bs;
+
+    // 3. parse everything in the worker
+    std::vector<std::filesystem::path> paths;
+    std::vector<std::uint64_t> sizes;
+    for (auto& it : items) {
+        paths.push_back(it.work);
+        struct stat sb {};
+        sizes.push_back(::stat(it.work.c_str(), &sb) == 0 ? static_cast<std::uint64_t>(sb.st_size)
+                                                          : 0);
+    }
+    auto results = worker_->parse_batch(paths, sizes);
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        items[i].pr = std::move(results[i]);
+        if (items[i].pr.st == parse_result::status::crashed ||
+            items[i].pr.st == parse_result::status::timeout) {
+            // Once more alone with a fresh worker; a second failure is the message's fault.
+            spdlog::warn("connector {}: parser failed on {} ({}); retrying once", f.connector,
+                         log_safe(items[i].name), items[i].pr.error);
+            auto again = worker_->parse(items[i].work, sizes[i]);
+            if (again.st == parse_result::status::ok || again.st == parse_result::status::io_error)
+                items[i].pr = std::move(again);
+        }
+    }
+
+    auto view = st->read();
+    sync_set sync(s_.durability);
+    auto rt = journal_.read();
+    std::vector<item::rcpt*> to_plan;
+    for (auto& it : items) {
+        auto& pr = it.pr;
+        if (pr.st == parse_result::status::io_error) {
+            if (pr.err == ENOENT) {
+                it.vanished = true;
+                continue;
+            }
+            item::rcpt r;
+            r.res = {result_kind::temporary, "4.3.0", "cannot read the file: " + pr.error, {}};
+            r.settled = false;
+            it.rcpts.push_back(std::move(r));
+            continue;
+        }
+        if (it.first_seen == 0) it.first_seen = pr.mtime ? pr.mtime : now;
+        auto fail_all = [&](const std::string& reason, const std::string& status,
+                            const std::string& diag) {
+            for (auto& r : it.rcpts)
+                r.res = {result_kind::permanent, status, diag, {}}, r.reason = reason;
+            if (it.rcpts.empty()) {
+                item::rcpt r;
+                r.res = {result_kind::permanent, status, diag, {}};
+                r.reason = reason;
+                it.rcpts.push_back(std::move(r));
+            }
+        };
+        if (pr.st != parse_result::status::ok) {
+            fail_all("unparseable", "5.6.0", "message could not be parsed: " + pr.error);
+            continue;
+        }
+        if (pr.size == 0) {
+            fail_all("unparseable", "5.6.0", "empty file");
+            continue;
+        }
+        const auto& env = pr.info.env;
+        std::vector<std::string> raws = env.recipients;
+        if (env.source == "to-cc") {
+            // Last resort: only addresses of this connector's domains are ours.
+            std::vector<std::string> mine;
+            for (const auto& a : raws) {
+                auto pa = parse_address(a);
+                if (auto* ad = std::get_if<address>(&pa)) {
+                    auto m = view.match_domain(ad->domain);
+                    if (m && m->connector == f.connector) mine.push_back(a);
+                }
+            }
+            spdlog::warn("connector {}: {} has no envelope headers; using To/Cc as last resort: {}",
+                         f.connector, log_safe(it.name),
+                         log_safe(nlohmann::json(mine).dump(
+                             -1, ' ', false, nlohmann::json::error_handler_t::replace)));
+            raws = mine;
+        }
+        for (const auto& raw : raws) {
+            item::rcpt r;
+            r.raw = raw;
+            auto pa = parse_address(raw);
+            if (auto* err = std::get_if<address_error>(&pa)) {
+                r.key = raw;
+                r.reason = "no-mailbox";
+                r.res = {
+                    result_kind::permanent, "5.1.3", "bad recipient address: " + err->reason, {}};
+            } else {
+                r.key = std::get<address>(pa).str();
+            }
+            it.rcpts.push_back(std::move(r));
+        }
+        if (it.rcpts.empty()) {
+            fail_all("unparseable", "5.6.0",
+                     "no envelope recipient (no X-Receiver, Delivered-To, X-Original-To, nor a "
+                     "To/Cc address of this connector)");
+            continue;
+        }
+        if (f.max_size > 0 && pr.size > f.max_size) {
+            fail_all("too-large", "5.3.4",
+                     "message size " + std::to_string(pr.size) + " exceeds the connector's limit " +
+                         std::to_string(f.max_size));
+            continue;
+        }
+        for (auto& r : it.rcpts) {
+            if (r.res.kind == result_kind::permanent && !r.reason.empty()) continue;
+            // The journal first: never twice.
+            if (auto rec = journal_.delivery(rt, pr.fingerprint, r.key); rec && rec->is_object()) {
+                std::string state = rec->value("state", "");
+                if (state == "imported") {
+                    r.settled = true;
+                    r.res = {result_kind::imported, "2.0.0", "duplicate",
+                             rec->value("location", "")};
+                    ++bs.duplicates;
+                    continue;
+                }
+                if (state == "failed") {
+                    r.was_failed = true;
+                    r.bounce_done = rec->value("bounce_spooled", false);
+                    std::string fp = rec->value("failed_path", "");
+                    if (it.origin != 'r' && !fp.empty() && std::filesystem::exists(fp)) {
+                        r.settled = true;  // the earlier copy in ImportFailed stands
+                        r.res = {
+                            result_kind::permanent, rec->value("status", ""), "already failed", {}};
+                        r.reason = rec->value("reason", "");
+                        ++bs.duplicates;
+                        continue;
+                    }
+                }
+                if (state == "pending") {
+                    std::string spec = rec->value("target", ""), loc = rec->value("location", "");
+                    try {
+                        auto& t = targets_.get(spec);
+                        if (!loc.empty() && t.delivered(loc)) {
+                            // Delivered before a crash; make sure it is durable now.
+                            r.target = &t;
+                            r.spec = spec;
+                            r.mailbox = rec->value("mailbox", "");
+                            r.planned = loc;
+                            std::filesystem::path root(spec.substr(spec.find(':') + 1));
+                            r.res = {result_kind::imported, "2.0.0", "recovered after a crash",
+                                     (root / "new" / loc).string()};
+                            sync.add_file(root / "new" / loc);
+                            sync.add_dir(root / "new");
+                            continue;
+                        }
+                    } catch (const std::exception&) {
+                    }
+                }
+            }
+            auto pa = parse_address(r.key);
+            auto m = resolve_mailbox(view, std::get<address>(pa), cfg_.subaddress_delimiter);
+            if (!m) {
+                r.reason = "no-mailbox";
+                r.res = {result_kind::permanent,
+                         "5.1.1",
+                         "no mailbox for <" + r.key + "> (removed after SMTP time?)",
+                         {}};
+                continue;
+            }
+            if (m->connector != f.connector) {
+                r.reason = "no-mailbox";
+                r.res = {result_kind::permanent,
+                         "5.1.1",
+                         "mailbox " + m->mailbox + " belongs to connector " + m->connector +
+                             ", not " + f.connector,
+                         {}};
+                continue;
+            }
+            r.mailbox = m->mailbox;
+            auto mb = view.find_mailbox(m->mailbox);
+            try {
+                r.spec = effective_target(cfg_, mb ? mb->target : "", f.default_target, r.mailbox);
+                r.target = &targets_.get(r.spec);
+            } catch (const std::exception& e) {
+                r.res = {result_kind::temporary, "4.3.5", std::string("target: ") + e.what(), {}};
+                continue;
+            }
+            delivery d{it.work,     pr.size,        r.key,         r.mailbox,
+                       f.connector, pr.fingerprint, it.first_seen, &pr.info};
+            r.planned = r.target->plan(d);
+            to_plan.push_back(&r);
+        }
+    }
+    rt.abort();
+
+    // 4. pending records with their planned locations, before anything becomes visible
+    if (!to_plan.empty()) {
+        journal_.write([&](lmdb::txn& t) {
+            for (auto& it : items)
+                for (auto& r : it.rcpts)
+                    if (r.target && r.res.kind != result_kind::imported && !r.planned.empty() &&
+                        std::find(to_plan.begin(), to_plan.end(), &r) != to_plan.end())
+                        journal_.put_delivery(t, it.pr.fingerprint, r.key,
+                                              {{"state", "pending"},
+                                               {"connector", f.connector},
+                                               {"mailbox", r.mailbox},
+                                               {"target", r.spec},
+                                               {"location", r.planned},
+                                               {"file", it.name},
+                                               {"time", now},
+                                               {"host", s_.host}});
+        });
+    }
+    // 5. deliver, then one sync for the whole batch
+    for (auto& it : items)
+        for (auto& r : it.rcpts) {
+            if (!r.target || r.planned.empty() || r.res.kind == result_kind::imported) continue;
+            delivery d{it.work,     it.pr.size,        r.key,         r.mailbox,
+                       f.connector, it.pr.fingerprint, it.first_seen, &it.pr.info};
+            r.res = r.target->deliver(d, r.planned, sync);
+            if (r.res.kind == result_kind::permanent) r.reason = "refused";
+        }
+    try {
+        sync.sync();
+    } catch (const std::system_error& e) {
+        spdlog::error("connector {}: making the batch durable failed: {}; will retry", f.connector,
+                      e.what());
+        for (auto& it : items)
+            for (auto& r : it.rcpts)
+                if (r.res.kind == result_kind::imported && !r.settled)
+                    r.res = {result_kind::temporary, "4.3.0", std::string("sync: ") + e.what(), {}};
+    }
+
+    // 6. decide per file; late failures go to ImportFailed (bounce spooled first)
+    for (auto& it : items) {
+        if (it.vanished) continue;
+        bool any_temp = false;
+        for (auto& r : it.rcpts) any_temp |= r.res.kind == result_kind::temporary;
+        if (any_temp && now - it.first_seen > s_.max_age.count()) {
+            for (auto& r : it.rcpts)
+                if (r.res.kind == result_kind::temporary) {
+                    r.res = {result_kind::permanent,
+                             "5.4.7",
+                             r.res.status + " " + r.res.detail + "; retried since " +
+                                 iso_time(it.first_seen) + ", giving up",
+                             {}};
+                    r.reason = "expired";
+                }
+            any_temp = false;
+        }
+        if (any_temp) continue;
+        bool any_new_failure = false;
+        for (auto& r : it.rcpts)
+            any_new_failure |= r.res.kind == result_kind::permanent && !r.settled;
+        if (any_new_failure) {
+            try {
+                finish_failed(f, it);
+            } catch (const std::exception& e) {
+                spdlog::error("connector {}: cannot move {} to ImportFailed: {}; will retry",
+                              f.connector, log_safe(it.name), e.what());
+                for (auto& r : it.rcpts)
+                    if (r.res.kind == result_kind::permanent && !r.settled)
+                        r.res.kind = result_kind::temporary;  // keep it; try again later
+            }
+        }
+    }
+
+    // 7. final journal records, indexes, retry schedule
+    journal_.write([&](lmdb::txn& t) {
+        for (auto& it : items) {
+            if (it.vanished) {
+                journal_.del_retry(t, it.work.string());
+                continue;
+            }
+            bool any_temp = false;
+            nlohmann::json rcpt_list = nlohmann::json::array();
+            std::string last_error;
+            for (auto& r : it.rcpts) {
+                if (r.res.kind == result_kind::temporary) {
+                    any_temp = true;
+                    last_error = r.res.status + " " + r.res.detail;
+                    continue;
+                }
+                rcpt_list.push_back(r.key);
+                if (r.settled || it.pr.fingerprint.empty()) continue;
+                nlohmann::json rec = {{"connector", f.connector},
+                                      {"mailbox", r.mailbox},
+                                      {"file", it.name},
+                                      {"message_id", it.pr.info.message_id},
+                                      {"queue_id", it.pr.info.queue_id},
+                                      {"size", it.pr.size},
+                                      {"time", now},
+                                      {"host", s_.host},
+                                      {"status", r.res.status}};
+                if (r.res.kind == result_kind::imported) {
+                    rec["state"] = "imported";
+                    rec["target"] = r.spec;
+                    rec["location"] = r.planned;
+                    rec["path"] = r.res.location;
+                } else {
+                    rec["state"] = "failed";
+                    rec["reason"] = r.reason;
+                    rec["diagnostic"] = r.res.detail;
+                    rec["failed_path"] = it.failed_path;
+                    rec["bounce_spooled"] = true;
+                }
+                journal_.put_delivery(t, it.pr.fingerprint, r.key, rec);
+            }
+            if (!it.pr.fingerprint.empty())
+                journal_.index(t, it.name, it.pr.fingerprint, it.pr.info.message_id,
+                               it.pr.info.queue_id,
+                               {{"connector", f.connector},
+                                {"recipients", rcpt_list},
+                                {"time", now},
+                                {"message_id", it.pr.info.message_id},
+                                {"queue_id", it.pr.info.queue_id}});
+            if (any_temp) {
+                int attempts = it.attempts + 1;
+                auto delay = s_.retry_base.count() << std::min(attempts - 1, 20);
+                delay = std::min<long>(delay, s_.retry_max.count());
+                journal_.put_retry(t, it.work.string(),
+                                   {{"attempts", attempts},
+                                    {"next", now + delay},
+                                    {"first_seen", it.first_seen},
+                                    {"last_error", last_error}});
+            } else {
+                journal_.del_retry(t, it.work.string());
+            }
+        }
+    });
+
+    // 8. the claimed copies that are done go away; log and count
+    for (auto& it : items) {
+        ++bs.files;
+        if (it.vanished) {
+            spdlog::warn("connector {}: {} disappeared before it could be read", f.connector,
+                         log_safe(it.name));
+            continue;
+        }
+        bool any_temp = false;
+        for (auto& r : it.rcpts) any_temp |= r.res.kind == result_kind::temporary;
+        auto* cc = shm_ ? &shm_->counters(f.connector) : nullptr;
+        for (auto& r : it.rcpts) {
+            const char* outcome = r.settled                              ? "duplicate"
+                                  : r.res.kind == result_kind::imported  ? "imported"
+                                  : r.res.kind == result_kind::temporary ? "deferred"
+                                                                         : "failed";
+            spdlog::info(
+                "import connector={} rcpt=<{}> mailbox={} msgid={} size={} queue_id={} outcome={} "
+                "status={} reason={} detail=\"{}\" file={}",
+                f.connector, log_safe(r.key), log_safe(r.mailbox), log_safe(it.pr.info.message_id),
+                it.pr.size, log_safe(it.pr.info.queue_id), outcome, r.res.status, r.reason,
+                log_safe(r.res.detail), log_safe(it.name));
+            if (r.settled) continue;
+            if (r.res.kind == result_kind::imported) {
+                ++bs.imported;
+                if (cc) cc->imported.fetch_add(1, std::memory_order_relaxed);
+            } else if (r.res.kind == result_kind::permanent) {
+                ++bs.failed;
+                if (cc) (cc->*counter_for(r.reason)).fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        if (any_temp) {
+            ++bs.deferred;
+            if (cc) cc->retried.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        if (it.failed_path.empty()) ::unlink(it.work.c_str());
+    }
+    return bs;
+}
+
+void engine::finish_failed(const folder& f, item& it) {
+    const std::int64_t now = now_unix();
+    const auto& info = it.pr.info;
+    std::string fname = it.name;
+    auto dir = f.failed_dir();
+    struct stat sb {};
+    if (::lstat((dir / fname).c_str(), &sb) == 0)
+        fname += "." + (it.pr.fingerprint.empty() ? short_hash(it.work.string())
+                                                  : it.pr.fingerprint.substr(0, 12));
+    auto msg_path = dir / fname;
+    auto reason_path = dir / (fname + ".json");
+
+    bounce_job job;
+    std::string rcpt_keys;
+    nlohmann::json rcpts = nlohmann::json::array();
+    bool need_bounce = false;
+    for (auto& r : it.rcpts) {
+        if (r.res.kind != result_kind::permanent || r.settled) continue;
+        rcpts.push_back({{"recipient", r.key},
+                         {"original_recipient", info.env.original_recipient},
+                         {"reason", r.reason},
+                         {"status", r.res.status},
+                         {"diagnostic", r.res.detail}});
+        rcpt_keys += r.key + "\n";
+        if (!r.bounce_done) {
+            need_bounce = true;
+            job.recipients.push_back(
+                {r.key, info.env.original_recipient, r.res.status, r.res.detail, r.reason});
+        }
+    }
+    job.id = "b" +
+             (it.pr.fingerprint.empty() ? short_hash(it.work.string())
+                                        : it.pr.fingerprint.substr(0, 24)) +
+             "-" + short_hash(rcpt_keys);
+    job.connector = f.connector;
+    job.envelope_sender = info.env.sender;
+    job.message_path = msg_path.string();
+    job.reason_path = reason_path.string();
+    job.fingerprint = it.pr.fingerprint;
+    job.message_id = info.message_id;
+    job.queue_id = info.queue_id;
+    job.arrival_time = it.first_seen;
+    job.created_time = now;
+
+    nlohmann::json reason = {
+        {"file", fname},
+        {"original_name", it.name},
+        {"connector", f.connector},
+        {"drop_folder", f.drop.string()},
+        {"recipient", rcpts.empty() ? "" : rcpts[0].value("recipient", "")},
+        {"reason", rcpts.empty() ? "" : rcpts[0].value("reason", "")},
+        {"status", rcpts.empty() ? "" : rcpts[0].value("status", "")},
+        {"diagnostic", rcpts.empty() ? "" : rcpts[0].value("diagnostic", "")},
+        {"recipients", rcpts},
+        {"time", iso_time(now)},
+        {"failed_time", now},
+        {"arrival_time", it.first_seen},
+        {"importer_host", s_.host},
+        {"message_id", info.message_id},
+        {"queue_id", info.queue_id},
+        {"subject", info.subject},
+        {"from", info.from},
+        {"envelope_sender", info.env.sender},
+        {"envelope_sender_known", info.env.sender_known},
+        {"envelope_source", info.env.source},
+        {"size", it.pr.size},
+        {"fingerprint", it.pr.fingerprint},
+        {"bounce", need_bounce
+                       ? nlohmann::json{{"state", "pending"}, {"job", job.id}}
+                       : nlohmann::json{{"state", "not-sent"},
+                                        {"why", "a bounce was already spooled for this failure"}}}};
+    util::write_file_durable(reason_path, journal::dump(reason), 0640);
+    if (need_bounce) spool_bounce(cfg_, job);
+    util::rename_durable(it.work, msg_path);
+    it.failed_path = msg_path.string();
+}
+
+}  // namespace mx::importer

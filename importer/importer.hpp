@@ -1,0 +1,142 @@
+// importer: the import engine (engine.cpp) and the daemon around it (daemon.cpp).
+//
+// One batch for one connector's drop folder:
+//   1. claim: rename files from new/, *.eml, .retry/ into <drop>/.work/<host>/ (exactly one
+//      importer wins a file); files already there are our own earlier claims (crash recovery)
+//      or retries whose time has come
+//   2. parse all of them in the parse worker (crash/hang -> re-parse envelope-only -> else
+//      unparseable); fingerprint = SHA-256 of the bytes
+//   3. per (fingerprint, recipient): journal says imported -> duplicate, nothing to do;
+//      resolve the mailbox (same lookup as the milter), choose the target, plan a location
+//   4. journal commit: "pending" + planned locations
+//   5. deliver (hard link / copy), then ONE sync of the whole batch (syncfs or fsyncs)
+//   6. late failures: reason JSON -> spool bounce -> move the file to ImportFailed
+//   7. journal commit: "imported"/"failed", indexes, retry schedule
+//   8. unlink the claimed files that are done
+// A crash anywhere leaves the file in the work folder and the journal consistent with the
+// mailboxes: the restart re-runs the batch, and pending records are checked against the
+// target (delivered(planned)) — never a duplicate, never a loss.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "global/config.hpp"
+#include "global/model.hpp"
+#include "global/shm_state.hpp"
+#include "global/store.hpp"
+#include "import_target.hpp"
+#include "journal.hpp"
+#include "parse_worker.hpp"
+
+namespace mx::importer {
+
+struct settings {
+    std::chrono::seconds max_age{5 * 86400};  // then temporary -> ImportFailed 5.4.7
+    std::chrono::seconds retry_base{60};      // first retry; doubles up to retry_max
+    std::chrono::seconds retry_max{3600};
+    std::size_t batch_size = 256;
+    sync_set::mode durability = sync_set::mode::syncfs;
+    std::chrono::milliseconds rescan_interval{5000};  // full rescan (network shares)
+    std::chrono::milliseconds poll_interval{250};     // shm generation polling
+    std::chrono::seconds eml_settle{2};  // *.eml younger than this may still be written
+    worker_options worker;
+    std::string host;  // work folder name and "importer_host" (config hostname)
+
+    // [importer] keys: max_age_days, retry_base_seconds, retry_max_seconds, batch_size,
+    // durability ("syncfs"|"fsync"), rescan_seconds, eml_settle_seconds, parse_timeout_seconds,
+    // parse_memory_mb, max_header_bytes.
+    static settings from(const config& cfg);
+};
+
+struct folder {
+    std::string connector;
+    std::filesystem::path drop;
+    std::uint64_t max_size = 0;
+    std::string default_target;
+
+    std::filesystem::path new_dir() const { return drop / "new"; }
+    std::filesystem::path work_dir(const std::string& host) const { return drop / ".work" / host; }
+    std::filesystem::path failed_dir() const { return drop / "ImportFailed"; }
+    std::filesystem::path retry_dir() const { return drop / ".retry"; }
+    static folder from(const mx::connector& c);
+};
+
+struct batch_stats {
+    std::size_t files = 0;     // files handled (finished, failed or rescheduled)
+    std::size_t imported = 0;  // recipient deliveries
+    std::size_t failed = 0;    // recipient failures
+    std::size_t deferred = 0;  // files rescheduled
+    std::size_t duplicates = 0;
+    std::size_t waiting = 0;  // files seen but not taken (batch full, retry not yet due)
+    std::int64_t oldest = 0;  // unix time of the oldest waiting file (when computed)
+};
+
+class engine {
+  public:
+    engine(const config& cfg, settings s, journal& j, shm_state* shm);
+    ~engine();
+    // Claims and imports up to batch_size files of one folder. `st` may be null (store
+    // missing): then nothing is claimed. `want_oldest` stats waiting files for the gauge.
+    batch_stats run_batch(const folder& f, store* st, bool want_oldest = false);
+    parse_worker& worker() { return *worker_; }
+
+  private:
+    struct item;
+    void finish_failed(const folder& f, item& it);
+    const config& cfg_;
+    settings s_;
+    journal& journal_;
+    shm_state* shm_;
+    std::unique_ptr<parse_worker> worker_;
+    target_cache targets_;
+};
+
+// A periodic task of the daemon's main loop (see daemon::add_task).
+struct periodic_task {
+    std::string name;
+    std::chrono::milliseconds interval;
+    std::function<void()> run;  // exceptions are logged, never fatal
+};
+
+struct daemon_options {
+    bool drain = false;    // exit when no active folder has ready work left (tests, benchmarks)
+    std::string self_exe;  // for the parse worker's exec; empty: fork only
+};
+
+class daemon {
+  public:
+    daemon(const config& cfg, daemon_options o);
+    ~daemon();
+    void add_task(periodic_task t) { tasks_.push_back({std::move(t), {}}); }
+    int run();  // until SIGTERM/SIGINT (or drained); returns the exit status
+    static void request_stop() noexcept;
+
+  private:
+    struct task_state {
+        periodic_task task;
+        std::chrono::steady_clock::time_point next;
+    };
+    bool reload_connectors();
+    void rebuild_watches();
+    const config& cfg_;
+    daemon_options o_;
+    settings s_;
+    std::optional<journal> journal_;
+    std::optional<shm_state> shm_;
+    std::optional<store> store_;
+    std::unique_ptr<engine> engine_;
+    std::vector<folder> folders_;
+    std::vector<task_state> tasks_;
+    std::uint64_t seen_generation_ = ~std::uint64_t{0};
+    int inotify_fd_ = -1;
+};
+
+}  // namespace mx::importer

@@ -1,0 +1,74 @@
+// mx-importer: imports the files of every active connector's drop folder into mailboxes
+// (see importer.hpp and docs/importer.md). Also the parse worker ("--parse-worker", started
+// by the daemon itself).
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "global/logging.hpp"
+#include "importer.hpp"
+
+namespace {
+
+// Switches to cfg.user when started as root (the daemon binds nothing, so right away).
+void drop_privileges(const mx::config& cfg) {
+    if (!cfg.user || ::geteuid() != 0) return;
+    struct passwd* pw = ::getpwnam(cfg.user->c_str());
+    if (!pw) throw std::runtime_error("user '" + *cfg.user + "' (config key user) does not exist");
+    if (::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
+        ::setuid(pw->pw_uid) != 0)
+        throw std::runtime_error(std::string("dropping privileges to ") + *cfg.user + ": " +
+                                 std::strerror(errno));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"mx-importer - import drop-folder files into mailboxes"};
+    std::string config_path;
+    bool worker = false, drain = false;
+    std::size_t max_header_bytes = 100 * 1024;
+    app.add_option("--config", config_path,
+                   "configuration file (default: $MX_CONFIG or "
+                   "/etc/mx-connector/mx-connector.toml)");
+    app.add_flag("--drain", drain, "exit once no active drop folder has work left");
+    app.add_flag("--parse-worker", worker, "internal: run as the parse worker");
+    app.add_option("--max-header-bytes", max_header_bytes, "internal: parse worker header cap");
+    CLI11_PARSE(app, argc, argv);
+
+    if (worker) {
+        mx::importer::parse_limits limits;
+        limits.max_header_bytes = max_header_bytes;
+        return mx::importer::parse_worker_main(0, 1, limits);
+    }
+    try {
+        auto cfg = mx::load_config(mx::resolve_config_path(config_path));
+        mx::setup_logging(cfg, "mx-importer");
+        drop_privileges(cfg);
+        mx::importer::daemon_options o;
+        o.drain = drain;
+        o.self_exe = "/proc/self/exe";
+        mx::importer::daemon d(cfg, o);
+
+        // ---- periodic tasks of the main loop: ONE line each ---------------------------------
+        // Bounce sender (issue 5, importer/bounce_sender.hpp) hooks in here, e.g.:
+        //   d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
+        // ---------------------------------------------------------------------------------------
+
+        return d.run();
+    } catch (const mx::config_error& e) {
+        std::cerr << "mx-importer: " << e.what() << "\n";
+        return 78;  // EX_CONFIG
+    } catch (const std::exception& e) {
+        spdlog::critical("mx-importer: {}", e.what());
+        std::cerr << "mx-importer: " << e.what() << "\n";
+        return 1;
+    }
+}
