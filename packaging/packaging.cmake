@@ -1,0 +1,88 @@
+# packaging.cmake: install rules for everything that is not a binary (systemd units, sysusers.d,
+# tmpfiles.d, the example configuration, man pages, docs) and the CPack DEB package.
+#
+# Layout (cmake --install . --prefix P, and the .deb with P=/usr):
+#   P/sbin/{mx-milter,mx-importer,mxctl}           (rules in milter/, importer/, admin/)
+#   P/lib/systemd/system/mx-{milter,importer}.service
+#   P/lib/sysusers.d/mx-connector.conf, P/lib/tmpfiles.d/mx-connector.conf
+#   P/share/man/man8/{mx-milter,mx-importer,mxctl}.8.gz
+#   P/share/doc/mx-connector/{*.md,examples/mx-connector.toml,postfix-conf/...}
+#   /etc/mx-connector/mx-connector.toml when P is /usr (Debian: a conffile), else P/etc/...
+# The /etc decision is taken at install time (install(CODE)) so that `--prefix TMP` overrides
+# it into TMP, while CPack (which installs with prefix /usr into a DESTDIR) gets /etc.
+set(MX_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+install(FILES ${MX_PKG_DIR}/systemd/mx-milter.service ${MX_PKG_DIR}/systemd/mx-importer.service
+        DESTINATION lib/systemd/system COMPONENT mx_connector)
+install(FILES ${MX_PKG_DIR}/mx-connector.sysusers DESTINATION lib/sysusers.d
+        RENAME mx-connector.conf COMPONENT mx_connector)
+install(FILES ${MX_PKG_DIR}/mx-connector.tmpfiles DESTINATION lib/tmpfiles.d
+        RENAME mx-connector.conf COMPONENT mx_connector)
+
+# Example configuration: /etc for a /usr install, the doc folder always (pristine copy).
+install(CODE "
+  if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\")
+    set(_mx_etc \"/etc/mx-connector\")
+  else()
+    set(_mx_etc \"\${CMAKE_INSTALL_PREFIX}/etc/mx-connector\")
+  endif()
+  file(INSTALL DESTINATION \"\${_mx_etc}\" TYPE FILE
+       PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
+       FILES \"${MX_PKG_DIR}/mx-connector.toml\")
+" COMPONENT mx_connector)
+install(FILES ${MX_PKG_DIR}/mx-connector.toml
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples COMPONENT mx_connector)
+
+# Man pages (hand-written roff in packaging/man), gzip'ed like Debian wants them.
+find_program(MX_GZIP gzip REQUIRED)
+set(MX_MAN_PAGES mx-milter mx-importer mxctl)
+set(MX_MAN_OUT)
+foreach(page ${MX_MAN_PAGES})
+  set(out ${CMAKE_BINARY_DIR}/packaging/man/${page}.8.gz)
+  add_custom_command(OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/packaging/man
+    COMMAND ${MX_GZIP} -9nc ${MX_PKG_DIR}/man/${page}.8 > ${out}
+    DEPENDS ${MX_PKG_DIR}/man/${page}.8 VERBATIM)
+  list(APPEND MX_MAN_OUT ${out})
+endforeach()
+add_custom_target(mx_man_pages ALL DEPENDS ${MX_MAN_OUT})
+install(FILES ${MX_MAN_OUT} DESTINATION ${CMAKE_INSTALL_MANDIR}/man8 COMPONENT mx_connector)
+
+# Documentation and the Postfix snippets the docs refer to.
+file(GLOB MX_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
+install(FILES ${MX_DOCS} ${CMAKE_SOURCE_DIR}/README.md
+        DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT mx_connector)
+if(IS_DIRECTORY ${CMAKE_SOURCE_DIR}/postfix-conf)
+  install(DIRECTORY ${CMAKE_SOURCE_DIR}/postfix-conf/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/postfix-conf
+          COMPONENT mx_connector PATTERN "*~" EXCLUDE)
+endif()
+
+# ---- CPack: mx-connector_<version>_amd64.deb ------------------------------------------------
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME mx-connector)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VENDOR "MX Connector")
+set(CPACK_PACKAGE_CONTACT "MX Connector maintainers <maintainers@mx-connector.invalid>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+    "Postfix milter and importer delivering Internet mail into business applications")
+set(CPACK_PACKAGE_DESCRIPTION
+    "MX Connector lets ERP, CRM and helpdesk applications receive mail for many addresses.\n\
+A milter makes Postfix refuse unknown recipients during the SMTP dialogue, Postfix drops\n\
+accepted mail into per-connector drop folders, and an importer moves every message exactly\n\
+once into its mailbox or into ImportFailed with an RFC 3464 non-delivery report.")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION mail)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://mx-connector.invalid/")
+# Library dependencies come from dpkg-shlibdeps; the rest is what the product needs to run.
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "postfix (>= 3.5) | mail-transport-agent, systemd (>= 247)")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "postfix (>= 3.5), lmdb-utils, swaks")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "pflogsumm")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${MX_PKG_DIR}/debian/conffiles ${MX_PKG_DIR}/debian/postinst
+    ${MX_PKG_DIR}/debian/prerm ${MX_PKG_DIR}/debian/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+set(CPACK_STRIP_FILES ON)
+include(CPack)
