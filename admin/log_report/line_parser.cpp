@@ -98,7 +98,7 @@ void civil_from_days(std::int64_t z, int& y, int& m, int& d) noexcept {
     y = static_cast<int>(static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2));
 }
 
-line_parser::line_parser(std::int64_t now) : now_(now) {
+line_parser::line_parser(std::int64_t now) {
     struct tm tmv {};
     time_t t = static_cast<time_t>(now);
     localtime_r(&t, &tmv);

@@ -58,7 +58,6 @@ class line_parser {
     std::int64_t local_to_utc(int y, int mon, int d, int h, int mi, int s);
     int local_hour_of(std::int64_t utc);
 
-    std::int64_t now_;
     int now_year_;
     int now_month_;
     int forced_year_ = 0;
