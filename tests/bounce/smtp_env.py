@@ -75,10 +75,16 @@ class Sink:
                 self.proc.wait()
             self.proc = None
 
+    def count(self):
+        """Files present now, finished or not (for "nothing arrived" checks)."""
+        return len(os.listdir(self.dir))
+
     def messages(self):
         """[(envelope dict, email.message.Message)] in arrival order."""
         out = []
         for p in sorted(glob.glob(os.path.join(self.dir, "*"))):
+            if time.time() - os.path.getmtime(p) < 0.5:
+                return []  # smtp-sink may still be writing it: ask again later
             with open(p, "rb") as f:
                 raw = f.read()
             msg = email.message_from_bytes(raw, policy=email.policy.compat32)
