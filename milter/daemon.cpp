@@ -1,0 +1,289 @@
+// daemon: mx-milter's life cycle.
+//
+// Order matters (and is why this file exists):
+//   1. block SIGHUP/SIGTERM/SIGINT before any thread exists, so every thread (libmilter's
+//      included) inherits the mask; once all threads run, the main thread alone unblocks them
+//      with handlers that write to a self-pipe. The kernel delivers a process signal to the
+//      thread-group leader when it does not block it, so libmilter's own signal thread (which
+//      would turn SIGHUP into a shutdown) practically never sees one;
+//   2. load the config, open both sockets (milter via smfi_opensocket(true), which removes a
+//      stale socket; socketmap) with mode/group applied, attach shared memory — all still as
+//      root when started as root;
+//   3. drop to [user] (initgroups, setgid, setuid; verified);
+//   4. run smfi_main() in a thread; the main thread waits on the pipe (SIGTERM/SIGINT:
+//      smfi_stop, SIGHUP: reload the config), writes the heartbeat every second and re-reads
+//      the config when `reload_requests` in shared memory moves.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+
+#include "global/logging.hpp"
+#include "milter.hpp"
+
+namespace mx::milter {
+namespace {
+
+constexpr int ex_config = 78;  // sysexits EX_CONFIG
+constexpr int ex_oserr = 71;   // sysexits EX_OSERR
+
+std::string socketmap_spec(const config& cfg) {
+    const auto& m = cfg.section("milter");
+    auto it = m.find("socketmap");
+    if (it == m.end()) return "unix:" + (cfg.run_dir / "socketmap.sock").string();
+    if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.socketmap: string");
+    return it->get<std::string>();  // "" disables the socketmap service
+}
+
+void ensure_socket_dir(const std::string& path, const std::optional<passwd>& pw) {
+    if (path.empty()) return;
+    std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    if (dir.empty() || std::filesystem::exists(dir)) return;
+    std::filesystem::create_directories(dir);
+    ::chmod(dir.c_str(), 0755);
+    if (pw && geteuid() == 0) (void)!::chown(dir.c_str(), pw->pw_uid, pw->pw_gid);
+}
+
+void drop_privileges(const passwd& pw) {
+    if (::initgroups(pw.pw_name, pw.pw_gid) != 0)
+        throw std::runtime_error(std::string("initgroups: ") + std::strerror(errno));
+    if (::setgid(pw.pw_gid) != 0)
+        throw std::runtime_error(std::string("setgid: ") + std::strerror(errno));
+    if (::setuid(pw.pw_uid) != 0)
+        throw std::runtime_error(std::string("setuid: ") + std::strerror(errno));
+    if (::setuid(0) == 0) throw std::runtime_error("privileges could be regained after setuid");
+}
+
+void reload(daemon_state& st, const std::string& why) {
+    try {
+        config fresh = load_config(st.cfg.file);
+        auto p = std::make_shared<const check_policy>(check_policy::from(fresh));
+        {
+            std::lock_guard lk(st.policy_mu);
+            st.policy = p;
+        }
+        spdlog::default_logger()->set_level(spdlog::level::from_str(fresh.log_level));
+        if (fresh.milter.socket != st.cfg.milter.socket)
+            spdlog::warn("milter.socket changed: takes effect after a restart");
+        spdlog::info(
+            "configuration reloaded ({}): unknown_domain={} accept_postmaster={} "
+            "hide_existence={}",
+            why, p->reject_unknown_domains ? "reject" : "continue", p->accept_postmaster,
+            p->hide_existence);
+    } catch (const std::exception& e) {
+        spdlog::error("configuration reload ({}) failed, keeping the old one: {}", why,
+                      log_safe(e.what()));
+    }
+}
+
+std::string virtual_map_path(const config& cfg) {
+    const auto& m = cfg.section("milter");
+    auto it = m.find("virtual_map");
+    if (it == m.end()) return (cfg.run_dir / "virtual_mailbox.regexp").string();
+    if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.virtual_map: string");
+    return it->get<std::string>();  // "" disables the file
+}
+
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void on_signal(int sig) {
+    int saved = errno;
+    unsigned char c = static_cast<unsigned char>(sig);
+    (void)!::write(g_signal_pipe[1], &c, 1);
+    errno = saved;
+}
+
+}  // namespace
+
+std::string unix_socket_path(std::string_view spec) {
+    for (std::string_view prefix : {"unix:", "local:"})
+        if (spec.substr(0, prefix.size()) == prefix) return std::string(spec.substr(prefix.size()));
+    if (!spec.empty() && spec.front() == '/') return std::string(spec);
+    return {};
+}
+
+void apply_socket_permissions(const std::string& path, unsigned mode, const std::string& group,
+                              const std::optional<std::string>& owner) {
+    if (path.empty()) return;
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+    if (!group.empty()) {
+        struct group* g = ::getgrnam(group.c_str());
+        if (!g) throw std::runtime_error("socket_group '" + group + "' does not exist");
+        gid = g->gr_gid;
+    }
+    if (owner && geteuid() == 0) {
+        if (struct passwd* pw = ::getpwnam(owner->c_str())) uid = pw->pw_uid;
+    }
+    if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
+        ::chown(path.c_str(), uid, gid) != 0)
+        throw std::runtime_error("chown " + path + ": " + std::strerror(errno));
+    if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
+        throw std::runtime_error("chmod " + path + ": " + std::strerror(errno));
+}
+
+int run(const options& opts) {
+    // 1. Signals first: every thread created later inherits this mask.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    auto st = std::make_unique<daemon_state>();
+    std::string smap;
+    try {
+        st->cfg = load_config(resolve_config_path(opts.config_path));
+        smap = socketmap_spec(st->cfg);
+        st->vmap = std::make_unique<virtual_map_writer>(virtual_map_path(st->cfg));
+    } catch (const std::exception& e) {
+        std::cerr << "mx-milter: " << e.what() << "\n";
+        return ex_config;
+    }
+    if (opts.check_config) {
+        std::cout << "mx-milter: configuration " << st->cfg.file.string() << " is valid\n";
+        return 0;
+    }
+    setup_logging(st->cfg, "mx-milter");
+    st->policy = std::make_shared<const check_policy>(check_policy::from(st->cfg));
+    st->store = std::make_unique<store_holder>(st->cfg.store_dir());
+
+    std::optional<passwd> pw;
+    std::string pw_name;  // keeps pw.pw_name alive
+    if (st->cfg.user && geteuid() == 0) {
+        struct passwd* p = ::getpwnam(st->cfg.user->c_str());
+        if (!p) {
+            spdlog::critical("user '{}' (config key `user`) does not exist",
+                             log_safe(*st->cfg.user));
+            return ex_config;
+        }
+        pw = *p;
+        pw_name = p->pw_name;
+        pw->pw_name = pw_name.data();
+    }
+
+    std::unique_ptr<socketmap_server> smap_server;
+    try {
+        try {
+            st->shm = shm_state::attach(st->cfg);
+        } catch (const std::exception& e) {
+            spdlog::warn("shared memory unavailable, counters disabled: {}", log_safe(e.what()));
+        }
+        const std::string& spec = st->cfg.milter.socket;
+        std::string milter_path = unix_socket_path(spec);
+        ensure_socket_dir(milter_path, pw);
+        if (smfi_setconn(const_cast<char*>(spec.c_str())) != MI_SUCCESS)
+            throw std::runtime_error("smfi_setconn(" + spec + ") failed");
+        if (smfi_settimeout(st->cfg.milter.timeout_seconds) != MI_SUCCESS)
+            throw std::runtime_error("smfi_settimeout failed");
+        smfi_setbacklog(128);
+        register_milter();
+        mode_t old = ::umask(0177);  // the socket is born private; mode/group applied next
+        int rc = smfi_opensocket(true);
+        ::umask(old);
+        if (rc != MI_SUCCESS)
+            throw std::runtime_error("smfi_opensocket(" + spec +
+                                     ") failed (directory missing or not writable?)");
+        apply_socket_permissions(milter_path, st->cfg.milter.socket_mode,
+                                 st->cfg.milter.socket_group, st->cfg.user);
+        if (!smap.empty()) {
+            ensure_socket_dir(unix_socket_path(smap), pw);
+            smap_server = std::make_unique<socketmap_server>(*st, smap, st->cfg.milter.socket_mode,
+                                                             st->cfg.milter.socket_group);
+        }
+        if (pw) drop_privileges(*pw);
+    } catch (const std::exception& e) {
+        spdlog::critical("start-up failed: {}", log_safe(e.what()));
+        return ex_oserr;
+    }
+
+    daemon_state& s = *st;
+    set_state(std::move(st));
+    if (smap_server) smap_server->start();
+    spdlog::info("mx-milter started: milter {} socketmap {} store {} user {}", s.cfg.milter.socket,
+                 smap.empty() ? "(disabled)" : smap, s.cfg.store_dir().string(),
+                 pw ? pw_name : std::string("(unchanged)"));
+    s.store->ready();  // open now if it exists (and log it); otherwise on the first RCPT
+    s.vmap->refresh(*s.store, true);
+
+    std::atomic<bool> milter_done{false};
+    int milter_rc = 0;
+    std::thread milter_thread([&] {
+        milter_rc = smfi_main();
+        milter_done.store(true);
+    });
+
+    // All other threads exist (or will be created by threads that block the signals): now the
+    // main thread alone takes them.
+    if (::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        spdlog::critical("pipe2: {}", std::strerror(errno));
+        smfi_stop();
+        milter_thread.join();
+        return ex_oserr;
+    }
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int sig : {SIGHUP, SIGTERM, SIGINT}) ::sigaction(sig, &sa, nullptr);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
+
+    bool stopping = false;
+    std::uint64_t reloads_seen = s.shm ? s.shm->layout().reload_requests.load() : 0;
+    std::uint64_t generation_seen = 0;
+    while (!milter_done.load()) {
+        pollfd pfd{g_signal_pipe[0], POLLIN, 0};
+        int sig = 0;
+        if (::poll(&pfd, 1, 1000) > 0) {
+            unsigned char c = 0;
+            if (::read(g_signal_pipe[0], &c, 1) == 1) sig = c;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
+            stopping = true;
+            smfi_stop();
+            break;
+        }
+        if (sig == SIGHUP) reload(s, "SIGHUP");
+        if (s.shm) {
+            auto& l = s.shm->layout();
+            l.milter_heartbeat.store(static_cast<std::uint64_t>(std::time(nullptr)),
+                                     std::memory_order_relaxed);
+            auto r = l.reload_requests.load();
+            if (r != reloads_seen) {
+                reloads_seen = r;
+                reload(s, "reload request in shared memory");
+            }
+            auto g = s.shm->generation();
+            if (g != generation_seen) {
+                generation_seen = g;
+                spdlog::debug("store generation {}", g);
+            }
+        }
+        // Also catches changes made without shared memory (reads the store's own generation).
+        s.vmap->refresh(*s.store, false);
+    }
+    milter_thread.join();
+    if (smap_server) smap_server->stop();
+    if (!stopping) {
+        spdlog::critical("milter loop ended unexpectedly (smfi_main returned {})", milter_rc);
+        return 1;
+    }
+    spdlog::info("mx-milter stopped");
+    return milter_rc == MI_SUCCESS ? 0 : 1;
+}
+
+}  // namespace mx::milter

@@ -1,0 +1,235 @@
+// decision: one RCPT decision as the milter makes it: store access (lazy open, re-map after
+// growth), check_recipient(), the SMTP reply for libmilter, counters and the log line.
+#include <sys/stat.h>
+
+#include <spdlog/spdlog.h>
+
+#include "global/logging.hpp"
+#include "milter.hpp"
+
+namespace mx::milter {
+
+namespace {
+std::unique_ptr<daemon_state> g_state;
+
+bool is_store_error(const check_result& r) {
+    return r.verdict == decision::tempfail && r.code == "451" &&
+           r.reason.rfind("store error", 0) == 0;
+}
+}  // namespace
+
+daemon_state& state() {
+    return *g_state;
+}
+
+void set_state(std::unique_ptr<daemon_state> s) {
+    g_state = std::move(s);
+}
+
+// ---- store_holder ---------------------------------------------------------------------
+
+bool store_holder::ready() {
+    if (open_.load(std::memory_order_acquire)) return true;
+    return try_open();
+}
+
+bool store_holder::try_open() {
+    std::lock_guard lk(open_mu_);
+    if (open_.load(std::memory_order_acquire)) return true;
+    auto now = std::chrono::steady_clock::now();
+    // Cheap while the store does not exist: one stat() per RCPT at most, one open attempt per
+    // retry_interval.
+    struct stat sb;
+    if (::stat((dir_ / "data.mdb").c_str(), &sb) != 0) return false;
+    if (last_attempt_.time_since_epoch().count() != 0 && now - last_attempt_ < retry_interval)
+        return false;
+    last_attempt_ = now;
+    try {
+        store_ = store::open(dir_, true);
+        open_.store(true, std::memory_order_release);
+        spdlog::info("store {} opened read-only", dir_.string());
+        return true;
+    } catch (const std::exception& e) {
+        spdlog::warn("store {} not usable yet: {}", dir_.string(), log_safe(e.what()));
+        store_.reset();
+        return false;
+    }
+}
+
+void store_holder::remap() noexcept {
+    try {
+        store_->env().adopt_map_size();
+    } catch (const std::exception& e) {
+        spdlog::warn("re-mapping the store failed: {}", log_safe(e.what()));
+    }
+}
+
+check_result store_holder::check(const check_policy& p, std::string_view arg) {
+    try {
+        if (!ready()) {
+            auto r = check_recipient_syntax_only(p, arg);
+            if (r) return *r;
+            return internal_error_result(arg, "store " + dir_.string() + " does not exist yet");
+        }
+        {
+            std::shared_lock lk(map_mu_);
+            auto r = check_recipient(*store_, p, arg, true);
+            if (!is_store_error(r)) return r;
+        }
+        // A failed read transaction may be MDB_MAP_RESIZED: re-map (no transaction of ours is
+        // open under the exclusive lock) and decide once more.
+        std::unique_lock lk(map_mu_);
+        remap();
+        return check_recipient(*store_, p, arg, true);
+    } catch (const std::exception& e) {
+        return internal_error_result(arg, std::string("unexpected: ") + e.what());
+    } catch (...) {
+        return internal_error_result(arg, "unexpected non-standard exception");
+    }
+}
+
+// ---- replies ----------------------------------------------------------------------------
+
+std::optional<check_result> check_recipient_syntax_only(const check_policy& p,
+                                                        std::string_view arg) {
+    parse_options po;
+    po.brackets_required = true;
+    po.smtputf8 = p.smtputf8;
+    auto parsed = parse_address(arg, po);
+    if (auto* err = std::get_if<address_error>(&parsed)) {
+        check_result r;
+        r.verdict = decision::reject;
+        r.code = "501";
+        r.dsn = "5.1.3";
+        r.text = "Bad recipient address syntax";
+        r.reason = "malformed address: " + err->reason;
+        return r;
+    }
+    return std::nullopt;
+}
+
+check_result internal_error_result(std::string_view arg, std::string reason) {
+    check_result r;
+    r.verdict = decision::tempfail;
+    r.code = "451";
+    r.dsn = "4.3.0";
+    parse_options po;
+    po.brackets_required = true;
+    auto parsed = parse_address(arg, po);
+    if (auto* a = std::get_if<address>(&parsed)) {
+        r.recipient = *a;
+        r.text = "<" + a->str() + ">: Temporary lookup failure";
+    } else {
+        r.text = "Temporary lookup failure";
+    }
+    r.reason = std::move(reason);
+    return r;
+}
+
+std::string setreply_text(std::string_view text) {
+    std::string out;
+    out.reserve(text.size() + 8);
+    for (char c : text) {
+        if (out.size() >= 975) break;  // smfi_setreply: at most 980 octets per line
+        if (c == '\r' || c == '\n' || c == '\0' || c == '\t')
+            out.push_back(' ');
+        else if (c == '%')
+            out += "%%";
+        else
+            out.push_back(c);
+    }
+    return out;
+}
+
+rcpt_reply to_reply(const check_result& r) {
+    rcpt_reply out;
+    switch (r.verdict) {
+        case decision::accept:
+        case decision::not_ours:
+            out.act = action::accept;
+            return out;
+        case decision::reject:
+            out.act = action::reject;
+            break;
+        case decision::tempfail:
+            out.act = action::tempfail;
+            break;
+    }
+    out.code = r.code;
+    out.dsn = r.dsn;
+    out.text = setreply_text(r.text);
+    // Defence in depth: a reject must carry a 5xx and a tempfail a 4xx, or libmilter refuses
+    // the reply; and a store problem must never turn into a 5xx.
+    bool ok_code = out.code.size() == 3 && out.code[0] == (out.act == action::reject ? '5' : '4') &&
+                   out.dsn.size() >= 5 && out.dsn[0] == out.code[0];
+    if (!ok_code) {
+        out.act = action::tempfail;
+        out.code = "451";
+        out.dsn = "4.3.0";
+        out.text = "Temporary lookup failure";
+    }
+    return out;
+}
+
+void count(shm_state* shm, const check_result& r) noexcept {
+    if (!shm) return;
+    auto& l = shm->layout();
+    auto bump = [](std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); };
+    switch (r.verdict) {
+        case decision::not_ours:
+            bump(l.not_ours);
+            return;
+        case decision::accept:
+            bump(shm->counters(r.connector).accepted);
+            return;
+        case decision::reject:
+            if (r.code == "501")
+                bump(l.rejected_syntax);
+            else if (r.connector.empty())
+                bump(l.not_ours);  // 550 5.1.2: unknown domain rejected by policy
+            else
+                bump(shm->counters(r.connector).rejected_unknown);
+            return;
+        case decision::tempfail:
+            if (r.connector.empty())
+                bump(l.tempfailed_error_unattributed);
+            else if (r.code == "450")
+                bump(shm->counters(r.connector).tempfailed_inactive);
+            else
+                bump(shm->counters(r.connector).tempfailed_error);
+            return;
+    }
+}
+
+check_result daemon_state::decide(std::string_view arg, bool smtputf8, std::string_view queue_id,
+                                  std::string_view client) {
+    check_result r;
+    try {
+        auto p = current_policy();
+        if (p->smtputf8 == smtputf8) {
+            r = store->check(*p, arg);
+        } else {
+            check_policy copy = *p;
+            copy.smtputf8 = smtputf8;
+            r = store->check(copy, arg);
+        }
+        count(shm ? &*shm : nullptr, r);
+        // Mail we accept must find its drop folder in virtual(8)'s map: bring the map up to the
+        // store's generation first (a no-op unless mxctl changed something since).
+        if (r.verdict == decision::accept && vmap && vmap->enabled() && shm &&
+            shm->generation() > vmap->known_generation())
+            vmap->refresh(*store, false);
+        std::string_view conn = r.connector.empty() ? std::string_view("-") : r.connector;
+        std::string reply = r.reply();
+        spdlog::info("{}: client={} rcpt={} decision={} connector={}{}{} reason={}",
+                     queue_id.empty() ? std::string_view("NOQUEUE") : queue_id, log_safe(client),
+                     log_safe(arg), to_string(r.verdict), log_safe(conn),
+                     reply.empty() ? "" : " reply=", log_safe(reply, 300), log_safe(r.reason));
+    } catch (...) {
+        // Logging or counting failed (e.g. out of memory): still a safe answer.
+        r = internal_error_result(arg, "unexpected error while deciding");
+    }
+    return r;
+}
+
+}  // namespace mx::milter

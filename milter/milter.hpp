@@ -1,0 +1,233 @@
+// mx-milter: private header of the RCPT-decision daemon (libmilter) and its Postfix socketmap.
+//
+// What it is: one process serving two sockets, both answered from the shared LMDB store:
+//   - the milter socket ([milter] socket): for every RCPT TO, mx::check_recipient() decides
+//     (the same code as `mxctl check`) and the decision becomes SMFIS_CONTINUE, a 5xx reject or
+//     a 4xx tempfail with an exact reply;
+//   - the socketmap socket ([milter] socketmap): Postfix's `socketmap:` lookups "domain" (is
+//     this domain served by a connector) and "mailbox" (drop-folder Maildir of any address of a
+//     served domain), so Postfix learns the connector domains from the same table.
+// Promises:
+//   - no exception ever crosses into libmilter: anything unexpected is 451 4.3.0, logged once;
+//   - a store problem is never a 5xx (451 4.3.0 / socketmap TEMP);
+//   - the store is opened read-only, re-tried cheaply while it does not exist yet, and every
+//     lookup is its own short read transaction, so changes made with mxctl apply to the next
+//     RCPT without restart;
+//   - callbacks never block on anything but an LMDB read (and a briefly held lock while the map
+//     is re-mapped after another process grew it).
+// Security: every SMTP argument and socketmap request is hostile input: they are parsed by
+// mx::parse_address / a bounded netstring reader, logged through log_safe(), and reply texts
+// are single-line with '%' escaped for smfi_setreply().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "global/config.hpp"
+#include "global/recipient_check.hpp"
+#include "global/shm_state.hpp"
+#include "global/store.hpp"
+
+namespace mx::milter {
+
+// ---- store access ---------------------------------------------------------------------
+
+// The read-only store, opened lazily (it may not exist when the daemon starts) and re-mapped
+// when another process grew the map (MDB_MAP_RESIZED needs no transaction open in this
+// process: lookups hold a shared lock, the re-map an exclusive one).
+class store_holder {
+  public:
+    explicit store_holder(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+    // True when the store is open (tries to open it, at most every retry_interval).
+    bool ready();
+    // The decision for one RCPT argument; never throws.
+    check_result check(const check_policy& p, std::string_view smtp_argument);
+    // Runs fn(view) in one read transaction with the resize protocol; throws on store errors
+    // (including "store not available").
+    template <typename Fn>
+    auto with_view(Fn&& fn) -> decltype(fn(std::declval<store_view&>()));
+
+    static constexpr std::chrono::milliseconds retry_interval{200};
+
+  private:
+    bool try_open();
+    void remap() noexcept;
+
+    std::filesystem::path dir_;
+    std::mutex open_mu_;
+    std::atomic<bool> open_{false};
+    std::chrono::steady_clock::time_point last_attempt_{};
+    std::optional<store> store_;
+    std::shared_mutex map_mu_;
+};
+
+class store_unavailable : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+template <typename Fn>
+auto store_holder::with_view(Fn&& fn) -> decltype(fn(std::declval<store_view&>())) {
+    if (!ready()) throw store_unavailable("store " + dir_.string() + " is not available yet");
+    try {
+        std::shared_lock lk(map_mu_);
+        auto v = store_->read();
+        return fn(v);
+    } catch (const lmdb::error&) {
+        // Possibly MDB_MAP_RESIZED (another process grew the map): re-map with no transaction
+        // open in this process, then try once more.
+    }
+    std::unique_lock lk(map_mu_);
+    store_->env().adopt_map_size();
+    auto v = store_->read();
+    return fn(v);
+}
+
+// ---- decisions ----------------------------------------------------------------------
+
+enum class action { accept, reject, tempfail };
+
+// What the milter answers for one RCPT, ready for smfi_setreply().
+struct rcpt_reply {
+    action act = action::tempfail;
+    std::string code;  // "550"; empty for accept
+    std::string dsn;   // "5.1.1"
+    std::string text;  // '%' escaped as "%%", one line, <= 980 octets
+};
+
+// check_result -> milter reply (pure; unit-tested).
+rcpt_reply to_reply(const check_result& r);
+// Escapes '%' for smfi_setreply and replaces CR/LF/NUL; caps at 980 octets.
+std::string setreply_text(std::string_view text);
+// Counts a decision into shared memory (per connector or global).
+void count(shm_state* shm, const check_result& r) noexcept;
+// The reply for something unexpected (an exception, no store): 451 4.3.0.
+check_result internal_error_result(std::string_view smtp_argument, std::string reason);
+// 501 5.1.3 for a malformed argument (decided without the store), nullopt when well-formed.
+std::optional<check_result> check_recipient_syntax_only(const check_policy& p,
+                                                        std::string_view smtp_argument);
+
+// ---- virtual(8) map (virtual_map.cpp) ------------------------------------------------
+
+// "srv/drop/" for drop folder "/srv/drop": the virtual(8) Maildir value with
+// virtual_mailbox_base = "/"; empty when the folder is not a safe absolute path.
+std::string drop_folder_value(const connector& c);
+// The regexp table text (see virtual_map.cpp) for the store as seen by v.
+std::string render_virtual_map(store_view& v, std::uint64_t generation);
+
+class virtual_map_writer {
+  public:
+    explicit virtual_map_writer(std::string path = {}) : path_(std::move(path)) {}
+    bool enabled() const { return !path_.empty(); }
+    const std::string& path() const { return path_; }
+    // Store generation the file on disk reflects (0: not written yet).
+    std::uint64_t known_generation() const {
+        return known_generation_.load(std::memory_order_acquire);
+    }
+    // Rewrites the file if the store generation moved (or force); never throws.
+    void refresh(store_holder& store, bool force) noexcept;
+
+  private:
+    std::string path_;
+    std::mutex mu_;
+    std::uint64_t generation_ = 0;
+    bool written_ = false;
+    std::string last_text_;
+    std::atomic<std::uint64_t> known_generation_{0};
+};
+
+// ---- daemon state shared by the callbacks -------------------------------------------
+
+struct daemon_state {
+    config cfg;
+    std::shared_ptr<const check_policy> policy;  // replaced on reload (under policy_mu)
+    std::mutex policy_mu;
+    std::unique_ptr<store_holder> store;
+    std::unique_ptr<virtual_map_writer> vmap;
+    std::optional<shm_state> shm;
+    std::atomic<std::uint64_t> internal_errors{0};
+
+    std::shared_ptr<const check_policy> current_policy() {
+        std::lock_guard lk(policy_mu);
+        return policy;
+    }
+    // One decision as the milter makes it: check, count, log. Never throws.
+    check_result decide(std::string_view smtp_argument, bool smtputf8, std::string_view queue_id,
+                        std::string_view client);
+};
+
+// The daemon's state; set once before smfi_main starts.
+daemon_state& state();
+void set_state(std::unique_ptr<daemon_state> s);
+
+// ---- libmilter registration (milter_callbacks.cpp) -----------------------------------
+
+// smfi_register() with our callbacks and flags; throws std::runtime_error naming the call.
+void register_milter();
+// The protocol steps we do not want (SMFIP_NO*), for tests and docs.
+unsigned long unwanted_steps();
+
+// ---- socketmap (socketmap.cpp) -------------------------------------------------------
+
+// Answers one socketmap request body ("name key") with a reply body ("OK ..."); never throws.
+std::string socketmap_answer(daemon_state& st, std::string_view request);
+
+// Netstring framing: returns the payload of the first complete netstring in buf and how many
+// bytes it used; nullopt when more bytes are needed; throws netstring_error on garbage.
+class netstring_error : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+inline constexpr std::size_t socketmap_max_request = 100000;
+std::optional<std::pair<std::string, std::size_t>> parse_netstring(std::string_view buf,
+                                                                   std::size_t max_len);
+std::string netstring(std::string_view payload);
+
+// A poll()-driven server thread on a unix socket; stop() joins it.
+class socketmap_server {
+  public:
+    // Binds (removing a stale socket), applies mode/group; call before dropping privileges.
+    socketmap_server(daemon_state& st, const std::string& spec, unsigned mode,
+                     const std::string& group);
+    ~socketmap_server();
+    socketmap_server(const socketmap_server&) = delete;
+    socketmap_server& operator=(const socketmap_server&) = delete;
+
+    void start();
+    void stop() noexcept;
+    const std::string& path() const { return path_; }
+
+  private:
+    void run() noexcept;
+    daemon_state& st_;
+    std::string path_;
+    int listen_fd_ = -1;
+    int wake_fd_[2] = {-1, -1};
+    std::thread thread_;
+};
+
+// ---- daemon (daemon.cpp) -------------------------------------------------------------
+
+struct options {
+    std::string config_path;
+    bool check_config = false;
+};
+
+// Whole daemon life cycle; returns the process exit status.
+int run(const options& opts);
+
+// Socket path of a "unix:PATH" / "local:PATH" spec; empty for inet sockets.
+std::string unix_socket_path(std::string_view spec);
+// Applies mode and group (and owner when root) to a socket file.
+void apply_socket_permissions(const std::string& path, unsigned mode, const std::string& group,
+                              const std::optional<std::string>& owner);
+
+}  // namespace mx::milter

@@ -1,0 +1,283 @@
+// socketmap: the Postfix socketmap service (socketmap_table(5)) answered from the store, so
+// Postfix knows the connector domains and their drop folders without a second list.
+//
+// Maps (the "name" of socketmap:unix:PATH:name):
+//   domain   key: a domain       OK <connector>   if a connector serves it (exact, .parent or ".")
+//   mailbox  key: an address     OK <drop folder without leading '/'>/  for EVERY address of a
+//                                served domain (virtual(8) Maildir with virtual_mailbox_base = /);
+//                                the milter has already refused unknown users at RCPT time.
+//   connector key: an address or domain  OK <connector name>
+// Postfix sends socketmaps only full keys (no "@domain" or extension-stripped partial keys),
+// so one answer per address is enough. Any other map name, a malformed netstring or a request
+// above 100000 octets gets a PERM reply (and the connection is closed after a framing error);
+// a store problem is TEMP, so Postfix defers instead of bouncing.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+#include <vector>
+
+#include "global/address.hpp"
+#include "global/logging.hpp"
+#include "milter.hpp"
+
+namespace mx::milter {
+namespace {
+
+constexpr std::size_t max_connections = 512;
+constexpr int idle_timeout_ms = 600 * 1000;
+
+[[noreturn]] void fail_errno(const char* function) {
+    throw std::system_error(errno, std::generic_category(), function);
+}
+
+// "OK data" only when the data is safe for Postfix: one line, no NUL.
+std::string ok(std::string_view data) {
+    for (char c : data)
+        if (c == '\r' || c == '\n' || c == '\0') return "PERM unusable value in store";
+    return "OK " + std::string(data);
+}
+
+}  // namespace
+
+std::optional<std::pair<std::string, std::size_t>> parse_netstring(std::string_view buf,
+                                                                   std::size_t max_len) {
+    std::size_t i = 0, len = 0;
+    while (i < buf.size() && buf[i] >= '0' && buf[i] <= '9') {
+        len = len * 10 + static_cast<std::size_t>(buf[i] - '0');
+        if (len > max_len) throw netstring_error("request longer than the limit");
+        if (++i > 7) throw netstring_error("length field too long");
+    }
+    if (i == buf.size()) return std::nullopt;  // still reading the length
+    if (i == 0 || buf[i] != ':') throw netstring_error("malformed netstring length");
+    if (buf.size() < i + 1 + len + 1) return std::nullopt;
+    if (buf[i + 1 + len] != ',') throw netstring_error("netstring not terminated by ','");
+    return std::make_pair(std::string(buf.substr(i + 1, len)), i + 1 + len + 1);
+}
+
+std::string netstring(std::string_view payload) {
+    return std::to_string(payload.size()) + ":" + std::string(payload) + ",";
+}
+
+std::string socketmap_answer(daemon_state& st, std::string_view request) {
+    try {
+        auto sp = request.find(' ');
+        if (sp == std::string_view::npos) return "PERM request must be \"name key\"";
+        std::string_view name = request.substr(0, sp);
+        std::string_view key = request.substr(sp + 1);
+        if (key.empty() || key.size() > 1024) return "NOTFOUND ";
+        if (key.find('\0') != std::string_view::npos) return "NOTFOUND ";
+
+        if (name == "domain") {
+            // Parent-style keys (".example.com") are Postfix partial lookups: the full
+            // domain is asked as well, so answer only that.
+            if (key.front() == '.') return "NOTFOUND ";
+            auto d = normalize_domain(key);
+            if (!d) return "NOTFOUND ";
+            return st.store->with_view([&](store_view& v) -> std::string {
+                auto m = v.match_domain(*d);
+                if (!m) return "NOTFOUND ";
+                return ok(m->connector);
+            });
+        }
+        if (name == "mailbox" || name == "connector") {
+            std::string domain;
+            if (key.find('@') == std::string_view::npos) {
+                if (name == "mailbox") return "NOTFOUND ";
+                auto d = normalize_domain(key);
+                if (!d) return "NOTFOUND ";
+                domain = *d;
+            } else if (key.front() == '@') {
+                auto d = normalize_domain(key.substr(1));
+                if (!d) return "NOTFOUND ";
+                domain = *d;
+            } else {
+                auto parsed = parse_address(key, parse_options{});
+                auto* a = std::get_if<address>(&parsed);
+                if (!a) return "NOTFOUND ";
+                domain = a->domain;
+            }
+            return st.store->with_view([&](store_view& v) -> std::string {
+                auto m = v.match_domain(domain);
+                if (!m) return "NOTFOUND ";
+                if (name == "connector") return ok(m->connector);
+                auto c = v.find_connector(m->connector);
+                if (!c) return "TEMP domain names a missing connector";
+                auto value = drop_folder_value(*c);
+                if (value.empty())
+                    return "PERM connector " + c->name + " has no usable drop folder";
+                return ok(value);
+            });
+        }
+        return "PERM unknown map name (use domain, mailbox or connector)";
+    } catch (const store_unavailable& e) {
+        return "TEMP store not available yet";
+    } catch (const std::exception& e) {
+        spdlog::warn("socketmap lookup failed: {}", log_safe(e.what()));
+        return "TEMP lookup failed";
+    } catch (...) {
+        return "TEMP lookup failed";
+    }
+}
+
+// ---- server -----------------------------------------------------------------------------
+
+socketmap_server::socketmap_server(daemon_state& st, const std::string& spec, unsigned mode,
+                                   const std::string& group)
+    : st_(st) {
+    path_ = unix_socket_path(spec);
+    if (path_.empty())
+        throw std::runtime_error("milter.socketmap: only unix:PATH is supported, got '" + spec +
+                                 "'");
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (path_.size() >= sizeof sa.sun_path)
+        throw std::runtime_error("milter.socketmap: path too long: " + path_);
+    std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (listen_fd_ < 0) fail_errno("socket");
+    ::unlink(path_.c_str());  // stale socket from an earlier run
+    mode_t old = ::umask(0177);
+    int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    ::umask(old);
+    if (rc != 0) {
+        int e = errno;
+        ::close(listen_fd_);
+        errno = e;
+        fail_errno(("bind " + path_).c_str());
+    }
+    if (::listen(listen_fd_, 128) != 0) fail_errno("listen");
+    apply_socket_permissions(path_, mode, group, st.cfg.user);
+    if (::pipe2(wake_fd_, O_CLOEXEC | O_NONBLOCK) != 0) fail_errno("pipe2");
+}
+
+socketmap_server::~socketmap_server() {
+    stop();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    for (int fd : wake_fd_)
+        if (fd >= 0) ::close(fd);
+}
+
+void socketmap_server::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void socketmap_server::stop() noexcept {
+    if (thread_.joinable()) {
+        char c = 'x';
+        (void)!::write(wake_fd_[1], &c, 1);
+        thread_.join();
+        ::unlink(path_.c_str());
+    }
+}
+
+void socketmap_server::run() noexcept {
+    struct client {
+        int fd;
+        std::string in, out;
+        bool closing = false;
+        std::chrono::steady_clock::time_point last;
+    };
+    std::vector<client> clients;
+    std::vector<pollfd> pfds;
+    for (;;) {
+        pfds.clear();
+        pfds.push_back({wake_fd_[0], POLLIN, 0});
+        pfds.push_back(
+            {listen_fd_, static_cast<short>(clients.size() < max_connections ? POLLIN : 0), 0});
+        for (auto& c : clients)
+            pfds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+        int n = ::poll(pfds.data(), pfds.size(), 1000);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            spdlog::error("socketmap poll failed: {}", std::strerror(errno));
+            return;
+        }
+        if (pfds[0].revents) break;  // stop()
+        auto now = std::chrono::steady_clock::now();
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+            auto& c = clients[i];
+            short re = pfds[i + 2].revents;
+            if (re & (POLLERR | POLLNVAL)) {
+                c.closing = true;
+                c.out.clear();
+                continue;
+            }
+            if ((re & POLLOUT) && !c.out.empty()) {
+                ssize_t w = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+                if (w > 0)
+                    c.out.erase(0, static_cast<std::size_t>(w));
+                else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                    c.closing = true;
+                    c.out.clear();
+                }
+                c.last = now;
+            }
+            if (re & (POLLIN | POLLHUP)) {
+                char buf[4096];
+                ssize_t r = ::recv(c.fd, buf, sizeof buf, 0);
+                if (r <= 0) {
+                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                        c.closing = true;
+                        c.out.clear();
+                    }
+                    continue;
+                }
+                c.last = now;
+                c.in.append(buf, static_cast<std::size_t>(r));
+                // Answer every complete request (Postfix sends one at a time, but a client
+                // may pipeline).
+                for (;;) {
+                    std::optional<std::pair<std::string, std::size_t>> req;
+                    try {
+                        req = parse_netstring(c.in, socketmap_max_request);
+                    } catch (const netstring_error& e) {
+                        c.out += netstring(std::string("PERM ") + e.what());
+                        c.in.clear();
+                        c.closing = true;  // framing is lost: answer, then close
+                        break;
+                    }
+                    if (!req) break;
+                    c.in.erase(0, req->second);
+                    c.out += netstring(socketmap_answer(st_, req->first));
+                }
+                // Try to send right away: replies are small and the socket usually writable.
+                if (!c.out.empty()) {
+                    ssize_t w = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+                    if (w > 0) c.out.erase(0, static_cast<std::size_t>(w));
+                }
+            }
+        }
+        // Drop finished, broken and idle clients.
+        for (std::size_t i = clients.size(); i-- > 0;) {
+            auto& c = clients[i];
+            bool idle = now - c.last > std::chrono::milliseconds(idle_timeout_ms);
+            if ((c.closing && c.out.empty()) || idle) {
+                ::close(c.fd);
+                clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
+            }
+        }
+        if (pfds[1].revents & POLLIN) {
+            for (;;) {
+                int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) break;
+                if (clients.size() >= max_connections) {
+                    ::close(fd);
+                    break;
+                }
+                clients.push_back(client{fd, {}, {}, false, now});
+            }
+        }
+    }
+    for (auto& c : clients) ::close(c.fd);
+}
+
+}  // namespace mx::milter
