@@ -18,13 +18,16 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -93,6 +96,32 @@ std::string virtual_map_path(const config& cfg) {
     if (it == m.end()) return (cfg.run_dir / "virtual_mailbox.regexp").string();
     if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.virtual_map: string");
     return it->get<std::string>();  // "" disables the file
+}
+
+// smfi_stop() waits for a mutex that libmilter's listener holds while it sits in poll() (up to
+// 5 s). Each connection to the socket wakes that poll, so while smfi_stop() runs in a helper
+// thread, knock on the socket until it has returned.
+void stop_milter(const std::string& spec) {
+    std::atomic<bool> done{false};
+    std::thread stopper([&] {
+        smfi_stop();
+        done.store(true);
+    });
+    std::string path = unix_socket_path(spec);
+    for (int i = 0;
+         i < 600 && !done.load() && !path.empty() && path.size() < sizeof(sockaddr_un::sun_path);
+         ++i) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            sockaddr_un sa{};
+            sa.sun_family = AF_UNIX;
+            std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+            (void)::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+            ::close(fd);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stopper.join();
 }
 
 int g_signal_pipe[2] = {-1, -1};
@@ -254,7 +283,7 @@ int run(const options& opts) {
         if (sig == SIGTERM || sig == SIGINT) {
             spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
             stopping = true;
-            smfi_stop();
+            stop_milter(s.cfg.milter.socket);
             break;
         }
         if (sig == SIGHUP) reload(s, "SIGHUP");
