@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "bounce_sender.hpp"
 #include "global/logging.hpp"
 #include "importer.hpp"
 
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
         // ---- periodic tasks of the main loop: ONE line each ---------------------------------
         // Bounce sender (issue 5, importer/bounce_sender.hpp) hooks in here, e.g.:
         //   d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
+        d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
         // ---------------------------------------------------------------------------------------
 
         return d.run();
