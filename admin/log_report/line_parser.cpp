@@ -477,8 +477,9 @@ bool line_parser::parse_json(std::string_view line, log_line& out) {
             unescape(raw, json_host_);
         } else if (key == "__REALTIME_TIMESTAMP" || key == "SYSLOG_PID" || key == "_PID") {
             std::int64_t v = 0;
+            // At most 18 digits: checked before the loop, so v * 10 cannot overflow.
             bool ok = !raw.empty() && raw.size() <= 18;
-            for (const char ch : raw) {
+            for (const char ch : ok ? raw : std::string_view{}) {
                 if (!is_digit(ch)) {
                     ok = false;
                     break;

@@ -217,3 +217,12 @@ TEST_CASE("civil date helpers round-trip") {
     CHECK(days_from_civil(2024, 2, 29) - days_from_civil(2024, 2, 28) == 1);
     CHECK(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 29) == 1);
 }
+
+TEST_CASE("regressions found by fuzzing") {
+    line_parser p(ref_now);
+    log_line l;
+    // A 19+ digit journal timestamp overflowed while being read (UBSan).
+    CHECK_FALSE(p.parse(
+        R"({"MESSAGE":"x","SYSLOG_IDENTIFIER":"postfix/qmgr","__REALTIME_TIMESTAMP":"55555555555555555555555"})",
+        l));
+}
