@@ -19,10 +19,12 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -53,6 +55,9 @@ struct result {
     std::string status;  // RFC 3463, e.g. "2.0.0", "4.3.1", "5.2.2"
     std::string detail;  // for logs, reason files, bounces
     std::string location;
+    // Temporary results only: the least delay the target asks for before the next attempt (an
+    // HTTP receiver's Retry-After). Unset: the engine's own backoff. (issue 8, additive)
+    std::optional<std::chrono::seconds> retry_after = std::nullopt;
 };
 
 // Collects what must be made durable at the end of a batch, so one batch costs a few

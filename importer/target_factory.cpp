@@ -9,6 +9,7 @@
 
 #include "import_target.hpp"
 #include "mailbox_path.hpp"
+#include "target_http.hpp"
 
 namespace mx::importer {
 
@@ -74,8 +75,8 @@ std::unique_ptr<import_target> make_target(const config& cfg, std::string_view s
                                "'");
         return make_maildir_target(p.lexically_normal(), cfg.hostname);
     }
-    // Further schemes (issue 8): if (scheme == "webhook") return make_webhook_target(cfg, rest);
-    //                            if (scheme == "exec") return make_exec_target(cfg, rest);
+    if (scheme == "webhook") return make_webhook_target(cfg, rest);  // issue 8, target_http.hpp
+    if (scheme == "exec") return make_exec_target(cfg, rest);
     throw target_error("unknown target scheme '" + std::string(scheme) + "' in '" +
                        std::string(spec) + "'");
 }

@@ -1,0 +1,469 @@
+// target_webhook: "webhook:URL[#options]" — one HTTP(S) POST per (message, recipient) through
+// libcurl (shared/util/curl.hpp), the raw message (message/rfc822) or a JSON document as body,
+// signed with the mailbox's target secret, identified by the idempotency key.
+//
+// The easy handle is kept for the target's lifetime so connections are reused (keep-alive).
+// TLS peer and host verification stay on; redirects are not followed (a receiver that moved
+// is a configuration matter: 3xx is temporary so nothing bounces while it is fixed).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <spdlog/spdlog.h>
+
+#include "global/logging.hpp"
+#include "global/model.hpp"
+#include "global/secrets.hpp"
+#include "message_parse.hpp"
+#include "target_http.hpp"
+#include "util/curl.hpp"
+#include "util/fs.hpp"
+
+namespace mx::importer {
+namespace {
+
+std::int64_t number(const nlohmann::json& j, const char* key, std::int64_t def) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number()) return def;
+    return static_cast<std::int64_t>(it->get<double>());
+}
+
+std::uint64_t parse_uint(std::string_view key, std::string_view v) {
+    std::uint64_t n = 0;
+    std::uint64_t mult = 1;
+    if (!v.empty() && (v.back() == 'k' || v.back() == 'K')) mult = 1024, v.remove_suffix(1);
+    if (!v.empty() && (v.back() == 'm' || v.back() == 'M')) mult = 1024 * 1024, v.remove_suffix(1);
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size())
+        throw target_error("webhook option " + std::string(key) + ": '" + std::string(v) +
+                           "' is not a number");
+    return n * mult;
+}
+
+std::string hex(const unsigned char* p, std::size_t n) {
+    static const char* d = "0123456789abcdef";
+    std::string out;
+    out.reserve(n * 2);
+    for (std::size_t i = 0; i < n; ++i) {
+        out.push_back(d[p[i] >> 4]);
+        out.push_back(d[p[i] & 15]);
+    }
+    return out;
+}
+
+// A header value from something that is not ours (addresses from the dropped file).
+std::string header_safe(std::string_view v) {
+    std::string out;
+    for (unsigned char c : v) {
+        if (c < 0x20 || c == 0x7f) continue;
+        out.push_back(static_cast<char>(c));
+        if (out.size() >= 998) break;
+    }
+    return out;
+}
+
+std::string status_for_4xx(long code) {
+    switch (code) {
+        case 401:
+        case 403:
+            return "5.7.1";  // the receiver refuses us: delivery not authorized
+        case 404:
+        case 410:
+            return "5.1.1";  // no such mailbox at the application
+        case 413:
+            return "5.3.4";  // message too big for the receiver
+        case 400:
+        case 415:
+        case 422:
+            return "5.6.0";  // the receiver refuses the content
+        default:
+            return "5.0.0";
+    }
+}
+
+class webhook_target final : public import_target {
+  public:
+    webhook_target(const config& cfg, webhook_options o)
+        : cfg_(cfg), o_(std::move(o)), slot_dir_(cfg.run_dir / "targets") {}
+
+    std::string describe() const override { return "webhook:" + o_.describe_url(); }
+
+    std::string plan(const delivery& d) override {
+        return idempotency_key(d.fingerprint, d.recipient);
+    }
+
+    result deliver(const delivery& d, const std::string& planned, sync_set&) override {
+        try {
+            return post(d, planned);
+        } catch (const std::exception& e) {
+            return {result_kind::temporary,
+                    "4.3.0",
+                    "webhook " + o_.describe_url() + ": " + reason_text(e.what()),
+                    {}};
+        }
+    }
+
+    // A receiver cannot be asked whether it got a request: deliver again with the same key.
+    bool delivered(const std::string&) override { return false; }
+
+  private:
+    std::optional<std::string> secret(const std::string& mailbox) {
+        try {
+            if (!secrets_) secrets_ = secret_store::open(cfg_, true);
+            return secrets_->get(secret_name::target_secret(mailbox));
+        } catch (const std::exception& e) {
+            secrets_.reset();  // no store yet: look again next time
+            return std::nullopt;
+        }
+    }
+
+    result post(const delivery& d, const std::string& key) {
+        auto sec = secret(d.mailbox);
+        if (o_.auth != webhook_options::auth::none && !sec)
+            return {result_kind::temporary,
+                    "4.7.0",
+                    "webhook " + o_.describe_url() + ": auth=" +
+                        (o_.auth == webhook_options::auth::bearer ? "bearer" : "basic") +
+                        " needs the mailbox's target.secret (mxctl mailbox set " + d.mailbox +
+                        " target.secret=-)",
+                    {}};
+        std::string body;
+        if (o_.body == webhook_options::format::json) {
+            json_body_options jo;
+            jo.inline_max = o_.inline_max;
+            jo.timeout = std::max(o_.timeout, std::chrono::milliseconds(10000));
+            auto r = build_json_body(d, key, jo, body);
+            if (r.kind != result_kind::imported) return r;
+            if (body.size() > o_.max_json_bytes)
+                return {result_kind::permanent,
+                        "5.3.4",
+                        "JSON body of " + std::to_string(body.size()) + " bytes exceeds the limit",
+                        {}};
+        } else {
+            body = util::read_file(d.source);
+        }
+
+        std::int64_t ts = static_cast<std::int64_t>(::time(nullptr));
+        curl::slist headers;
+        headers.append(o_.body == webhook_options::format::json
+                           ? "Content-Type: application/json; charset=utf-8"
+                           : "Content-Type: message/rfc822");
+        headers.append("Expect:");  // no 100-continue round trip for large bodies
+        headers.append("Idempotency-Key: " + key);
+        headers.append("X-Mx-Timestamp: " + std::to_string(ts));
+        if (sec && o_.sign)
+            headers.append("X-Mx-Signature: sha256=" + webhook_signature(*sec, ts, body));
+        headers.append("X-Mx-Recipient: " + header_safe(d.recipient));
+        if (d.info) {
+            const auto& env = d.info->env;
+            headers.append("X-Mx-Sender: " + (env.sender_known && env.sender.empty()
+                                                  ? std::string("<>")
+                                                  : header_safe(env.sender)));
+        }
+        headers.append("X-Mx-Mailbox: " + header_safe(d.mailbox));
+        headers.append("X-Mx-Connector: " + header_safe(d.connector));
+        if (sec && o_.auth == webhook_options::auth::bearer)
+            headers.append("Authorization: Bearer " + header_safe(*sec));
+
+        if (!h_) {
+            h_.emplace();
+            setup_handle();
+        }
+        auto& h = *h_;
+        h.set(CURLOPT_HTTPHEADER, "CURLOPT_HTTPHEADER", headers);
+        h.set(CURLOPT_POSTFIELDS, "CURLOPT_POSTFIELDS", static_cast<void*>(body.data()));
+        h.set(CURLOPT_POSTFIELDSIZE_LARGE, "CURLOPT_POSTFIELDSIZE_LARGE",
+              static_cast<long>(body.size()));
+        if (sec && o_.auth == webhook_options::auth::basic) {
+            h.set(CURLOPT_HTTPAUTH, "CURLOPT_HTTPAUTH", static_cast<long>(CURLAUTH_BASIC));
+            h.set(CURLOPT_USERNAME, "CURLOPT_USERNAME", o_.user);
+            h.set(CURLOPT_PASSWORD, "CURLOPT_PASSWORD", *sec);
+        }
+        capture cap;
+        cap.limit = o_.max_response;
+        h.set(CURLOPT_WRITEDATA, "CURLOPT_WRITEDATA", static_cast<void*>(&cap));
+        h.set(CURLOPT_HEADERDATA, "CURLOPT_HEADERDATA", static_cast<void*>(&cap));
+
+        auto slot = slot_guard::acquire(slot_dir_, "webhook:" + o_.url, o_.concurrency, o_.timeout);
+        if (!slot)
+            return {result_kind::temporary,
+                    "4.4.5",
+                    "webhook " + o_.describe_url() + ": all " + std::to_string(o_.concurrency) +
+                        " delivery slots stayed busy",
+                    {}};
+        CURLcode rc = h.perform();
+        slot.reset();
+        if (sec && o_.auth == webhook_options::auth::basic) {
+            // The password must not linger in the handle.
+            h.set(CURLOPT_PASSWORD, "CURLOPT_PASSWORD", static_cast<const char*>(nullptr));
+            h.set(CURLOPT_USERNAME, "CURLOPT_USERNAME", static_cast<const char*>(nullptr));
+            h.set(CURLOPT_HTTPAUTH, "CURLOPT_HTTPAUTH", static_cast<long>(CURLAUTH_NONE));
+        }
+        http_answer a;
+        a.curl_code = rc;
+        if (rc == CURLE_OK) {
+            a.status = h.response_code();
+        } else {
+            a.error = h.describe(rc);
+        }
+        a.body = std::move(cap.body);
+        a.retry_after_header = std::move(cap.retry_after);
+        auto r = classify_http(a, o_.describe_url(), ::time(nullptr));
+        if (r.kind == result_kind::imported) r.location = key;
+        return r;
+    }
+
+    struct capture {
+        std::string body, retry_after;
+        std::size_t limit = 4096;
+        bool new_response = true;
+    };
+
+    static std::size_t on_body(char* p, std::size_t size, std::size_t n, void* ud) noexcept {
+        try {
+            auto* c = static_cast<capture*>(ud);
+            std::size_t len = size * n;
+            if (c->body.size() < c->limit)
+                c->body.append(p, std::min(len, c->limit - c->body.size()));
+            return len;
+        } catch (...) {
+            return 0;  // aborts the transfer: no exception into libcurl
+        }
+    }
+
+    static std::size_t on_header(char* p, std::size_t size, std::size_t n, void* ud) noexcept {
+        try {
+            auto* c = static_cast<capture*>(ud);
+            std::string_view line(p, size * n);
+            if (line.rfind("HTTP/", 0) == 0) c->retry_after.clear();  // a new response
+            static constexpr std::string_view name = "retry-after:";
+            if (line.size() > name.size()) {
+                bool match = true;
+                for (std::size_t i = 0; i < name.size() && match; ++i)
+                    match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
+                if (match) {
+                    auto v = line.substr(name.size());
+                    while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+                        v.remove_prefix(1);
+                    while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
+                        v.remove_suffix(1);
+                    c->retry_after.assign(v.substr(0, 200));
+                }
+            }
+            return size * n;
+        } catch (...) {
+            return 0;
+        }
+    }
+
+    void setup_handle() {
+        auto& h = *h_;
+        h.set(CURLOPT_URL, "CURLOPT_URL", o_.url);
+        h.set(CURLOPT_POST, "CURLOPT_POST", 1L);
+        h.set(CURLOPT_PROTOCOLS_STR, "CURLOPT_PROTOCOLS_STR", "http,https");
+        h.set(CURLOPT_FOLLOWLOCATION, "CURLOPT_FOLLOWLOCATION", 0L);
+        h.set(CURLOPT_SSL_VERIFYPEER, "CURLOPT_SSL_VERIFYPEER", 1L);
+        h.set(CURLOPT_SSL_VERIFYHOST, "CURLOPT_SSL_VERIFYHOST", 2L);
+        if (!o_.ca_file.empty()) h.set(CURLOPT_CAINFO, "CURLOPT_CAINFO", o_.ca_file);
+        h.set(CURLOPT_TIMEOUT_MS, "CURLOPT_TIMEOUT_MS", static_cast<long>(o_.timeout.count()));
+        h.set(CURLOPT_CONNECTTIMEOUT_MS, "CURLOPT_CONNECTTIMEOUT_MS",
+              static_cast<long>(o_.connect_timeout.count()));
+        h.set(CURLOPT_TCP_KEEPALIVE, "CURLOPT_TCP_KEEPALIVE", 1L);
+        h.set(CURLOPT_USERAGENT, "CURLOPT_USERAGENT", "mx-connector-webhook/1");
+        h.set_callback(CURLOPT_WRITEFUNCTION, "CURLOPT_WRITEFUNCTION", &on_body);
+        h.set_callback(CURLOPT_HEADERFUNCTION, "CURLOPT_HEADERFUNCTION", &on_header);
+    }
+
+    const config& cfg_;
+    webhook_options o_;
+    std::filesystem::path slot_dir_;
+    std::optional<curl::easy> h_;
+    std::optional<secret_store> secrets_;
+};
+
+}  // namespace
+
+std::string webhook_options::describe_url() const {
+    std::string_view u = url;
+    auto scheme_end = u.find("://");
+    if (scheme_end == std::string_view::npos) return reason_text(u, 200);
+    std::string out(u.substr(0, scheme_end + 3));
+    auto rest = u.substr(scheme_end + 3);
+    auto path_at = rest.find_first_of("/?");
+    auto authority = rest.substr(0, path_at);
+    if (auto at = authority.rfind('@'); at != std::string_view::npos)
+        authority.remove_prefix(at + 1);  // never show user:password
+    out += authority;
+    if (path_at != std::string_view::npos) {
+        auto path = rest.substr(path_at);
+        path = path.substr(0, path.find('?'));  // queries may carry tokens
+        out += path;
+    }
+    return reason_text(out, 200);
+}
+
+webhook_options parse_webhook_spec(std::string_view rest, const nlohmann::json& section) {
+    webhook_options o;
+    auto hash = rest.find('#');
+    o.url = std::string(rest.substr(0, hash));
+    if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0)
+        throw target_error("webhook target needs an http:// or https:// URL, got '" +
+                           reason_text(o.url, 200) + "'");
+    for (char c : o.url)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+            throw target_error("webhook URL contains a blank or control character");
+    // Defaults from [targets].
+    std::string fmt = section.value("webhook_format", std::string("raw"));
+    std::string frag = hash == std::string_view::npos ? "" : std::string(rest.substr(hash + 1));
+    o.inline_max = static_cast<std::uint64_t>(number(section, "webhook_inline_max", 0));
+    o.timeout = std::chrono::milliseconds(number(section, "webhook_timeout_seconds", 30) * 1000);
+    o.connect_timeout =
+        std::chrono::milliseconds(number(section, "webhook_connect_timeout_seconds", 10) * 1000);
+    o.concurrency =
+        static_cast<unsigned>(std::max<std::int64_t>(1, number(section, "webhook_concurrency", 4)));
+    o.ca_file = section.value("webhook_ca_file", std::string());
+    o.max_response = static_cast<std::size_t>(number(section, "webhook_max_response", 4096));
+    std::string auth = "none";
+    std::size_t pos = 0;
+    while (pos <= frag.size() && !frag.empty()) {
+        auto end = frag.find_first_of("&;", pos);
+        std::string kv = frag.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        pos = end == std::string::npos ? frag.size() + 1 : end + 1;
+        if (kv.empty()) continue;
+        auto eq = kv.find('=');
+        std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+        if (k == "format")
+            fmt = v;
+        else if (k == "inline_max")
+            o.inline_max = parse_uint(k, v);
+        else if (k == "auth")
+            auth = v;
+        else if (k == "user")
+            o.user = v;
+        else if (k == "sign")
+            o.sign = v != "0" && v != "false" && v != "no";
+        else if (k == "timeout")
+            o.timeout = std::chrono::milliseconds(parse_uint(k, v) * 1000);
+        else if (k == "connect_timeout")
+            o.connect_timeout = std::chrono::milliseconds(parse_uint(k, v) * 1000);
+        else if (k == "concurrency")
+            o.concurrency = static_cast<unsigned>(std::max<std::uint64_t>(1, parse_uint(k, v)));
+        else if (k == "ca")
+            o.ca_file = v;
+        else
+            throw target_error("unknown webhook option '" + reason_text(k, 60) +
+                               "' (format, inline_max, auth, user, sign, timeout, "
+                               "connect_timeout, concurrency, ca)");
+    }
+    if (fmt == "raw" || fmt == "rfc822")
+        o.body = webhook_options::format::raw;
+    else if (fmt == "json")
+        o.body = webhook_options::format::json;
+    else
+        throw target_error("webhook format must be raw or json, not '" + reason_text(fmt, 60) +
+                           "'");
+    if (auth == "none")
+        o.auth = webhook_options::auth::none;
+    else if (auth == "bearer")
+        o.auth = webhook_options::auth::bearer;
+    else if (auth == "basic")
+        o.auth = webhook_options::auth::basic;
+    else
+        throw target_error("webhook auth must be none, bearer or basic, not '" +
+                           reason_text(auth, 60) + "'");
+    if (o.auth == webhook_options::auth::basic && o.user.empty())
+        throw target_error("webhook auth=basic needs user=NAME (the password is target.secret)");
+    if (o.timeout.count() <= 0) o.timeout = std::chrono::milliseconds(30000);
+    if (o.connect_timeout.count() <= 0) o.connect_timeout = std::chrono::milliseconds(10000);
+    return o;
+}
+
+std::string webhook_signature(std::string_view secret, std::int64_t timestamp,
+                              std::string_view body) {
+    struct mac_holder {
+        EVP_MAC* mac = nullptr;
+        EVP_MAC_CTX* ctx = nullptr;
+        ~mac_holder() {
+            if (ctx) EVP_MAC_CTX_free(ctx);
+            if (mac) EVP_MAC_free(mac);
+        }
+    } m;
+    m.mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (!m.mac) throw target_error("EVP_MAC_fetch(HMAC) failed");
+    m.ctx = EVP_MAC_CTX_new(m.mac);
+    if (!m.ctx) throw target_error("EVP_MAC_CTX_new failed");
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(m.ctx, reinterpret_cast<const unsigned char*>(secret.data()), secret.size(),
+                     params) != 1)
+        throw target_error("EVP_MAC_init failed");
+    std::string ts = std::to_string(timestamp) + ".";
+    if (EVP_MAC_update(m.ctx, reinterpret_cast<const unsigned char*>(ts.data()), ts.size()) != 1 ||
+        EVP_MAC_update(m.ctx, reinterpret_cast<const unsigned char*>(body.data()), body.size()) !=
+            1)
+        throw target_error("EVP_MAC_update failed");
+    unsigned char out[EVP_MAX_MD_SIZE];
+    std::size_t len = 0;
+    if (EVP_MAC_final(m.ctx, out, &len, sizeof out) != 1)
+        throw target_error("EVP_MAC_final failed");
+    return hex(out, len);
+}
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view v, std::time_t now) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    if (v.empty()) return std::nullopt;
+    if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        if (v.size() > 9) return std::chrono::seconds(999999999);
+        long n = 0;
+        std::from_chars(v.data(), v.data() + v.size(), n);
+        return std::chrono::seconds(n);
+    }
+    std::string s(v);
+    std::time_t t = curl_getdate(s.c_str(), nullptr);
+    if (t == -1) return std::nullopt;
+    return std::chrono::seconds(t > now ? t - now : 0);
+}
+
+result classify_http(const http_answer& a, const std::string& where, std::time_t now) {
+    auto text = [&](std::string head) {
+        std::string t = reason_text(a.body, 300);
+        return head + (t.empty() ? "" : ": " + t);
+    };
+    if (a.status == 0) {
+        std::string what = "webhook " + where + ": " + reason_text(a.error, 300);
+        auto rc = static_cast<CURLcode>(a.curl_code);
+        std::string status = rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT ||
+                                     rc == CURLE_COULDNT_RESOLVE_HOST
+                                 ? "4.4.1"   // no answer from the host
+                                 : "4.4.2";  // connection broken
+        if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
+            rc == CURLE_SSL_CACERT_BADFILE)
+            status = "4.7.5";  // TLS: fixed by an administrator, never bounced
+        return {result_kind::temporary, status, what, {}};
+    }
+    std::string head = "webhook " + where + " answered HTTP " + std::to_string(a.status);
+    if (a.status >= 200 && a.status < 300) return {result_kind::imported, "2.0.0", head, {}};
+    if (a.status >= 400 && a.status < 500 && a.status != 408 && a.status != 429)
+        return {result_kind::permanent, status_for_4xx(a.status), text(head), {}};
+    result r{result_kind::temporary, a.status == 429 ? "4.7.0" : "4.3.0", text(head), {}};
+    if (a.status >= 300 && a.status < 400) r.detail += " (redirects are not followed)";
+    r.retry_after = parse_retry_after(a.retry_after_header, now);
+    return r;
+}
+
+std::unique_ptr<import_target> make_webhook_target(const config& cfg, std::string_view rest) {
+    return std::make_unique<webhook_target>(cfg, parse_webhook_spec(rest, cfg.section("targets")));
+}
+
+}  // namespace mx::importer
