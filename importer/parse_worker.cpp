@@ -64,11 +64,8 @@ struct fd_closer {
 };
 
 void fault_injection(std::string_view data) {
-    static const bool enabled = [] {
-        const char* e = std::getenv("MX_IMPORTER_FAULT_INJECTION");
-        return e && std::string_view(e) == "1";
-    }();
-    if (!enabled) return;
+    const char* e = std::getenv("MX_IMPORTER_FAULT_INJECTION");
+    if (!e || std::string_view(e) != "1") return;
     auto head = data.substr(0, std::min<std::size_t>(data.size(), 64 * 1024));
     if (head.find("X-Mx-Test-Fault: crash") != std::string_view::npos) ::abort();
     if (head.find("X-Mx-Test-Fault: hang") != std::string_view::npos)
@@ -94,7 +91,24 @@ nlohmann::json analyse_file(const std::string& path, const parse_limits& limits)
     std::string_view data;
     void* map = nullptr;
     std::size_t size = static_cast<std::size_t>(st.st_size);
-    if (size > 0) {
+    // Small files: one read() into a reused buffer (cheaper than mmap/munmap per message).
+    static std::string small;
+    if (size > 0 && size <= 1024 * 1024) {
+        small.resize(size);
+        std::size_t got = 0;
+        while (got < size) {
+            ssize_t n = ::read(fd, small.data() + got, size - got);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+            if (n < 0)
+                return {{"ok", false},
+                        {"errno", errno},
+                        {"error", std::string("read: ") + std::strerror(errno)}};
+            if (n == 0) break;  // truncated meanwhile: parse what is there
+            got += static_cast<std::size_t>(n);
+        }
+        size = got;
+        data = std::string_view(small.data(), got);
+    } else if (size > 0) {
         map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED)
             return {{"ok", false},
@@ -169,7 +183,13 @@ void parse_worker::start() {
         ::dup2(req[0], 0);
         ::dup2(rep[1], 1);
         ::close_range(3, ~0U, 0);
-        ::signal(SIGPIPE, SIG_DFL);
+        // Default dispositions: a crash must end this process, whatever the parent installed
+        // (test frameworks catch SIGSEGV/SIGABRT; the daemon ignores SIGPIPE).
+        for (int sig : {SIGPIPE, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGTERM, SIGINT})
+            ::signal(sig, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
         struct rlimit rl {
             opts_.memory_limit, opts_.memory_limit
         };
@@ -189,6 +209,7 @@ void parse_worker::start() {
     }
     ::close(req[0]);
     ::close(rep[1]);
+    ::signal(SIGPIPE, SIG_IGN);  // a dead worker is seen as EOF/EPIPE, never a fatal signal
     pid_ = pid;
     to_worker_ = req[1];
     from_worker_ = rep[0];

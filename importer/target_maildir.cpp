@@ -68,8 +68,9 @@ class maildir_target final : public import_target {
         struct timeval tv {};
         ::gettimeofday(&tv, nullptr);
         static std::atomic<std::uint64_t> counter{0};
+        static const pid_t pid = ::getpid();
         return std::to_string(tv.tv_sec) + ".M" + std::to_string(tv.tv_usec) + "P" +
-               std::to_string(::getpid()) + "Q" + std::to_string(++counter) + "." + host_ +
+               std::to_string(pid) + "Q" + std::to_string(++counter) + "." + host_ +
                ",S=" + std::to_string(d.size);
     }
 

@@ -1,0 +1,205 @@
+// Unit tests of the hostile-input parsing path: header caps, envelope precedence, address
+// extraction without mimetic's getters, RFC 2047, MIME structure limits, path encoding, and the
+// parse worker's crash/hang recovery.
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+
+#include "importer_fixture.hpp"
+#include "mailbox_path.hpp"
+#include "message_parse.hpp"
+#include "parse_worker.hpp"
+
+using namespace mx::importer;
+namespace fs = std::filesystem;
+
+TEST_CASE("header scan caps every header and the block", "[parse]") {
+    std::string big(2 * 1024 * 1024, 'a');
+    std::string msg =
+        "Delivered-To: info@example.test\nX-Big: " + big + "\nSubject: after\n\nbody\n";
+    auto h = scan_headers(msg);
+    REQUIRE(h.fields.size() == 3);
+    CHECK(h.fields[1].value.size() == 100 * 1024);
+    CHECK(h.fields[1].truncated);
+    CHECK(h.truncated);
+    CHECK(h.complete);
+    CHECK(h.fields[2].value == "after");
+    auto m = analyse_message(msg);
+    CHECK(m.header_truncated);
+    CHECK(m.structure_parsed);
+    CHECK(m.env.recipients == std::vector<std::string>{"info@example.test"});
+}
+
+TEST_CASE("folded headers are unfolded; CR, LF and NUL never survive", "[parse]") {
+    std::string msg("Subject: one\r\n two\r\nX-Nul: a\0b\r\n\r\n", 37);
+    auto h = scan_headers(msg);
+    REQUIRE(h.fields.size() == 2);
+    CHECK(h.fields[0].value == "one two");
+    CHECK(h.fields[1].value.find('\0') == std::string::npos);
+}
+
+TEST_CASE("envelope precedence", "[parse][envelope]") {
+    SECTION("X-Sender/X-Receiver block first wins") {
+        auto e = extract_envelope(scan_headers(
+            "X-Sender: a@x.org\nX-Receiver: <b@example.test>\nX-Receiver: c@example.test\n"
+            "Delivered-To: other@example.test\n\n"));
+        CHECK(e.source == "x-receiver");
+        CHECK(e.sender == "a@x.org");
+        CHECK(e.recipients == std::vector<std::string>{"b@example.test", "c@example.test"});
+    }
+    SECTION("X-Receiver not at the top is not an envelope") {
+        auto e = extract_envelope(
+            scan_headers("Subject: x\nX-Receiver: b@example.test\nTo: t@example.test\n\n"));
+        CHECK(e.source == "to-cc");
+        CHECK(e.recipients == std::vector<std::string>{"t@example.test"});
+    }
+    SECTION("topmost Delivered-To only, Return-Path as sender") {
+        auto e = extract_envelope(scan_headers(
+            "Return-Path: <>\nDelivered-To: new@example.test\nX-Original-To: orig@example.test\n"
+            "Delivered-To: older@elsewhere.example\n\n"));
+        CHECK(e.source == "delivered-to");
+        CHECK(e.sender_known);
+        CHECK(e.sender.empty());
+        CHECK(e.recipients == std::vector<std::string>{"new@example.test"});
+        CHECK(e.original_recipient == "orig@example.test");
+    }
+    SECTION("X-Original-To when there is no Delivered-To") {
+        auto e = extract_envelope(
+            scan_headers("X-Original-To: orig@example.test\nTo: x@example.test\n\n"));
+        CHECK(e.source == "x-original-to");
+        CHECK(e.recipients == std::vector<std::string>{"orig@example.test"});
+    }
+    SECTION("nothing at all") {
+        auto e = extract_envelope(scan_headers("Subject: x\n\nbody"));
+        CHECK(e.source == "none");
+        CHECK(e.recipients.empty());
+    }
+}
+
+TEST_CASE("address lists without mimetic: group syntax does not crash", "[parse]") {
+    CHECK(extract_address_list("undisclosed-recipients:", 10).empty());
+    CHECK(extract_address_list("x:", 10).empty());
+    CHECK(extract_address_list("undisclosed-recipients:;", 10).empty());
+    CHECK(extract_address_list(
+              "Team: a@example.test, \"B, C\" <b@example.test>;, d@example.test (Dee)", 10) ==
+          std::vector<std::string>{"a@example.test", "b@example.test", "d@example.test"});
+    CHECK(extract_address_list("<<<<", 10).empty());
+    CHECK(extract_address("Name <a@b>") == "a@b");
+    CHECK(extract_address("a@b (comment)") == "a@b");
+    CHECK(extract_address("<>").empty());
+    for (const char* to : {"To: undisclosed-recipients:\n", "To: x:\n", "To: :\n", "To: <\n"}) {
+        auto m = analyse_message(std::string(to) + "Subject: s\n\nbody\n");
+        CHECK(m.env.recipients.empty());
+        CHECK(m.structure_parsed);
+    }
+}
+
+TEST_CASE("RFC 2047 decoding of Subject and From", "[parse][rfc2047]") {
+    CHECK(decode_header_text("=?UTF-8?B?R3LDvMOfZQ==?=") == "Grüße");
+    CHECK(decode_header_text("=?ISO-8859-1?Q?J=F6rg?= <j@x>") == "Jörg <j@x>");
+    CHECK(decode_header_text("plain text") == "plain text");
+    // malformed / unknown charsets / control characters: never throws, always one line
+    for (const char* bad : {"=?x-unknown?Q?abc?=", "=?UTF-8?B?!!!!?=", "=?UTF-8?Q?a=0Ab=0Dc?=",
+                            "=?", "=?UTF-8?", "\xff\xfe\xfd"}) {
+        auto s = decode_header_text(bad);
+        CHECK(s.find('\n') == std::string::npos);
+        CHECK(s.find('\r') == std::string::npos);
+    }
+    CHECK(decode_header_text(std::string(5000, 'x'), 100).size() <= 100);
+}
+
+TEST_CASE("MIME structure: nesting bounded, bodies never decoded", "[parse][mime]") {
+    SECTION("10,000 nested multiparts: structure skipped, no crash") {
+        std::string msg =
+            "Delivered-To: info@example.test\nContent-Type: multipart/mixed; boundary=\"b0\"\n\n";
+        for (int i = 1; i < 10000; ++i)
+            msg += "--b" + std::to_string(i - 1) + "\nContent-Type: multipart/mixed; boundary=\"b" +
+                   std::to_string(i) + "\"\n\n";
+        auto m = analyse_message(msg);
+        CHECK_FALSE(m.structure_parsed);
+        CHECK(m.env.recipients.size() == 1);
+    }
+    SECTION("moderate nesting is parsed") {
+        std::string msg = "Content-Type: multipart/mixed; boundary=\"b0\"\n\n";
+        for (int i = 1; i < 50; ++i)
+            msg += "--b" + std::to_string(i - 1) + "\nContent-Type: multipart/mixed; boundary=\"b" +
+                   std::to_string(i) + "\"\n\n";
+        auto m = analyse_message(msg);
+        CHECK(m.structure_parsed);
+        CHECK(m.mime_parts >= 2);
+    }
+    SECTION("base64 with invalid characters") {
+        std::string msg =
+            "Content-Type: multipart/mixed; boundary=X\n\n--X\nContent-Transfer-Encoding: "
+            "base64\n\n"
+            "||||||||====|||\n--X--\n";
+        auto m = analyse_message(msg);
+        CHECK(m.structure_parsed);
+        CHECK(m.mime_parts == 2);
+    }
+    SECTION("binary garbage and empty input") {
+        std::string garbage;
+        std::mt19937 rng(42);
+        for (int i = 0; i < 100000; ++i) garbage.push_back(static_cast<char>(rng()));
+        auto m = analyse_message(garbage);
+        CHECK(m.env.recipients.empty());
+        auto e = analyse_message("");
+        CHECK_FALSE(e.has_header_block);
+    }
+}
+
+TEST_CASE("Maildir paths never escape mail_root", "[path]") {
+    const fs::path root = "/var/mail/mx";
+    for (const char* key :
+         {"../../x@example.test", "..@example.test", ".@example.test", "a/b@example.test",
+          "%2e%2e@example.test", "x@..", "x@.", "@example.test",
+          "a\x01"
+          "b@example.test",
+          "\xc3\xa4@example.test", "/etc/passwd@x", "x@a/b"}) {
+        INFO(key);
+        auto p = mailbox_maildir(root, key);
+        REQUIRE(p);
+        auto rel = p->lexically_relative(root);
+        CHECK(std::distance(rel.begin(), rel.end()) == 2);  // exactly <domain>/<local>
+        for (const auto& part : rel) {
+            CHECK(part != "..");
+            CHECK(part != ".");
+            CHECK(part.string().find('/') == std::string::npos);
+            CHECK(part.string()[0] != '.');
+        }
+        CHECK(p->lexically_normal() == *p);
+    }
+    CHECK(mailbox_maildir(root, "info@example.test") == root / "example.test" / "info");
+    CHECK(mailbox_maildir(root, "@example.test") == root / "example.test" / "@");
+    CHECK(*mailbox_maildir(root, "a%b@x") != *mailbox_maildir(root, "a%25b@x"));  // injective
+    CHECK_FALSE(mailbox_maildir(root, "no-at-sign"));
+}
+
+TEST_CASE("parse worker: crash and hang are contained, the worker restarts", "[worker]") {
+    using mx::importer::testing::spit;
+    auto dir = fs::temp_directory_path() / ("mx-worker-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    spit(dir / "ok", "Delivered-To: a@example.test\n\nhi\n");
+    spit(dir / "crash", "Delivered-To: a@example.test\nX-Mx-Test-Fault: crash\n\nhi\n");
+    spit(dir / "hang", "Delivered-To: a@example.test\nX-Mx-Test-Fault: hang\n\nhi\n");
+    ::setenv("MX_IMPORTER_FAULT_INJECTION", "1", 1);
+    worker_options o;
+    o.base_timeout = std::chrono::milliseconds(500);
+    parse_worker w(o);
+    auto r = w.parse_batch(
+        {dir / "ok", dir / "crash", dir / "ok", dir / "hang", dir / "ok", dir / "missing"},
+        {0, 0, 0, 0, 0, 0});
+    ::unsetenv("MX_IMPORTER_FAULT_INJECTION");
+    REQUIRE(r.size() == 6);
+    CHECK(r[0].st == parse_result::status::ok);
+    CHECK(r[1].st == parse_result::status::crashed);
+    CHECK(r[2].st == parse_result::status::ok);
+    CHECK(r[3].st == parse_result::status::timeout);
+    CHECK(r[4].st == parse_result::status::ok);
+    CHECK(r[5].st == parse_result::status::io_error);
+    CHECK(r[5].err == ENOENT);
+    CHECK(r[0].fingerprint == r[2].fingerprint);
+    CHECK(r[0].fingerprint.size() == 64);
+    CHECK(w.restarts() == 2);
+    fs::remove_all(dir);
+}
