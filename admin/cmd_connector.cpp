@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "global/address.hpp"
+#include "global/smtp_route.hpp"
 #include "mxctl.hpp"
 
 namespace mx::admin {
@@ -38,17 +39,10 @@ std::uint64_t parse_size(const std::string& key, const std::string& v) {
 }
 
 std::string connector_smtp_summary(const connector& c, const config& cfg) {
-    std::string host = c.smtp.host.empty() ? cfg.smtp.host : c.smtp.host;
-    tls_mode sec =
-        c.smtp.security.value_or(c.smtp.host.empty() ? cfg.smtp.security : tls_mode::none);
-    int port = c.smtp.port;
-    if (port == 0)
-        port = c.smtp.host.empty() ? cfg.smtp.port
-                                   : (sec == tls_mode::tls        ? 465
-                                      : sec == tls_mode::starttls ? 587
-                                                                  : 25);
-    std::string s = host + ":" + std::to_string(port) + " " + std::string(to_string(sec));
-    if (c.smtp.host.empty()) s += " (installation default)";
+    // One resolution rule for everybody: the bounce sender uses the same function.
+    auto route = resolve_smtp_route(cfg, c);
+    std::string s = route.describe();
+    if (route.installation_default) s += " (installation default)";
     return s;
 }
 
