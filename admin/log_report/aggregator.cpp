@@ -151,7 +151,8 @@ void aggregator::add_line(std::string_view raw, line_parser& parser) {
     }
     // Only Postfix's own lines are ours to understand ("postfix", "postfix-in", "postfix/..."):
     // other programs in a shared mail.log are not "unparsed", just not ours.
-    if (line_.syslog_name.substr(0, 7) != "postfix") {
+    const bool importer = line_.syslog_name == "mx-importer";
+    if (!importer && line_.syslog_name.substr(0, 7) != "postfix") {
         ++t_.other_lines;
         return;
     }
@@ -160,7 +161,8 @@ void aggregator::add_line(std::string_view raw, line_parser& parser) {
         ++t_.filtered_out;
         return;
     }
-    if (!parse_event(line_, ev_)) {
+    if (importer) ++t_.importer_lines;
+    if (!(importer ? parse_importer_event(line_, ev_) : parse_event(line_, ev_))) {
         ++t_.unparsed;
         if (on_unparsed) on_unparsed(raw);
         return;
@@ -311,6 +313,32 @@ void aggregator::add_event(const log_line& line, const event& ev) {
             auto it = open_.find(ev.queue_id);
             if (by_rcpt && (it == open_.end() || !it->second.matched)) return;
             ++t_.expired;
+            return;
+        }
+        case event_kind::import_result: {
+            bool pass = true;
+            domain_stats* ds = recipient_domain(ev.to, pass);
+            if (!pass) return;
+            switch (ev.outcome) {
+                case import_outcome::imported:
+                    ++t_.imported;
+                    if (ds) ++ds->imported;
+                    return;
+                case import_outcome::failed:
+                    ++t_.import_failed;
+                    if (ds) ++ds->import_failed;
+                    import_failure_reasons_.add(ev.reply.empty() ? std::string_view("(none)")
+                                                                 : ev.reply);
+                    return;
+                case import_outcome::deferred:
+                    ++t_.import_deferred;
+                    return;
+                case import_outcome::duplicate:
+                    ++t_.import_duplicates;
+                    return;
+                case import_outcome::other:
+                    return;
+            }
             return;
         }
         case event_kind::notification:

@@ -94,6 +94,12 @@ struct totals {
     std::uint64_t removed = 0;
     std::uint64_t warnings = 0;
     std::uint64_t delivered_to_connectors = 0;  // status=sent for a domain a connector owns
+    // mx-importer outcome lines (same log, facility mail), per recipient
+    std::uint64_t imported = 0;
+    std::uint64_t import_failed = 0;  // moved to ImportFailed (non-delivery report sent)
+    std::uint64_t import_deferred = 0;
+    std::uint64_t import_duplicates = 0;
+    std::uint64_t importer_lines = 0;
 };
 
 struct domain_stats {
@@ -102,6 +108,8 @@ struct domain_stats {
     std::uint64_t bounced = 0;
     std::uint64_t rejected = 0;
     std::uint64_t milter_rejected = 0;
+    std::uint64_t imported = 0;
+    std::uint64_t import_failed = 0;
     std::array<std::uint64_t, reject_reason_count> rejects_by_reason{};
     const std::string* connector = nullptr;  // owner (points into the connector_map)
     bool selected = true;                    // passes the --domain/--connector filter
@@ -149,6 +157,7 @@ class aggregator {
     const bounded_counter& rejecting_clients() const { return rejecting_clients_; }
     const bounded_counter& deferral_reasons() const { return deferral_reasons_; }
     const bounded_counter& bounce_reasons() const { return bounce_reasons_; }
+    const bounded_counter& import_failure_reasons() const { return import_failure_reasons_; }
     const delay_stats& delays() const { return delays_; }
     const std::array<hour_stats, 24>& hours() const { return hours_; }
     const string_map<domain_stats>& domains() const { return domains_; }
@@ -190,6 +199,7 @@ class aggregator {
     bounded_counter rejecting_clients_;
     bounded_counter deferral_reasons_{5000};
     bounded_counter bounce_reasons_{5000};
+    bounded_counter import_failure_reasons_{5000};
     delay_stats delays_;
     std::array<hour_stats, 24> hours_{};
     string_map<domain_stats> domains_;

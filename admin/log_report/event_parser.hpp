@@ -26,21 +26,24 @@
 namespace mx::logreport {
 
 enum class event_kind : std::uint8_t {
-    unparsed,      // a line we do not understand
-    info,          // understood, nothing to count (TLS, statistics, master, lost connection ...)
-    warning,       // "warning:", "error:", "fatal:", "panic:"
-    connect,       // smtpd "connect from host[ip]"
-    disconnect,    // smtpd "disconnect from host[ip] ehlo=1 ... commands=n/m"
-    client,        // smtpd "QID: client=host[ip]"
-    pickup,        // pickup "QID: uid=N from=<s>"
-    reject,        // any of reject_kind, at any stage
-    message_id,    // cleanup "QID: message-id=<id>"
-    queued,        // qmgr "QID: from=<s>, size=N, nrcpt=M (queue active)"
-    removed,       // qmgr "QID: removed"
-    expired,       // qmgr "QID: from=<s>, status=expired, returned to sender"
-    delivery,      // "QID: to=<r>, ... status=WORD (text)"
-    notification,  // bounce/defer/trace "QID: sender non-delivery notification: NEWQID"
+    unparsed,       // a line we do not understand
+    info,           // understood, nothing to count (TLS, statistics, master, lost connection ...)
+    warning,        // "warning:", "error:", "fatal:", "panic:"
+    connect,        // smtpd "connect from host[ip]"
+    disconnect,     // smtpd "disconnect from host[ip] ehlo=1 ... commands=n/m"
+    client,         // smtpd "QID: client=host[ip]"
+    pickup,         // pickup "QID: uid=N from=<s>"
+    reject,         // any of reject_kind, at any stage
+    message_id,     // cleanup "QID: message-id=<id>"
+    queued,         // qmgr "QID: from=<s>, size=N, nrcpt=M (queue active)"
+    removed,        // qmgr "QID: removed"
+    expired,        // qmgr "QID: from=<s>, status=expired, returned to sender"
+    delivery,       // "QID: to=<r>, ... status=WORD (text)"
+    notification,   // bounce/defer/trace "QID: sender non-delivery notification: NEWQID"
+    import_result,  // mx-importer "import connector= rcpt=<> mailbox= msgid= queue_id= outcome="
 };
+
+enum class import_outcome : std::uint8_t { other, imported, failed, deferred, duplicate };
 
 enum class reject_kind : std::uint8_t {
     reject,
@@ -87,6 +90,11 @@ struct event {
     bool forwarded = false;  // local(8) "forwarded as QID": not a final delivery
     // notification
     std::string_view new_queue_id;
+    // import_result (to = rcpt, message_id = msgid, queue_id = Postfix queue ID of the
+    // delivery into the drop folder, reply = reason)
+    std::string_view connector;
+    std::string_view mailbox;
+    import_outcome outcome = import_outcome::other;
 };
 
 // True for "0773DA721B1" (short) or "4Qv4Zs0bVBz5yk1" (long, base 52 with a 'z' separator).
@@ -94,6 +102,11 @@ bool is_queue_id(std::string_view s) noexcept;
 
 // Parses line.message for a Postfix daemon (line.daemon). Returns ev.kind != unparsed.
 bool parse_event(const log_line& line, event& ev) noexcept;
+
+// Parses an mx-importer outcome line ("import connector=demo rcpt=<a@b> mailbox=a@b msgid=<id>
+// size=N queue_id=QID outcome=imported|failed|deferred|duplicate status=... reason=...
+// detail="..." file=..."); other mx-importer lines are info. Returns ev.kind != unparsed.
+bool parse_importer_event(const log_line& line, event& ev) noexcept;
 
 // Splits "host[ip]" (ip may be "ipv6:..." or have ":port" after the bracket).
 void split_client(std::string_view s, std::string_view& host, std::string_view& ip) noexcept;

@@ -49,6 +49,8 @@ std::map<std::string, domain_stats> connector_sums(const aggregator& agg) {
         t.bounced += s.bounced;
         t.rejected += s.rejected;
         t.milter_rejected += s.milter_rejected;
+        t.imported += s.imported;
+        t.import_failed += s.import_failed;
         for (std::size_t i = 0; i < s.rejects_by_reason.size(); ++i)
             t.rejects_by_reason[i] += s.rejects_by_reason[i];
     };
@@ -71,6 +73,8 @@ json stats_json(const domain_stats& s) {
                 {"bounced", s.bounced},
                 {"rejected", s.rejected},
                 {"milter_rejected", s.milter_rejected},
+                {"imported", s.imported},
+                {"import_failed", s.import_failed},
                 {"rejects_by_reason", reasons_json(s.rejects_by_reason)}};
 }
 
@@ -201,6 +205,11 @@ nlohmann::json to_json(const aggregator& agg, const render_options& opt) {
         {"notifications", t.notifications},
         {"warnings", t.warnings},
         {"open_messages", agg.open_messages()},
+        {"imported", t.imported},
+        {"import_failed", t.import_failed},
+        {"import_deferred", t.import_deferred},
+        {"import_duplicates", t.import_duplicates},
+        {"importer_lines", t.importer_lines},
     };
     tot["delivered_to_connectors"] =
         agg.connectors() ? json(t.delivered_to_connectors) : json(nullptr);
@@ -213,6 +222,7 @@ nlohmann::json to_json(const aggregator& agg, const render_options& opt) {
     j["top_rejecting_clients"] = top_json(agg.rejecting_clients(), opt.top, "client");
     j["deferral_reasons"] = top_json(agg.deferral_reasons(), opt.top, "reason");
     j["bounce_reasons"] = top_json(agg.bounce_reasons(), opt.top, "reason");
+    j["import_failure_reasons"] = top_json(agg.import_failure_reasons(), opt.top, "reason");
     const delay_stats& d = agg.delays();
     j["delays"] = {{"count", d.count()},      {"mean", d.mean()},        {"p50", d.percentile(50)},
                    {"p90", d.percentile(90)}, {"p95", d.percentile(95)}, {"p99", d.percentile(99)},
@@ -285,6 +295,11 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
     if (t.held) row(out, "held", t.held);
     if (t.discarded) row(out, "discarded", t.discarded);
     row(out, "notifications (bounces sent)", t.notifications);
+    if (t.importer_lines) {
+        row(out, "imported (mx-importer)", t.imported);
+        row(out, "import failed (ImportFailed)", t.import_failed);
+        row(out, "import deferred", t.import_deferred);
+    }
     row(out, "warnings", t.warnings);
     row(out, "lines", t.lines,
         std::to_string(t.unparsed) + " unparsed, " + std::to_string(t.other_lines) +
@@ -319,6 +334,7 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
     top_block("Top rejected clients", agg.rejecting_clients());
     top_block("Deferral reasons", agg.deferral_reasons());
     top_block("Bounce reasons", agg.bounce_reasons());
+    top_block("Import failure reasons", agg.import_failure_reasons());
 
     const delay_stats& d = agg.delays();
     if (d.count()) {
@@ -337,14 +353,16 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
             out << "\n" << title << "\n";
             out << "  " << std::left << std::setw(34) << "" << std::right << std::setw(10)
                 << "delivered" << std::setw(10) << "deferred" << std::setw(10) << "bounced"
-                << std::setw(10) << "rejected" << std::setw(10) << "milter"
+                << std::setw(10) << "rejected" << std::setw(10) << "milter" << std::setw(10)
+                << "imported" << std::setw(10) << "imp.fail"
                 << "\n";
             for (const auto& [name, s] : rows) {
                 std::string label = printable(name);
                 if (label.size() > 34) label = label.substr(0, 31) + "...";
                 out << "  " << std::left << std::setw(34) << label << std::right << std::setw(10)
                     << s->delivered << std::setw(10) << s->deferred << std::setw(10) << s->bounced
-                    << std::setw(10) << s->rejected << std::setw(10) << s->milter_rejected << "\n";
+                    << std::setw(10) << s->rejected << std::setw(10) << s->milter_rejected
+                    << std::setw(10) << s->imported << std::setw(10) << s->import_failed << "\n";
             }
         };
     if (!conns.empty()) {
@@ -387,6 +405,9 @@ void render_prometheus(const aggregator& agg, std::ostream& out) {
     counter("deferred_total", "Deferral log lines.", t.deferred);
     counter("bounced_total", "Recipient deliveries with status=bounced.", t.bounced);
     counter("expired_total", "Messages returned to sender after the queue lifetime.", t.expired);
+    counter("imported_total", "Recipients imported by mx-importer.", t.imported);
+    counter("import_failed_total", "Recipients moved to ImportFailed by mx-importer.",
+            t.import_failed);
     counter("milter_rejected_total", "milter-reject lines.", t.milter_rejected);
     out << "# HELP mx_log_rejected_total Reject lines (Postfix and milter) by reason.\n"
            "# TYPE mx_log_rejected_total counter\n";

@@ -102,11 +102,16 @@ int run_log_report(const report_options& opt, std::ostream& out, std::ostream& e
     const std::function<void(std::string_view)> on_line =
         tr ? std::function<void(std::string_view)>([&](std::string_view raw) {
             if (!parser.parse(raw, tline)) return;
-            if (tline.syslog_name.substr(0, 7) != "postfix") return;
+            const bool importer = tline.syslog_name == "mx-importer";
+            if (!importer && tline.syslog_name.substr(0, 7) != "postfix") return;
             if ((opt.filter.since && tline.time < *opt.filter.since) ||
                 (opt.filter.until && tline.time >= *opt.filter.until))
                 return;
-            parse_event(tline, tev);
+            if (importer) {
+                if (!parse_importer_event(tline, tev)) return;
+            } else {
+                parse_event(tline, tev);  // unparsed lines of a traced message are shown too
+            }
             tr->add(tline, tev);
         })
            : std::function<void(std::string_view)>(

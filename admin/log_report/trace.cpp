@@ -119,6 +119,29 @@ void tracer::summarize(trace_result& r, const event& ev) {
         case event_kind::removed:
             add_step(r.path, "removed from queue");
             break;
+        case event_kind::import_result: {
+            std::string s = "importer: " + std::string(ev.to) + ": ";
+            switch (ev.outcome) {
+                case import_outcome::imported:
+                    s += "imported into mailbox " + std::string(ev.mailbox);
+                    break;
+                case import_outcome::failed:
+                    s += "ImportFailed (" + std::string(ev.reply) + ")";
+                    break;
+                case import_outcome::deferred:
+                    s += "import deferred (" + std::string(ev.reply) + ")";
+                    break;
+                case import_outcome::duplicate:
+                    s += "duplicate, already imported";
+                    break;
+                case import_outcome::other:
+                    s += "?";
+                    break;
+            }
+            if (!ev.connector.empty()) s += " [connector " + std::string(ev.connector) + "]";
+            add_step(r.path, std::move(s));
+            break;
+        }
         default:
             break;
     }
@@ -127,12 +150,47 @@ void tracer::summarize(trace_result& r, const event& ev) {
 void tracer::close(const std::string& qid) {
     auto it = open_.find(qid);
     if (it == open_.end()) return;
-    if (it->second.matched) done_.push_back(std::move(it->second.r));
+    if (it->second.matched) {
+        done_by_qid_[qid] = done_.size();
+        done_.push_back(std::move(it->second.r));
+    }
     open_.erase(it);
+}
+
+void tracer::add_import(const event& ev, trace_line tl) {
+    // The importer works on the drop-folder file after Postfix delivered (and usually
+    // removed) the message: join on the queue ID of that delivery, open or already closed.
+    trace_result* r = nullptr;
+    if (!ev.queue_id.empty()) {
+        if (auto it = open_.find(ev.queue_id); it != open_.end()) {
+            if (!it->second.matched)
+                it->second.matched = matches_address(ev.to) || ev.message_id == query_;
+            if (it->second.matched) r = &it->second.r;
+        } else if (auto d = done_by_qid_.find(ev.queue_id); d != done_by_qid_.end()) {
+            r = &done_[d->second];
+        }
+    }
+    if (!r && (matches_address(ev.to) || (!ev.message_id.empty() && ev.message_id == query_) ||
+               (!ev.queue_id.empty() && ev.queue_id == query_))) {
+        // The Postfix side is not in this log (rotated away): report the import alone.
+        trace_result alone;
+        alone.queue_id = std::string(ev.queue_id);
+        alone.message_id = std::string(ev.message_id);
+        alone.closed = true;
+        done_.push_back(std::move(alone));
+        r = &done_.back();
+    }
+    if (!r) return;
+    if (r->lines.size() < max_message_lines) r->lines.push_back(std::move(tl));
+    summarize(*r, ev);
 }
 
 void tracer::add(const log_line& line, const event& ev) {
     trace_line tl{line.time, std::string(line.daemon), std::string(line.message)};
+    if (ev.kind == event_kind::import_result) {
+        add_import(ev, std::move(tl));
+        return;
+    }
     const bool smtpd = line.daemon == "smtpd" || line.daemon == "postscreen";
 
     if (ev.queue_id.empty()) {

@@ -60,6 +60,7 @@ class tracer {
     };
     bool matches_address(std::string_view a) const;
     void close(const std::string& qid);
+    void add_import(const event& ev, trace_line tl);
     void summarize(trace_result& r, const event& ev);
 
     std::string query_;        // as given, minus <>
@@ -70,6 +71,7 @@ class tracer {
     std::unordered_map<std::int32_t, std::deque<trace_line>> sessions_;
     std::unordered_map<std::int32_t, std::string> session_client_;
     std::vector<trace_result> done_;
+    string_map<std::size_t> done_by_qid_;  // closed matching lifecycles, for importer joins
 };
 
 void render_trace_text(const std::vector<trace_result>& results, std::ostream& out);

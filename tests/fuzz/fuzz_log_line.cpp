@@ -44,5 +44,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check(inside(v, m));
         (void)mx::logreport::classify_reject(ev);
     }
+    // The importer's outcome lines share the mail log; its parser sees every line too.
+    if (mx::logreport::parse_importer_event(line, ev)) {
+        const std::string_view m = line.message;
+        for (auto v :
+             {ev.connector, ev.to, ev.mailbox, ev.message_id, ev.queue_id, ev.dsn, ev.reply})
+            check(inside(v, m));
+    }
     return 0;
 }

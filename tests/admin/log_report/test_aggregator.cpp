@@ -275,3 +275,19 @@ TEST_CASE("normalize_reason groups deferrals by cause") {
           "451 4.7.1 Greylisted (in reply to RCPT TO command)");
     CHECK(normalize_reason(std::string(500, 'x')).size() == 120);
 }
+
+TEST_CASE("mx-importer outcome lines: imported and ImportFailed per recipient") {
+    aggregator a({}, nullptr);
+    feed(a, "importer.log");
+    a.finish();
+    const totals& t = a.total();
+    CHECK(t.delivered == 2);
+    CHECK(t.imported == 1);
+    CHECK(t.import_failed == 1);
+    CHECK(t.importer_lines == 3);
+    CHECK(t.unparsed == 0);
+    CHECK(t.other_lines == 0);
+    CHECK(a.domains().find("example.test")->second.imported == 1);
+    CHECK(a.domains().find("example.test")->second.import_failed == 1);
+    CHECK(a.import_failure_reasons().top(1).at(0).first == "no-mailbox");
+}

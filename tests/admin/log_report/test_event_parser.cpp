@@ -266,3 +266,24 @@ TEST_CASE("chatter is info, the unknown is unparsed, delivery key order does not
     REQUIRE(parse_event(l, ev));
     CHECK(ev.rkind == reject_kind::reject_warning);
 }
+
+TEST_CASE("mx-importer outcome lines") {
+    auto ok = parse("importer.log", "outcome=imported");
+    REQUIRE(parse_importer_event(ok.line, ok.ev));
+    CHECK(ok.ev.kind == event_kind::import_result);
+    CHECK(ok.ev.outcome == import_outcome::imported);
+    CHECK(ok.ev.connector == "demo");
+    CHECK(ok.ev.to == "info@example.test");
+    CHECK(ok.ev.mailbox == "info@example.test");
+    CHECK(ok.ev.message_id == "two-rcpts@partner.test");
+    CHECK(ok.ev.queue_id == "6D4EA3C215");
+    CHECK(ok.ev.size == 4096);
+    auto bad = parse("importer.log", "outcome=failed");
+    REQUIRE(parse_importer_event(bad.line, bad.ev));
+    CHECK(bad.ev.outcome == import_outcome::failed);
+    CHECK(bad.ev.reply == "no-mailbox");
+    CHECK(bad.ev.dsn == "5.1.1");
+    auto other = parse("importer.log", "batch done");
+    REQUIRE(parse_importer_event(other.line, other.ev));
+    CHECK(other.ev.kind == event_kind::info);
+}

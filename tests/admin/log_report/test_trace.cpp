@@ -24,7 +24,11 @@ std::vector<trace_result> trace(const std::string& file, const std::string& quer
     event ev;
     for (const auto& s : read_lines(fixture(file))) {
         if (!p.parse(s, l)) continue;
-        parse_event(l, ev);
+        if (l.syslog_name == "mx-importer") {
+            if (!parse_importer_event(l, ev)) continue;
+        } else {
+            parse_event(l, ev);
+        }
         tr.add(l, ev);
     }
     return tr.finish();
@@ -121,4 +125,15 @@ TEST_CASE("trace through run_log_report, text and JSON") {
     std::ostringstream none;
     REQUIRE(run_log_report(opt, none, err) == 0);
     CHECK(none.str() == "no message matches\n");
+}
+
+TEST_CASE("trace joins the importer's outcome to the Postfix delivery") {
+    const auto r = trace("importer.log", "two-rcpts@partner.test");
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].queue_id == "6D4EA3C215");
+    REQUIRE(r[0].path.size() >= 2);
+    CHECK(r[0].path[r[0].path.size() - 2] ==
+          "importer: info@example.test: imported into mailbox info@example.test [connector demo]");
+    CHECK(r[0].path.back() ==
+          "importer: old@example.test: ImportFailed (no-mailbox) [connector demo]");
 }
