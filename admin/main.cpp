@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     add_export_apply_commands(app, ctx);
     add_stats_command(app, ctx);
     add_smtp_commands(app, ctx);
+    add_target_commands(app, ctx);
 #ifdef MX_HAVE_LOG_REPORT
     add_log_report_command(app, ctx);
 #endif

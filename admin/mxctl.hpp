@@ -60,6 +60,7 @@ void add_check_command(CLI::App& app, mxctl_context& ctx);
 void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
 void add_stats_command(CLI::App& app, mxctl_context& ctx);
 void add_smtp_commands(CLI::App& app, mxctl_context& ctx);  // smtp-test, send, mailbox oauth
+void add_target_commands(CLI::App& app, mxctl_context& ctx);  // target-test (cmd_target.cpp)
 
 // Helpers shared by the verbs.
 std::string normalize_mailbox_arg(const std::string& arg);  // "Bob@Ex.COM" / "@ex.com"
