@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     add_check_command(app, ctx);
     add_export_apply_commands(app, ctx);
     add_stats_command(app, ctx);
+    add_failed_commands(app, ctx);
     add_smtp_commands(app, ctx);
     add_target_commands(app, ctx);
 #ifdef MX_HAVE_LOG_REPORT

@@ -50,6 +50,12 @@ class Receiver:
                 if not quiet:
                     http.server.BaseHTTPRequestHandler.log_message(self, *a)
 
+            def setup(self):
+                http.server.BaseHTTPRequestHandler.setup(self)
+                # Status line, headers and body go out in separate writes: without NODELAY,
+                # Nagle + the client's delayed ACK add 40 ms to every answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def answer(self, code, text="", headers=None):
                 body = text.encode()
                 self.send_response(code)
