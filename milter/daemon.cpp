@@ -307,6 +307,8 @@ int run(const options& opts) {
     }
     milter_thread.join();
     if (smap_server) smap_server->stop();
+    // libmilter leaves its unix socket behind; a stopped milter must not look alive.
+    if (auto path = unix_socket_path(s.cfg.milter.socket); !path.empty()) ::unlink(path.c_str());
     if (!stopping) {
         spdlog::critical("milter loop ended unexpectedly (smfi_main returned {})", milter_rc);
         return 1;

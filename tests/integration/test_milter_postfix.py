@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""mx-milter against a real, private Postfix (scripts/mx-stack) driven with swaks.
+
+Covers issue 3's integration list: unknown -> 550 5.1.1 at RCPT (and Postfix's own
+"milter-reject: RCPT ... 550 5.1.1" log line); known -> 250 and the message lands in the
+connector's drop folder (virtual(8) Maildir with Delivered-To/X-Original-To/Return-Path);
+inactive -> 450 4.2.1; mixed recipients -> only the unknown ones refused; milter stopped ->
+451 4.7.1 from Postfix and nothing accepted; restart -> normal; socketmap lookups through
+Postfix's own client; a "." connector is a final destination, never a relay.
+
+Usage: test_milter_postfix.py BUILD_DIR   (root; port MX_MILTER_IT_PORT, default 2531)
+Exit 77 (skipped) when not root or Postfix/swaks are missing. Python 3 stdlib only.
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
+PORT = int(os.environ.get("MX_MILTER_IT_PORT", "2531"))
+STACK = os.path.join(ROOT, "scripts", "mx-stack")
+
+
+def run(cmd, check=True, **kw):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}")
+    return p
+
+
+class MilterPostfix(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="mx-milter-it-")
+        os.chmod(cls.dir, 0o755)
+        cls.conf = os.path.join(cls.dir, "mx-connector.toml")
+        run([STACK, "start", cls.dir, "--port", str(PORT), "--build", BUILD, "--no-importer"])
+        cls.maillog = os.path.join(cls.dir, "log", "maillog")
+        cls.drop = os.path.join(cls.dir, "drop")
+        cls.mxctl("connector", "add", "demo", "--drop-folder", f"{cls.drop}/demo",
+                  "--domain", "example.test")
+        cls.mxctl("mailbox", "add", "info@example.test", "--connector", "demo")
+        cls.mxctl("mailbox", "add", "sales@example.test", "--connector", "demo")
+        cls.mxctl("connector", "add", "off", "--drop-folder", f"{cls.drop}/off",
+                  "--domain", "off.test", "--inactive")
+
+    @classmethod
+    def tearDownClass(cls):
+        run([STACK, "stop", cls.dir], check=False)
+        if os.environ.get("MX_KEEP_TEST_DIR"):
+            print(f"kept {cls.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def mxctl(cls, *args):
+        return run([os.path.join(BUILD, "admin", "mxctl"), "--config", cls.conf, *args]).stdout
+
+    def swaks(self, to, quit_after=None, body=None):
+        cmd = ["swaks", "--server", f"127.0.0.1:{PORT}", "--from", "sender@sender.test",
+               "--to", to, "--helo", "client.test", "--timeout", "30"]
+        if quit_after:
+            cmd += ["--quit-after", quit_after]
+        if body:
+            cmd += ["--body", body, "--header", f"Subject: {body}"]
+        out = run(cmd, check=False).stdout
+        # "<** 550 5.1.1 ..." (error reply) or "<-  250 ..." (success)
+        replies = re.findall(r"^<(?:\*\*|-) +(\d{3}(?: [245]\.\d+\.\d+)?.*)$", out, re.M)
+        return out, replies
+
+    def rcpt_reply(self, to):
+        out, replies = self.swaks(to, quit_after="RCPT")
+        # banner, EHLO, MAIL, RCPT: the RCPT reply is the last one
+        self.assertTrue(replies, out)
+        return replies[-1]
+
+    def wait_for_files(self, folder, marker, count, timeout=20):
+        deadline = time.time() + timeout
+        found = []
+        while time.time() < deadline:
+            found = []
+            for f in glob.glob(os.path.join(folder, "new", "*")):
+                with open(f, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+                if marker in text:
+                    found.append(text)
+            if len(found) >= count:
+                return found
+            time.sleep(0.2)
+        return found
+
+    def maillog_text(self):
+        with open(self.maillog, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def wait_log(self, pattern, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if re.search(pattern, self.maillog_text(), re.M):
+                return True
+            time.sleep(0.2)
+        return False
+
+    # ---- the cases -------------------------------------------------------------------
+
+    def test_01_unknown_is_550_at_rcpt_and_logged_by_postfix(self):
+        self.assertEqual(
+            self.rcpt_reply("nobody@example.test"),
+            "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown")
+        self.assertTrue(self.wait_log(
+            r"NOQUEUE: milter-reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.1\.1 "
+            r"<nobody@example\.test>: Recipient address rejected: User unknown; "
+            r"from=<sender@sender\.test> to=<nobody@example\.test> proto=ESMTP helo=<client\.test>"),
+            "Postfix's milter-reject line missing")
+
+    def test_02_known_is_delivered_into_the_drop_folder(self):
+        marker = "known-" + uuid.uuid4().hex
+        out, replies = self.swaks("Info+Tag@Example.test", body=marker)
+        self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+        files = self.wait_for_files(f"{self.drop}/demo", marker, 1)
+        self.assertEqual(len(files), 1, "message not in the drop folder")
+        text = files[0]
+        self.assertRegex(text, r"(?m)^Delivered-To: info\+tag@example\.test$")
+        self.assertRegex(text, r"(?im)^X-Original-To: info\+tag@example\.test$")
+        self.assertRegex(text, r"(?m)^Return-Path: <sender@sender\.test>$")
+
+    def test_03_inactive_connector_is_450(self):
+        self.assertEqual(
+            self.rcpt_reply("a@off.test"),
+            "450 4.2.1 <a@off.test>: Recipient address rejected: Mailbox temporarily unavailable")
+
+    def test_04_mixed_recipients_only_unknown_refused(self):
+        marker = "mixed-" + uuid.uuid4().hex
+        out, replies = self.swaks("info@example.test,nobody@example.test,sales@example.test",
+                                  body=marker)
+        self.assertIn("550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown",
+                      replies, out)
+        self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+        files = self.wait_for_files(f"{self.drop}/demo", marker, 2)
+        self.assertEqual(len(files), 2, "one file per accepted recipient expected")
+        delivered = sorted(re.search(r"(?m)^Delivered-To: (.*)$", t).group(1) for t in files)
+        self.assertEqual(delivered, ["info@example.test", "sales@example.test"])
+
+    def test_05_not_ours_is_postfixs_decision(self):
+        # Not a connector domain: the milter continues, Postfix refuses to relay.
+        self.assertTrue(self.rcpt_reply("x@elsewhere.test").startswith("554 5.7.1"))
+
+    def test_06_percent_in_address_reaches_the_client_unchanged(self):
+        self.assertEqual(
+            self.rcpt_reply('"a%b"@example.test'),
+            "550 5.1.1 <a%b@example.test>: Recipient address rejected: User unknown")
+
+    def test_07_socketmap_through_postfix_client(self):
+        pfconf = os.path.join(self.dir, "postfix", "etc")
+        sock = os.path.join(self.dir, "run", "socketmap.sock")
+        q = lambda key, m: run(["postmap", "-c", pfconf, "-q", key,
+                                f"socketmap:unix:{sock}:{m}"], check=False)
+        p = q("example.test", "domain")
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "demo"))
+        p = q("elsewhere.test", "domain")
+        self.assertEqual(p.returncode, 1)
+        p = q("whoever@example.test", "mailbox")
+        self.assertEqual(p.stdout.strip(), f"{self.drop}/demo/".lstrip("/"))
+
+    def test_08_milter_stopped_means_451_and_nothing_accepted_then_restart(self):
+        run([STACK, "stop-milter", self.dir])
+        try:
+            marker = "down-" + uuid.uuid4().hex
+            out, replies = self.swaks("info@example.test", body=marker)
+            self.assertTrue(any(r.startswith("451 4.7.1") for r in replies), out)
+            self.assertFalse(any(r.startswith("250 2.0.0") for r in replies), out)
+            pfconf = os.path.join(self.dir, "postfix", "etc")
+            q = run(["postqueue", "-c", pfconf, "-p"], check=False).stdout
+            self.assertIn("Mail queue is empty", q)
+            time.sleep(1)
+            self.assertEqual(self.wait_for_files(f"{self.drop}/demo", marker, 1, timeout=1), [])
+        finally:
+            run([STACK, "start-milter", self.dir])
+        marker = "back-" + uuid.uuid4().hex
+        out, replies = self.swaks("info@example.test", body=marker)
+        self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+        self.assertEqual(len(self.wait_for_files(f"{self.drop}/demo", marker, 1)), 1)
+
+    def test_09_changes_apply_to_the_next_rcpt_and_delivery(self):
+        # A connector added now is served by Postfix (socketmap) and virtual(8) (regexp map)
+        # at once, without reloading anything.
+        self.mxctl("connector", "add", "late", "--drop-folder", f"{self.drop}/late",
+                   "--domain", "late.test")
+        self.mxctl("mailbox", "add", "x@late.test", "--connector", "late")
+        marker = "late-" + uuid.uuid4().hex
+        out, replies = self.swaks("x@late.test", body=marker)
+        self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+        self.assertEqual(len(self.wait_for_files(f"{self.drop}/late", marker, 1)), 1)
+        self.mxctl("mailbox", "remove", "x@late.test")
+        self.assertTrue(self.rcpt_reply("x@late.test").startswith("550 5.1.1"))
+
+    def test_10_dot_connector_is_final_destination_not_relay(self):
+        self.mxctl("connector", "add", "all", "--drop-folder", f"{self.drop}/all",
+                   "--domain", ".")
+        try:
+            self.mxctl("mailbox", "add", "boss@random.example", "--connector", "all")
+            self.assertTrue(self.rcpt_reply("other@random.example").startswith("550 5.1.1"))
+            marker = "dot-" + uuid.uuid4().hex
+            out, replies = self.swaks("boss@random.example", body=marker)
+            self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+            self.assertEqual(len(self.wait_for_files(f"{self.drop}/all", marker, 1)), 1)
+            # Delivered by virtual(8), never handed to the smtp client (relay).
+            self.assertTrue(self.wait_log(r"to=<boss@random\.example>, relay=virtual,.*status=sent"))
+            self.assertNotRegex(self.maillog_text(), r"to=<boss@random\.example>, relay=(?!virtual)")
+        finally:
+            self.mxctl("connector", "remove", "all", "--force")
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0 or not shutil.which("postfix") or not shutil.which("swaks"):
+        print("skipped: needs root, postfix and swaks", file=sys.stderr)
+        sys.exit(77)
+    unittest.main(argv=[sys.argv[0], "-v"])

@@ -1,0 +1,183 @@
+// Unit tests of mx-milter's pure parts: decision -> milter reply mapping, reply-text escaping,
+// counters, netstring framing, socketmap answers and the virtual(8) map, on a temporary store.
+#include <catch2/catch.hpp>
+
+#include "fixture.hpp"
+#include "milter.hpp"
+
+using namespace mx;
+using namespace mx::milter;
+
+namespace {
+
+check_result result(decision d, const char* code = "", const char* dsn = "", const char* text = "",
+                    const char* conn = "") {
+    check_result r;
+    r.verdict = d;
+    r.code = code;
+    r.dsn = dsn;
+    r.text = text;
+    r.connector = conn;
+    return r;
+}
+
+std::unique_ptr<daemon_state> make_state(milter_test::installation& inst) {
+    auto st = std::make_unique<daemon_state>();
+    st->cfg = inst.cfg;
+    st->policy = std::make_shared<const check_policy>(check_policy::from(inst.cfg));
+    st->store = std::make_unique<store_holder>(inst.cfg.store_dir());
+    st->vmap = std::make_unique<virtual_map_writer>((inst.dir / "vmap.regexp").string());
+    st->shm = shm_state::attach(inst.cfg);
+    return st;
+}
+
+}  // namespace
+
+TEST_CASE("decision -> milter reply", "[units]") {
+    CHECK(to_reply(result(decision::accept)).act == action::accept);
+    CHECK(to_reply(result(decision::not_ours)).act == action::accept);
+    auto rej = to_reply(result(decision::reject, "550", "5.1.1", "<a@b>: User unknown"));
+    CHECK(rej.act == action::reject);
+    CHECK(rej.code == "550");
+    CHECK(rej.dsn == "5.1.1");
+    CHECK(rej.text == "<a@b>: User unknown");
+    auto tmp = to_reply(result(decision::tempfail, "450", "4.2.1", "off"));
+    CHECK(tmp.act == action::tempfail);
+    CHECK(tmp.code == "450");
+    // Inconsistent code/verdict (never a 5xx for a tempfail): safe 451 4.3.0.
+    auto bad = to_reply(result(decision::tempfail, "550", "5.1.1", "x"));
+    CHECK(bad.act == action::tempfail);
+    CHECK(bad.code == "451");
+    CHECK(bad.dsn == "4.3.0");
+    auto bad2 = to_reply(result(decision::reject, "", "", "x"));
+    CHECK(bad2.code == "451");
+}
+
+TEST_CASE("smfi_setreply text: '%' doubled, one line, bounded", "[units]") {
+    CHECK(setreply_text("100% <a%b@c>") == "100%% <a%%b@c>");
+    CHECK(setreply_text("a\r\nb\0c") == "a  b");
+    CHECK(setreply_text(std::string("a\0b", 3)) == "a b");
+    CHECK(setreply_text(std::string(5000, 'x')).size() <= 980);
+    CHECK(setreply_text(std::string(5000, '%')).size() <= 980);
+}
+
+TEST_CASE("internal errors are 451 4.3.0, syntax errors 501 5.1.3", "[units]") {
+    auto r = internal_error_result("<a@b.test>", "boom");
+    CHECK(r.reply() == "451 4.3.0 <a@b.test>: Temporary lookup failure");
+    CHECK(internal_error_result("garbage", "boom").reply() == "451 4.3.0 Temporary lookup failure");
+    check_policy p;
+    CHECK(check_recipient_syntax_only(p, "<a@b.test>") == std::nullopt);
+    CHECK(check_recipient_syntax_only(p, "a@b.test")->reply() ==
+          "501 5.1.3 Bad recipient address syntax");
+}
+
+TEST_CASE("counters by decision", "[units]") {
+    milter_test::installation inst("units-count", "", false);
+    auto shm = shm_state::attach(inst.cfg);
+    count(&shm, result(decision::accept, "", "", "", "c1"));
+    count(&shm, result(decision::reject, "550", "5.1.1", "", "c1"));
+    count(&shm, result(decision::tempfail, "450", "4.2.1", "", "c1"));
+    count(&shm, result(decision::tempfail, "451", "4.3.0", "", "c1"));
+    count(&shm, result(decision::tempfail, "451", "4.3.0", "", ""));
+    count(&shm, result(decision::reject, "501", "5.1.3"));
+    count(&shm, result(decision::not_ours));
+    count(&shm, result(decision::reject, "550", "5.1.2"));  // unknown domain rejected
+    count(nullptr, result(decision::accept));               // no segment: no crash
+    auto& c = shm.counters("c1");
+    CHECK(c.accepted == 1);
+    CHECK(c.rejected_unknown == 1);
+    CHECK(c.tempfailed_inactive == 1);
+    CHECK(c.tempfailed_error == 1);
+    CHECK(shm.layout().tempfailed_error_unattributed == 1);
+    CHECK(shm.layout().rejected_syntax == 1);
+    CHECK(shm.layout().not_ours == 2);
+}
+
+TEST_CASE("netstring framing", "[units]") {
+    CHECK(netstring("OK x") == "4:OK x,");
+    auto r = parse_netstring("3:abc,rest", 100);
+    REQUIRE(r);
+    CHECK(r->first == "abc");
+    CHECK(r->second == 6);
+    CHECK(parse_netstring("", 100) == std::nullopt);
+    CHECK(parse_netstring("12", 100) == std::nullopt);
+    CHECK(parse_netstring("3:ab", 100) == std::nullopt);
+    CHECK(parse_netstring("0:,", 100)->first.empty());
+    CHECK_THROWS_AS(parse_netstring("3:abcd", 100), netstring_error);
+    CHECK_THROWS_AS(parse_netstring("x:", 100), netstring_error);
+    CHECK_THROWS_AS(parse_netstring(":abc", 100), netstring_error);
+    CHECK_THROWS_AS(parse_netstring("101:", 100), netstring_error);
+    CHECK_THROWS_AS(parse_netstring("00000000001:", 1000000000), netstring_error);
+}
+
+TEST_CASE("drop folder values for virtual(8)", "[units]") {
+    connector c;
+    c.drop_folder = "/srv/drop";
+    CHECK(drop_folder_value(c) == "srv/drop/");
+    c.drop_folder = "/srv/drop/";
+    CHECK(drop_folder_value(c) == "srv/drop/");
+    for (const char* bad : {"", "relative/x", "/", "/a/../etc", "/a/..", "/a/./b", "/a\nb"}) {
+        c.drop_folder = bad;
+        INFO(bad);
+        CHECK(drop_folder_value(c).empty());
+    }
+}
+
+TEST_CASE("socketmap answers and virtual(8) map from the store", "[units]") {
+    milter_test::installation inst("units-smap");
+    auto st = make_state(inst);
+    std::string demo = (inst.dir / "drop/demo").string().substr(1) + "/";
+    CHECK(socketmap_answer(*st, "domain example.test") == "OK demo");
+    CHECK(socketmap_answer(*st, "domain a.b.sub.test") == "OK subs");
+    CHECK(socketmap_answer(*st, "domain nope.test") == "NOTFOUND ");
+    CHECK(socketmap_answer(*st, "domain ") == "NOTFOUND ");
+    CHECK(socketmap_answer(*st, "domain bad..domain") == "NOTFOUND ");
+    CHECK(socketmap_answer(*st, "mailbox whoever@example.test") == "OK " + demo);
+    CHECK(socketmap_answer(*st, "mailbox @example.test") == "OK " + demo);
+    CHECK(socketmap_answer(*st, std::string("mailbox a\0b@example.test", 24)) == "NOTFOUND ");
+    CHECK(socketmap_answer(*st, "mailbox " + std::string(5000, 'a')) == "NOTFOUND ");
+    CHECK(socketmap_answer(*st, "other x").rfind("PERM", 0) == 0);
+
+    auto text = st->store->with_view([](store_view& v) { return render_virtual_map(v, 7); });
+    // exact domains first, then subdomain patterns; each maps to its drop folder
+    auto pos_exact = text.find("/@example\\.test$/ " + demo);
+    auto pos_sub = text.find("/\\.sub\\.test$/ ");
+    CHECK(pos_exact != std::string::npos);
+    CHECK(pos_sub != std::string::npos);
+    CHECK(pos_exact < pos_sub);
+    CHECK(text.find("/@off\\.test$/") != std::string::npos);  // inactive: queued mail still lands
+    CHECK(text.find("generation 7") != std::string::npos);
+
+    // A "." connector goes last.
+    {
+        auto s = store::open(inst.cfg, false);
+        s.write([&](store_tx& tx) {
+            connector c;
+            c.name = "every";
+            c.drop_folder = "/srv/every";
+            c.domains = {"."};
+            tx.add_connector(c);
+        });
+    }
+    text = st->store->with_view([](store_view& v) { return render_virtual_map(v, 8); });
+    CHECK(text.rfind("/@/ srv/every/\n") == text.size() - std::string("/@/ srv/every/\n").size());
+    CHECK(socketmap_answer(*st, "domain anything.example") == "OK every");
+
+    // The writer rewrites the file when the generation moves.
+    st->vmap->refresh(*st->store, true);
+    auto k1 = st->vmap->known_generation();
+    CHECK(k1 > 0);
+    CHECK(std::filesystem::exists(st->vmap->path()));
+}
+
+TEST_CASE("decide(): one decision with counting; SMTPUTF8 per call", "[units]") {
+    milter_test::installation inst("units-decide");
+    auto st = make_state(inst);
+    CHECK(st->decide("<info@example.test>", false, "Q1", "client").verdict == decision::accept);
+    CHECK(st->decide("<j\xc3\xb6rg@example.test>", false, "", "c").code == "501");
+    CHECK(st->decide("<j\xc3\xb6rg@example.test>", true, "", "c").code == "550");
+    CHECK(st->shm->counters("demo").accepted == 1);
+    CHECK(st->shm->counters("demo").rejected_unknown == 1);
+    // Accepting brought the virtual(8) map up to the store generation.
+    CHECK(st->vmap->known_generation() == st->shm->generation());
+}
