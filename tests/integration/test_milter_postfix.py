@@ -77,7 +77,8 @@ class MilterPostfix(unittest.TestCase):
 
     def rcpt_reply(self, to):
         out, replies = self.swaks(to, quit_after="RCPT")
-        # banner, EHLO, MAIL, RCPT: the RCPT reply is the last one
+        # banner, EHLO, MAIL, RCPT(, QUIT 221): the RCPT reply is the last one before QUIT
+        replies = [r for r in replies if not r.startswith("221")]
         self.assertTrue(replies, out)
         return replies[-1]
 
@@ -127,7 +128,8 @@ class MilterPostfix(unittest.TestCase):
         files = self.wait_for_files(f"{self.drop}/demo", marker, 1)
         self.assertEqual(len(files), 1, "message not in the drop folder")
         text = files[0]
-        self.assertRegex(text, r"(?m)^Delivered-To: info\+tag@example\.test$")
+        # virtual(8) decides on the lower-cased address; headers keep the client's spelling
+        self.assertRegex(text, r"(?im)^Delivered-To: info\+tag@example\.test$")
         self.assertRegex(text, r"(?im)^X-Original-To: info\+tag@example\.test$")
         self.assertRegex(text, r"(?m)^Return-Path: <sender@sender\.test>$")
 
@@ -152,10 +154,30 @@ class MilterPostfix(unittest.TestCase):
         # Not a connector domain: the milter continues, Postfix refuses to relay.
         self.assertTrue(self.rcpt_reply("x@elsewhere.test").startswith("554 5.7.1"))
 
-    def test_06_percent_in_address_reaches_the_client_unchanged(self):
-        self.assertEqual(
-            self.rcpt_reply('"a%b"@example.test'),
-            "550 5.1.1 <a%b@example.test>: Recipient address rejected: User unknown")
+    def test_06_percent_in_reply_reaches_the_client_once(self):
+        # mx-milter doubles '%' for smfi_setreply (the milter protocol test sees "%%");
+        # the SMTP client must see a single '%'. ('%' in the address itself is Postfix's
+        # percent hack, so the reply text carries it.)
+        with open(self.conf, encoding="utf-8") as fh:
+            original = fh.read()
+        pidfile = os.path.join(self.dir, "run", "mx-milter.pid")
+        try:
+            with open(self.conf, "w", encoding="utf-8") as fh:
+                fh.write(original.replace(
+                    "[milter]\n", '[milter]\nreject_text = "{address}: 100% unknown"\n', 1))
+            os.kill(int(open(pidfile).read()), 1)  # SIGHUP
+            reply = ""
+            for _ in range(50):
+                reply = self.rcpt_reply("nobody@example.test")
+                if "100%" in reply:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(reply, "550 5.1.1 <nobody@example.test>: 100% unknown")
+        finally:
+            with open(self.conf, "w", encoding="utf-8") as fh:
+                fh.write(original)
+            os.kill(int(open(pidfile).read()), 1)
+            time.sleep(0.3)
 
     def test_07_socketmap_through_postfix_client(self):
         pfconf = os.path.join(self.dir, "postfix", "etc")
