@@ -1,9 +1,14 @@
 // mxctl stats: counters from the shared-memory segment, without talking to the daemons.
-// Formats: aligned text, --json, --prometheus (text exposition format 0.0.4).
+// Formats: aligned text, --json, --prometheus (text exposition format 0.0.4); --textfile PATH
+// writes the Prometheus format atomically (temporary file + rename) for node_exporter's
+// textfile collector, e.g. from a systemd timer or cron every minute.
+// Process up/down comes from the heartbeats the daemons write into the segment every second.
 #include <ctime>
 #include <iostream>
+#include <sstream>
 
 #include "mxctl.hpp"
+#include "util/fs.hpp"
 
 namespace mx::admin {
 namespace {
@@ -45,6 +50,29 @@ const counter_def connector_defs[] = {
      &connector_counters::bounces_pending},
 };
 
+// A daemon counts as up when its heartbeat (written every second) is this fresh.
+constexpr std::int64_t heartbeat_fresh_seconds = 15;
+
+bool heartbeat_up(std::uint64_t hb, std::int64_t now) {
+    return hb != 0 && now - static_cast<std::int64_t>(hb) <= heartbeat_fresh_seconds;
+}
+
+// Label values: backslash, double quote and newline escaped (exposition format 0.0.4).
+std::string label_value(std::string_view v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
+    }
+    return out;
+}
+
 }  // namespace
 
 void add_stats_command(CLI::App& app, mxctl_context& ctx) {
@@ -52,10 +80,14 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
         app.add_subcommand("stats", "show milter and importer counters (from shared memory)");
     struct opts {
         bool json = false, prometheus = false;
+        std::string textfile;
     };
     auto o = std::make_shared<opts>();
     cmd->add_flag("--json", o->json, "JSON output");
     cmd->add_flag("--prometheus", o->prometheus, "Prometheus text exposition format");
+    cmd->add_option("--textfile", o->textfile,
+                    "write the Prometheus format atomically to this file (node_exporter textfile "
+                    "collector, e.g. /var/lib/prometheus/node-exporter/mx-connector.prom)");
     cmd->callback([&ctx, o] {
         auto shm = shm_state::attach_existing(ctx.cfg());
         std::vector<const connector_counters*> slots;
@@ -64,36 +96,72 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
         auto g = [&](const std::atomic<std::uint64_t> shm_layout::*f) -> std::uint64_t {
             return l ? (l->*f).load() : 0;
         };
-        if (o->prometheus) {
-            std::cout << "# HELP mxconnector_generation Store change generation.\n"
-                         "# TYPE mxconnector_generation gauge\n"
-                      << "mxconnector_generation " << g(&shm_layout::generation) << "\n";
-            std::cout
-                << "# HELP mxconnector_rcpt_not_ours_total RCPT for domains of no connector.\n"
-                   "# TYPE mxconnector_rcpt_not_ours_total counter\n"
-                << "mxconnector_rcpt_not_ours_total " << g(&shm_layout::not_ours) << "\n";
-            std::cout << "# HELP mxconnector_rcpt_syntax_rejected_total RCPT rejected 501 5.1.3.\n"
-                         "# TYPE mxconnector_rcpt_syntax_rejected_total counter\n"
-                      << "mxconnector_rcpt_syntax_rejected_total "
-                      << g(&shm_layout::rejected_syntax) << "\n";
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        if (o->prometheus || !o->textfile.empty()) {
+            std::ostringstream out;
+            auto metric_head = [&](const std::string& name, const char* help, bool gauge) {
+                out << "# HELP " << name << " " << help << "\n# TYPE " << name << " "
+                    << (gauge ? "gauge" : "counter") << "\n";
+            };
+            metric_head("mxconnector_up", "1 when the daemon's heartbeat is fresh (15 s).", true);
+            out << "mxconnector_up{process=\"mx-milter\"} "
+                << (heartbeat_up(g(&shm_layout::milter_heartbeat), now) ? 1 : 0) << "\n"
+                << "mxconnector_up{process=\"mx-importer\"} "
+                << (heartbeat_up(g(&shm_layout::importer_heartbeat), now) ? 1 : 0) << "\n";
+            metric_head("mxconnector_heartbeat_timestamp_seconds",
+                        "Unix time of the daemon's last heartbeat (0: never).", true);
+            out << "mxconnector_heartbeat_timestamp_seconds{process=\"mx-milter\"} "
+                << g(&shm_layout::milter_heartbeat) << "\n"
+                << "mxconnector_heartbeat_timestamp_seconds{process=\"mx-importer\"} "
+                << g(&shm_layout::importer_heartbeat) << "\n";
+            metric_head("mxconnector_generation", "Store change generation.", true);
+            out << "mxconnector_generation " << g(&shm_layout::generation) << "\n";
+            metric_head("mxconnector_rcpt_not_ours_total", "RCPT for domains of no connector.",
+                        false);
+            out << "mxconnector_rcpt_not_ours_total " << g(&shm_layout::not_ours) << "\n";
+            metric_head("mxconnector_rcpt_syntax_rejected_total", "RCPT rejected 501 5.1.3.",
+                        false);
+            out << "mxconnector_rcpt_syntax_rejected_total " << g(&shm_layout::rejected_syntax)
+                << "\n";
+            metric_head("mxconnector_rcpt_tempfailed_unattributed_total",
+                        "RCPT deferred 451 4.3.0 before a connector was known (store down).",
+                        false);
+            out << "mxconnector_rcpt_tempfailed_unattributed_total "
+                << g(&shm_layout::tempfailed_error_unattributed) << "\n";
             for (const auto& d : connector_defs) {
                 std::string metric =
                     std::string("mxconnector_") + d.name + (d.gauge ? "" : "_total");
-                std::cout << "# HELP " << metric << " " << d.help << ".\n# TYPE " << metric << " "
-                          << (d.gauge ? "gauge" : "counter") << "\n";
+                metric_head(metric, (std::string(d.help) + ".").c_str(), d.gauge);
                 for (auto* s : slots)
-                    std::cout << metric << "{connector=\"" << s->name << "\"} "
-                              << (s->*d.field).load() << "\n";
+                    out << metric << "{connector=\"" << label_value(s->name) << "\"} "
+                        << (s->*d.field).load() << "\n";
             }
+            metric_head("mxconnector_oldest_file_age_seconds",
+                        "Age of the oldest file waiting in the drop folder (0: none).", true);
+            for (auto* s : slots) {
+                auto t = static_cast<std::int64_t>(s->oldest_file_time.load());
+                out << "mxconnector_oldest_file_age_seconds{connector=\"" << label_value(s->name)
+                    << "\"} " << (t > 0 && now > t ? now - t : 0) << "\n";
+            }
+            if (!o->textfile.empty()) {
+                // Atomic for the collector: it never reads a half-written file.
+                util::write_file_durable(o->textfile, out.str(), 0644);
+                return;
+            }
+            std::cout << out.str();
             return;
         }
-        nlohmann::json j = {{"segment", shm ? shm_state::segment_name(ctx.cfg()) : ""},
-                            {"running_since", g(&shm_layout::created_time)},
-                            {"generation", g(&shm_layout::generation)},
-                            {"not_ours", g(&shm_layout::not_ours)},
-                            {"rejected_syntax", g(&shm_layout::rejected_syntax)},
-                            {"milter_heartbeat", g(&shm_layout::milter_heartbeat)},
-                            {"importer_heartbeat", g(&shm_layout::importer_heartbeat)}};
+        nlohmann::json j = {
+            {"segment", shm ? shm_state::segment_name(ctx.cfg()) : ""},
+            {"running_since", g(&shm_layout::created_time)},
+            {"generation", g(&shm_layout::generation)},
+            {"not_ours", g(&shm_layout::not_ours)},
+            {"rejected_syntax", g(&shm_layout::rejected_syntax)},
+            {"milter_heartbeat", g(&shm_layout::milter_heartbeat)},
+            {"importer_heartbeat", g(&shm_layout::importer_heartbeat)},
+            {"processes",
+             {{"mx-milter", heartbeat_up(g(&shm_layout::milter_heartbeat), now)},
+              {"mx-importer", heartbeat_up(g(&shm_layout::importer_heartbeat), now)}}}};
         nlohmann::json conns = nlohmann::json::object();
         for (auto* s : slots) {
             nlohmann::json c;
@@ -103,6 +171,9 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
         j["connectors"] = conns;
         if (o->json) return print_json(j);
         if (!shm) std::cout << "no counters yet (no daemon has run since boot)\n";
+        std::cout << "mx-milter " << (j["processes"]["mx-milter"].get<bool>() ? "up" : "DOWN")
+                  << ", mx-importer " << (j["processes"]["mx-importer"].get<bool>() ? "up" : "DOWN")
+                  << "\n";
         std::cout << "generation " << j["generation"] << ", not ours " << j["not_ours"]
                   << ", syntax rejects " << j["rejected_syntax"] << "\n";
         std::vector<std::vector<std::string>> rows{{"CONNECTOR"}};

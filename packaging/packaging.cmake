@@ -11,6 +11,8 @@
 # The /etc decision is taken at install time (install(CODE)) so that `--prefix TMP` overrides
 # it into TMP, while CPack (which installs with prefix /usr into a DESTDIR) gets /etc.
 set(MX_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
+# The package name, not the CMake project name (GNUInstallDirs would say mx_connector).
+set(MX_DOCDIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/mx-connector)
 
 install(FILES ${MX_PKG_DIR}/systemd/mx-milter.service ${MX_PKG_DIR}/systemd/mx-importer.service
         DESTINATION lib/systemd/system COMPONENT mx_connector)
@@ -31,7 +33,7 @@ install(CODE "
        FILES \"${MX_PKG_DIR}/mx-connector.toml\")
 " COMPONENT mx_connector)
 install(FILES ${MX_PKG_DIR}/mx-connector.toml
-        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples COMPONENT mx_connector)
+        DESTINATION ${MX_DOCDIR}/examples COMPONENT mx_connector)
 
 # Man pages (hand-written roff in packaging/man), gzip'ed like Debian wants them.
 find_program(MX_GZIP gzip REQUIRED)
@@ -51,9 +53,9 @@ install(FILES ${MX_MAN_OUT} DESTINATION ${CMAKE_INSTALL_MANDIR}/man8 COMPONENT m
 # Documentation and the Postfix snippets the docs refer to.
 file(GLOB MX_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
 install(FILES ${MX_DOCS} ${CMAKE_SOURCE_DIR}/README.md
-        DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT mx_connector)
+        DESTINATION ${MX_DOCDIR} COMPONENT mx_connector)
 if(IS_DIRECTORY ${CMAKE_SOURCE_DIR}/postfix-conf)
-  install(DIRECTORY ${CMAKE_SOURCE_DIR}/postfix-conf/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/postfix-conf
+  install(DIRECTORY ${CMAKE_SOURCE_DIR}/postfix-conf/ DESTINATION ${MX_DOCDIR}/postfix-conf
           COMPONENT mx_connector PATTERN "*~" EXCLUDE)
 endif()
 
