@@ -74,8 +74,9 @@ class exec_target final : public import_target {
                     "mx-importer drops privileges",
                     log_safe(o_.argv[0]));
             auto env = environment(d, planned);
-            auto slot = slot_guard::acquire(slot_dir_, spec_, o_.concurrency, o_.timeout);
-            if (!slot)
+            bool bounded = true;
+            auto slot = acquire_slot(slot_dir_, spec_, o_.concurrency, o_.timeout, bounded);
+            if (!slot && bounded)
                 return {result_kind::temporary,
                         "4.4.5",
                         "exec " + o_.argv[0] + ": all " + std::to_string(o_.concurrency) +

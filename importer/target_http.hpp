@@ -79,6 +79,13 @@ class slot_guard {
     int slot_ = -1;
 };
 
+// slot_guard::acquire, except that a slot folder that cannot be used (run_dir not writable)
+// never stops mail: `bounded` becomes false, the delivery runs unbounded, a warning is logged
+// once per process.
+std::optional<slot_guard> acquire_slot(const std::filesystem::path& dir, std::string_view key,
+                                       unsigned limit, std::chrono::milliseconds wait,
+                                       bool& bounded);
+
 // ---- webhook ------------------------------------------------------------------------------
 
 struct webhook_options {

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <system_error>
 #include <thread>
 
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 
 #include "target_http.hpp"
 #include "util/fs.hpp"
@@ -123,7 +125,6 @@ std::optional<slot_guard> slot_guard::acquire(const std::filesystem::path& dir,
         base.push_back(hexd[md[i] >> 4]);
         base.push_back(hexd[md[i] & 15]);
     }
-    util::make_dirs(dir, 0750);
     std::vector<int> fds;
     struct closer {
         std::vector<int>& v;
@@ -135,6 +136,10 @@ std::optional<slot_guard> slot_guard::acquire(const std::filesystem::path& dir,
     for (unsigned i = 0; i < limit; ++i) {
         auto p = dir / (base + "." + std::to_string(i));
         int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (fd < 0 && errno == ENOENT) {
+            util::make_dirs(dir, 0750);
+            fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        }
         if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + p.string());
         fds.push_back(fd);
     }
@@ -156,6 +161,22 @@ std::optional<slot_guard> slot_guard::acquire(const std::filesystem::path& dir,
         }
         if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+std::optional<slot_guard> acquire_slot(const std::filesystem::path& dir, std::string_view key,
+                                       unsigned limit, std::chrono::milliseconds wait,
+                                       bool& bounded) {
+    try {
+        bounded = true;
+        return slot_guard::acquire(dir, key, limit, wait);
+    } catch (const std::system_error& e) {
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true))
+            spdlog::warn("target concurrency limit not enforced: {} (run_dir must be writable)",
+                         e.what());
+        bounded = false;
+        return std::nullopt;
     }
 }
 

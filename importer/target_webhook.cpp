@@ -193,8 +193,10 @@ class webhook_target final : public import_target {
         h.set(CURLOPT_WRITEDATA, "CURLOPT_WRITEDATA", static_cast<void*>(&cap));
         h.set(CURLOPT_HEADERDATA, "CURLOPT_HEADERDATA", static_cast<void*>(&cap));
 
-        auto slot = slot_guard::acquire(slot_dir_, "webhook:" + o_.url, o_.concurrency, o_.timeout);
-        if (!slot)
+        bool bounded = true;
+        auto slot =
+            acquire_slot(slot_dir_, "webhook:" + o_.url, o_.concurrency, o_.timeout, bounded);
+        if (!slot && bounded)
             return {result_kind::temporary,
                     "4.4.5",
                     "webhook " + o_.describe_url() + ": all " + std::to_string(o_.concurrency) +
