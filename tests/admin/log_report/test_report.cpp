@@ -2,6 +2,9 @@
 // connector grouping, error status.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <sstream>
 
 #include <map>
@@ -138,4 +141,29 @@ TEST_CASE("time arguments") {
     CHECK(parse_time_arg("yesterday", now) == 1709164800);
     CHECK_THROWS_AS(parse_time_arg("last tuesday", now), std::invalid_argument);
     CHECK_THROWS_AS(parse_time_arg("2024-02-30x", now), std::invalid_argument);
+}
+
+TEST_CASE("the CLI reads gzip from stdin and reports option errors with status 2") {
+    const std::string cli = LOG_REPORT_CLI;
+    char tmpl[] = "/tmp/mxlr-cli.XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    const std::string dir = tmpl;
+    const std::string gz = dir + "/maillog.1.gz";
+    REQUIRE(std::system(
+                ("gzip -c '" + fixture("milter-reject.log") + "' > '" + gz + "'").c_str()) == 0);
+    FILE* p = popen((cli + " log-report --json < '" + gz + "'").c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    CHECK(pclose(p) == 0);
+    const auto j = nlohmann::json::parse(out);
+    CHECK(j.at("totals").at("milter_rejected") == 6);
+    CHECK(WEXITSTATUS(std::system(
+              (cli + " log-report --since 'last tuesday' - </dev/null 2>/dev/null").c_str())) == 2);
+    CHECK(WEXITSTATUS(std::system(
+              (cli + " log-report --json --prometheus - </dev/null 2>/dev/null").c_str())) == 2);
+    CHECK(WEXITSTATUS(std::system(
+              (cli + " log-report /nonexistent/maillog >/dev/null 2>&1").c_str())) == 1);
+    std::system(("rm -rf '" + dir + "'").c_str());
 }
