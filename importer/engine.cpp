@@ -56,7 +56,9 @@ void list_dir(const std::filesystem::path& dir, Fn&& fn) {
     if (!d) return;
     while (auto* e = ::readdir(d)) {
         if (e->d_name[0] == '.') continue;
-        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+        // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
+        // dropped link points to is ever read, and the link does not linger forever.
+        if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
         if (!fn(std::string(e->d_name), e->d_type)) break;
     }
     ::closedir(d);
@@ -274,17 +276,6 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     std::vector<item::rcpt*> to_plan;
     for (auto& it : items) {
         auto& pr = it.pr;
-        if (pr.st == parse_result::status::io_error) {
-            if (pr.err == ENOENT) {
-                it.vanished = true;
-                continue;
-            }
-            item::rcpt r;
-            r.res = {result_kind::temporary, "4.3.0", "cannot read the file: " + pr.error, {}};
-            r.settled = false;
-            it.rcpts.push_back(std::move(r));
-            continue;
-        }
         if (it.first_seen == 0) it.first_seen = pr.mtime ? pr.mtime : now;
         auto fail_all = [&](const std::string& reason, const std::string& status,
                             const std::string& diag) {
@@ -297,6 +288,20 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                 it.rcpts.push_back(std::move(r));
             }
         };
+        if (pr.st == parse_result::status::io_error) {
+            if (pr.err == ENOENT) {
+                it.vanished = true;
+                continue;
+            }
+            if (pr.err == ELOOP || pr.err == EINVAL) {  // a symlink or not a regular file
+                fail_all("unparseable", "5.6.0", "not a regular file: " + pr.error);
+                continue;
+            }
+            item::rcpt r;  // EACCES, EIO, ...: an administrator can fix it; retry
+            r.res = {result_kind::temporary, "4.3.0", "cannot read the file: " + pr.error, {}};
+            it.rcpts.push_back(std::move(r));
+            continue;
+        }
         if (pr.st != parse_result::status::ok) {
             fail_all("unparseable", "5.6.0", "message could not be parsed: " + pr.error);
             continue;

@@ -1,0 +1,356 @@
+// mxctl failed list|show|retry|purge — the files in each connector's <drop>/ImportFailed —
+// and mxctl import-status — what the importer's journal says about a file / message-id / queue id.
+//
+// retry moves the message into <drop>/.retry/ with one rename(2): exactly one retry wins even
+// if two admins race, and the importer re-imports it once (recipients already imported are
+// recognised by the journal; no second bounce is spooled). The reason file moves to
+// ImportFailed/.retried/ so the history stays. purge deletes message and reason file.
+// Security: IDs are file names inside ImportFailed; anything with '/' or a leading '.' is
+// refused, so no argument can name a path outside that folder.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "../importer/journal.hpp"
+#include "mxctl.hpp"
+#include "util/fs.hpp"
+
+namespace mx::admin {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct failed_entry {
+    std::string connector;
+    fs::path drop;
+    std::string file;  // name inside ImportFailed
+    nlohmann::json reason;
+    fs::path message_path() const { return drop / "ImportFailed" / file; }
+    fs::path reason_path() const { return drop / "ImportFailed" / (file + ".json"); }
+};
+
+std::vector<failed_entry> scan(mxctl_context& ctx, const std::string& only_connector) {
+    std::vector<failed_entry> out;
+    auto v = ctx.open_store_read_only().read();
+    for (const auto& c : v.connectors()) {
+        if (!only_connector.empty() && c.name != only_connector) continue;
+        if (c.drop_folder.empty()) continue;
+        fs::path dir = fs::path(c.drop_folder) / "ImportFailed";
+        std::error_code ec;
+        std::vector<std::string> names;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            auto n = it->path().filename().string();
+            if (n.empty() || n[0] == '.' || !it->is_regular_file()) continue;
+            if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) continue;
+            names.push_back(n);
+        }
+        std::sort(names.begin(), names.end());
+        for (auto& n : names) {
+            failed_entry e{c.name, c.drop_folder, n, nlohmann::json::object()};
+            std::ifstream in(e.reason_path());
+            if (in) {
+                auto j = nlohmann::json::parse(in, nullptr, false);
+                if (!j.is_discarded()) e.reason = j;
+            }
+            out.push_back(std::move(e));
+        }
+    }
+    return out;
+}
+
+std::string str(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return "";
+    return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string bounce_state(const nlohmann::json& r) {
+    auto it = r.find("bounce");
+    if (it == r.end() || !it->is_object()) return "unknown";
+    return str(*it, "state");
+}
+
+void check_id(const std::string& id) {
+    if (id.empty() || id[0] == '.' || id.find('/') != std::string::npos ||
+        id.find('\0') != std::string::npos)
+        throw cli_error("'" + id + "' is not an ImportFailed file name (see mxctl failed list)", 2);
+}
+
+// "FILE" or "CONNECTOR:FILE"
+failed_entry find_one(mxctl_context& ctx, const std::string& arg) {
+    std::string conn, file = arg;
+    if (auto colon = arg.find(':');
+        colon != std::string::npos && colon > 0 && valid_connector_name(arg.substr(0, colon))) {
+        auto v = ctx.open_store_read_only().read();
+        if (v.find_connector(arg.substr(0, colon))) {
+            conn = arg.substr(0, colon);
+            file = arg.substr(colon + 1);
+        }
+    }
+    check_id(file);
+    std::vector<failed_entry> hits;
+    for (auto& e : scan(ctx, conn))
+        if (e.file == file) hits.push_back(e);
+    if (hits.empty()) throw cli_error("no failed import '" + arg + "' (see mxctl failed list)");
+    if (hits.size() > 1)
+        throw cli_error("'" + file +
+                        "' is in several connectors' ImportFailed; say CONNECTOR:" + file);
+    return hits.front();
+}
+
+nlohmann::json entry_json(const failed_entry& e) {
+    nlohmann::json j = e.reason;
+    j["id"] = e.connector + ":" + e.file;
+    j["connector"] = e.connector;
+    j["path"] = e.message_path().string();
+    j["reason_path"] = e.reason_path().string();
+    std::error_code ec;
+    j["exists"] = fs::exists(e.message_path(), ec);
+    return j;
+}
+
+std::string when(std::int64_t t) {
+    if (t <= 0) return "-";
+    std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+    return buf;
+}
+
+void print_show(const failed_entry& e) {
+    const auto& r = e.reason;
+    auto line = [](const char* k, const std::string& v) {
+        if (!v.empty())
+            std::cout << std::left << std::setw(17) << (std::string(k) + ":") << v << "\n";
+    };
+    line("id", e.connector + ":" + e.file);
+    line("message file", e.message_path().string());
+    line("reason file", e.reason_path().string());
+    line("connector", e.connector);
+    line("failed at",
+         when(r.value("failed_time", std::int64_t{0})) + " on " + str(r, "importer_host"));
+    line("arrived", when(r.value("arrival_time", std::int64_t{0})));
+    line("envelope sender", r.value("envelope_sender_known", false)
+                                ? "<" + str(r, "envelope_sender") + ">"
+                                : std::string("unknown"));
+    line("envelope from", str(r, "envelope_source"));
+    line("message-id", str(r, "message_id"));
+    line("queue id", str(r, "queue_id"));
+    line("from", str(r, "from"));
+    line("subject", str(r, "subject"));
+    line("size", str(r, "size"));
+    if (auto it = r.find("recipients"); it != r.end() && it->is_array())
+        for (const auto& rc : *it)
+            line("recipient", "<" + str(rc, "recipient") + "> " + str(rc, "status") + " " +
+                                  str(rc, "reason") + ": " + str(rc, "diagnostic"));
+    if (auto it = r.find("bounce"); it != r.end() && it->is_object()) {
+        std::string b = str(*it, "state");
+        for (const char* k : {"job", "detail", "why", "time", "sent_to", "error"})
+            if (!str(*it, k).empty()) b += std::string(", ") + k + " " + str(*it, k);
+        line("bounce", b);
+    } else {
+        line("bounce", "unknown (no reason file)");
+    }
+}
+
+}  // namespace
+
+void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
+    auto* failed =
+        app.add_subcommand("failed", "files the importer could not import (<drop>/ImportFailed)");
+    failed->require_subcommand(1);
+
+    struct list_opts {
+        bool json = false;
+        std::string connector;
+    };
+    auto lo = std::make_shared<list_opts>();
+    auto* list = failed->add_subcommand("list", "list failed imports");
+    list->add_flag("--json", lo->json, "JSON output");
+    list->add_option("--connector", lo->connector, "only this connector");
+    list->callback([&ctx, lo] {
+        auto entries = scan(ctx, lo->connector);
+        if (lo->json) {
+            nlohmann::json arr = nlohmann::json::array();
+            for (auto& e : entries) arr.push_back(entry_json(e));
+            return print_json(arr);
+        }
+        if (entries.empty()) {
+            std::cout << "no failed imports\n";
+            return;
+        }
+        std::vector<std::vector<std::string>> rows{
+            {"ID", "FAILED", "RECIPIENT", "STATUS", "REASON", "BOUNCE"}};
+        for (auto& e : entries) {
+            std::string rcpt = str(e.reason, "recipient");
+            if (auto it = e.reason.find("recipients");
+                it != e.reason.end() && it->is_array() && it->size() > 1)
+                rcpt += " (+" + std::to_string(it->size() - 1) + ")";
+            rows.push_back(
+                {e.connector + ":" + e.file, when(e.reason.value("failed_time", std::int64_t{0})),
+                 rcpt, str(e.reason, "status"), str(e.reason, "reason"), bounce_state(e.reason)});
+        }
+        print_table(rows);
+    });
+
+    struct show_opts {
+        bool json = false;
+        std::string id;
+    };
+    auto so = std::make_shared<show_opts>();
+    auto* show =
+        failed->add_subcommand("show", "show one failed import: recipients, reason, bounce");
+    show->add_option("ID", so->id, "FILE or CONNECTOR:FILE (from mxctl failed list)")->required();
+    show->add_flag("--json", so->json, "JSON output");
+    show->callback([&ctx, so] {
+        auto e = find_one(ctx, so->id);
+        if (so->json) return print_json(entry_json(e));
+        print_show(e);
+    });
+
+    struct many_opts {
+        std::vector<std::string> ids;
+        bool all = false;
+        std::string connector;
+        double older_than_days = -1;
+    };
+    auto select = [&ctx](const many_opts& o, const char* verb) {
+        std::vector<failed_entry> out;
+        if (o.all == !o.ids.empty())
+            throw cli_error(std::string("failed ") + verb + ": give IDs or --all", 2);
+        if (o.all) {
+            std::int64_t cutoff =
+                o.older_than_days < 0
+                    ? INT64_MAX
+                    : static_cast<std::int64_t>(::time(nullptr) - o.older_than_days * 86400);
+            for (auto& e : scan(ctx, o.connector))
+                if (e.reason.value("failed_time", std::int64_t{0}) <= cutoff) out.push_back(e);
+        } else {
+            for (auto& id : o.ids) out.push_back(find_one(ctx, id));
+        }
+        return out;
+    };
+
+    auto ro = std::make_shared<many_opts>();
+    auto* retry = failed->add_subcommand(
+        "retry", "put failed files back into the import path (once; after fixing the mailbox)");
+    retry->add_option("ID", ro->ids, "FILE or CONNECTOR:FILE");
+    retry->add_flag("--all", ro->all, "every failed file (of --connector)");
+    retry->add_option("--connector", ro->connector, "only this connector (with --all)");
+    retry->callback([&ctx, ro, select] {
+        int failures = 0;
+        for (auto& e : select(*ro, "retry")) {
+            fs::path retry_dir = e.drop / ".retry";
+            fs::path hist = e.drop / "ImportFailed" / ".retried";
+            util::make_dirs(retry_dir, 0750);
+            util::make_dirs(hist, 0750);
+            // The one rename that decides: only one retry of a file can win.
+            if (::rename(e.message_path().c_str(), (retry_dir / e.file).c_str()) != 0) {
+                std::cerr << "mxctl: " << e.connector << ":" << e.file << ": "
+                          << (errno == ENOENT ? "already retried or purged" : std::strerror(errno))
+                          << "\n";
+                ++failures;
+                continue;
+            }
+            util::fsync_dir(retry_dir);
+            util::fsync_dir(e.message_path().parent_path());
+            std::error_code ec;
+            fs::rename(e.reason_path(),
+                       hist / (e.file + ".json." + std::to_string(::time(nullptr))), ec);
+            std::cout << "queued for import again: " << e.connector << ":" << e.file << "\n";
+        }
+        ctx.fix_ownership();
+        if (failures) ctx.exit_code = 1;
+    });
+
+    auto po = std::make_shared<many_opts>();
+    auto* purge = failed->add_subcommand("purge", "delete failed files and their reason files");
+    purge->add_option("ID", po->ids, "FILE or CONNECTOR:FILE");
+    purge->add_flag("--all", po->all, "every failed file (of --connector)");
+    purge->add_option("--connector", po->connector, "only this connector (with --all)");
+    purge->add_option("--older-than", po->older_than_days,
+                      "with --all: only files failed more than DAYS ago");
+    purge->callback([&ctx, po, select] {
+        std::size_t n = 0;
+        for (auto& e : select(*po, "purge")) {
+            std::error_code ec;
+            fs::remove(e.message_path(), ec);
+            fs::remove(e.reason_path(), ec);
+            ++n;
+        }
+        std::cout << "purged " << n << " failed import(s)\n";
+    });
+
+    // mxctl import-status: the journal's view of a file / message-id / queue id.
+    struct trace_opts {
+        std::string file, message_id, queue_id;
+        bool json = false;
+    };
+    auto to = std::make_shared<trace_opts>();
+    auto* trace = app.add_subcommand(
+        "import-status", "what the importer did with a file, message-id or queue id (journal)");
+    trace->add_option("--file", to->file, "drop-folder file name");
+    trace->add_option("--message-id", to->message_id, "Message-ID (with <>)");
+    trace->add_option("--queue-id", to->queue_id, "Postfix queue id");
+    trace->add_flag("--json", to->json, "JSON output");
+    trace->callback([&ctx, to] {
+        using importer::journal;
+        int given = !to->file.empty() + !to->message_id.empty() + !to->queue_id.empty();
+        if (given != 1)
+            throw cli_error("import-status: give exactly one of --file, --message-id, --queue-id",
+                            2);
+        std::error_code ec;
+        if (!fs::exists(ctx.cfg().journal_dir() / "data.mdb", ec))
+            throw cli_error("no import journal at " + ctx.cfg().journal_dir().string() +
+                            " (mx-importer has not run)");
+        auto j = journal::open(ctx.cfg().journal_dir(), true);
+        auto t = j.read();
+        auto what = !to->file.empty()         ? journal::by::file
+                    : !to->message_id.empty() ? journal::by::message_id
+                                              : journal::by::queue_id;
+        const std::string& key = !to->file.empty()         ? to->file
+                                 : !to->message_id.empty() ? to->message_id
+                                                           : to->queue_id;
+        nlohmann::json out = nlohmann::json::array();
+        for (auto& [fp, info] : j.lookup(t, what, key)) {
+            nlohmann::json m = {{"fingerprint", fp}, {"deliveries", nlohmann::json::array()}};
+            if (info.is_object())
+                for (auto& [k, v] : info.items()) m[k] = v;
+            for (auto& [rcpt, rec] : j.deliveries_of(t, fp)) {
+                nlohmann::json d = rec.is_object() ? rec : nlohmann::json::object();
+                d["recipient"] = rcpt;
+                m["deliveries"].push_back(d);
+            }
+            out.push_back(m);
+        }
+        if (to->json) return print_json(out);
+        if (out.empty()) {
+            std::cout << "the journal knows nothing about " << key << "\n";
+            ctx.exit_code = 1;
+            return;
+        }
+        for (auto& m : out) {
+            std::cout << "message " << str(m, "fingerprint").substr(0, 16) << "  message-id "
+                      << str(m, "message_id") << "  queue id " << str(m, "queue_id") << "\n";
+            std::vector<std::vector<std::string>> rows{
+                {"RECIPIENT", "STATE", "STATUS", "MAILBOX/REASON", "FILE", "WHEN", "HOST"}};
+            for (auto& d : m["deliveries"])
+                rows.push_back(
+                    {str(d, "recipient"), str(d, "state"), str(d, "status"),
+                     str(d, "state") == "failed" ? str(d, "reason") + ": " + str(d, "diagnostic")
+                                                 : str(d, "mailbox"),
+                     str(d, "file"), when(d.value("time", std::int64_t{0})), str(d, "host")});
+            print_table(rows);
+        }
+    });
+}
+
+}  // namespace mx::admin
