@@ -60,7 +60,6 @@ void add_check_command(CLI::App& app, mxctl_context& ctx);
 void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
 void add_stats_command(CLI::App& app, mxctl_context& ctx);
 void add_failed_commands(CLI::App& app, mxctl_context& ctx);  // failed ..., import-status (cmd_failed.cpp)
-void add_failed_commands(CLI::App& app, mxctl_context& ctx);  // failed ..., trace (cmd_failed.cpp)
 void add_doctor_command(CLI::App& app, mxctl_context& ctx);  // doctor (cmd_doctor.cpp)
 void add_smtp_commands(CLI::App& app, mxctl_context& ctx);  // smtp-test, send, mailbox oauth
 void add_target_commands(CLI::App& app, mxctl_context& ctx);  // target-test (cmd_target.cpp)
