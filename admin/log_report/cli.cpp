@@ -60,9 +60,11 @@ CLI::App* add_log_report_cli(CLI::App& app, connector_loader load_connectors, in
     cmd->add_option("--since", args->since,
                     "start time (2024-02-08, \"2024-02-08 21:00\", RFC 3339, today, 12h, 7d)");
     cmd->add_option("--until", args->until, "end time (exclusive), same forms as --since");
-    cmd->add_option("--domain", args->domains, "only recipients in this domain (repeatable)");
+    cmd->add_option("--domain", args->domains, "only recipients in this domain (repeatable)")
+        ->allow_extra_args(false);  // one value per use: a file name after it stays a file
     cmd->add_option("--connector", args->connectors,
-                    "only recipients of this connector's domains (repeatable)");
+                    "only recipients of this connector's domains (repeatable)")
+        ->allow_extra_args(false);  // one value per use: a file name after it stays a file
     cmd->add_option("--top", args->top, "rows in top lists (default 10)");
     cmd->add_option("--year", args->year, "year of year-less timestamps (default: inferred)");
     cmd->add_flag("--no-store", args->no_store, "do not read connectors from the store");

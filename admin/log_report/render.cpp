@@ -55,7 +55,8 @@ std::map<std::string, domain_stats> connector_sums(const aggregator& agg) {
             t.rejects_by_reason[i] += s.rejects_by_reason[i];
     };
     for (const auto& [d, s] : agg.domains()) add(s);
-    add(agg.other_domains());
+    const domain_stats& o = agg.other_domains();
+    if (o.delivered + o.deferred + o.bounced + o.rejected + o.imported + o.import_failed > 0) add(o);
     return out;
 }
 

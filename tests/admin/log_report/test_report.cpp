@@ -167,3 +167,20 @@ TEST_CASE("the CLI reads gzip from stdin and reports option errors with status 2
               (cli + " log-report /nonexistent/maillog >/dev/null 2>&1").c_str())) == 1);
     std::system(("rm -rf '" + dir + "'").c_str());
 }
+
+TEST_CASE("domain option takes one value per use, so a file name after it stays a file") {
+    const std::string cli = LOG_REPORT_CLI;
+    FILE* p = popen((cli + " log-report --json --domain paused.test --domain Example.TEST '" +
+                     fixture("milter-reject.log") + "' </dev/null")
+                        .c_str(),
+                    "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    CHECK(pclose(p) == 0);
+    const auto j = nlohmann::json::parse(out);
+    CHECK(j.at("totals").at("lines") == 21);
+    CHECK(j.at("totals").at("rejected") == 6);
+    CHECK(j.at("filters").at("domains") == nlohmann::json::array({"paused.test", "example.test"}));
+}
