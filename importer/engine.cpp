@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 #include <set>
+#include <thread>
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -103,6 +104,7 @@ settings settings::from(const config& cfg) {
     s.worker.base_timeout =
         std::chrono::milliseconds(static_cast<long>(num("parse_timeout_seconds", 10) * 1000));
     s.worker.memory_limit = static_cast<std::uint64_t>(num("parse_memory_mb", 1024)) << 20;
+    s.parse_workers = static_cast<std::size_t>(std::clamp(num("parse_workers", 2), 1.0, 16.0));
     s.worker.limits.max_header_bytes =
         static_cast<std::size_t>(num("max_header_bytes", 100 * 1024));
     std::string dur = j.value("durability", std::string("syncfs"));
@@ -157,7 +159,42 @@ struct engine::item {
 
 engine::engine(const config& cfg, settings s, journal& j, shm_state* shm)
     : cfg_(cfg), s_(std::move(s)), journal_(j), shm_(shm), targets_(cfg) {
-    worker_ = std::make_unique<parse_worker>(s_.worker);
+    std::size_t n = s_.worker.exec_path.empty() ? 1 : std::max<std::size_t>(1, s_.parse_workers);
+    for (std::size_t i = 0; i < n; ++i)
+        workers_.push_back(std::make_unique<parse_worker>(s_.worker));
+}
+
+std::vector<parse_result> engine::parse_all(const std::vector<std::filesystem::path>& paths,
+                                            const std::vector<std::uint64_t>& sizes) {
+    if (workers_.size() < 2 || paths.size() < 16)
+        return workers_.front()->parse_batch(paths, sizes);
+    // Two halves in parallel (two cores): the second half on a thread of its own.
+    std::size_t mid = paths.size() / 2;
+    std::vector<std::filesystem::path> p2(paths.begin() + static_cast<long>(mid), paths.end());
+    std::vector<std::uint64_t> s2(sizes.begin() + static_cast<long>(mid), sizes.end());
+    std::vector<parse_result> r2;
+    std::exception_ptr err;
+    std::thread t([&] {
+        try {
+            r2 = workers_[1]->parse_batch(p2, s2);
+        } catch (...) {
+            err = std::current_exception();
+        }
+    });
+    std::vector<parse_result> r1;
+    try {
+        r1 = workers_[0]->parse_batch(
+            std::vector<std::filesystem::path>(paths.begin(),
+                                               paths.begin() + static_cast<long>(mid)),
+            std::vector<std::uint64_t>(sizes.begin(), sizes.begin() + static_cast<long>(mid)));
+    } catch (...) {
+        t.join();
+        throw;
+    }
+    t.join();
+    if (err) std::rethrow_exception(err);
+    for (auto& r : r2) r1.push_back(std::move(r));
+    return r1;
 }
 
 engine::~engine() = default;
@@ -256,7 +293,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
         sizes.push_back(::stat(it.work.c_str(), &sb) == 0 ? static_cast<std::uint64_t>(sb.st_size)
                                                           : 0);
     }
-    auto results = worker_->parse_batch(paths, sizes);
+    auto results = parse_all(paths, sizes);
     for (std::size_t i = 0; i < items.size(); ++i) {
         items[i].pr = std::move(results[i]);
         if (items[i].pr.st == parse_result::status::crashed ||
@@ -264,7 +301,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
             // Once more alone with a fresh worker; a second failure is the message's fault.
             spdlog::warn("connector {}: parser failed on {} ({}); retrying once", f.connector,
                          log_safe(items[i].name), items[i].pr.error);
-            auto again = worker_->parse(items[i].work, sizes[i]);
+            auto again = workers_.front()->parse(items[i].work, sizes[i]);
             if (again.st == parse_result::status::ok || again.st == parse_result::status::io_error)
                 items[i].pr = std::move(again);
         }

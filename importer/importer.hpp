@@ -48,6 +48,9 @@ struct settings {
     std::chrono::milliseconds poll_interval{250};     // shm generation polling
     std::chrono::seconds eml_settle{2};  // *.eml younger than this may still be written
     worker_options worker;
+    // Parse workers run in parallel on halves of a batch (exec mode only: forking a
+    // multi-threaded process without exec is avoided). [importer] parse_workers.
+    std::size_t parse_workers = 2;
     std::string host;  // work folder name and "importer_host" (config hostname)
 
     // [importer] keys: max_age_days, retry_base_seconds, retry_max_seconds, batch_size,
@@ -86,7 +89,7 @@ class engine {
     // Claims and imports up to batch_size files of one folder. `st` may be null (store
     // missing): then nothing is claimed. `want_oldest` stats waiting files for the gauge.
     batch_stats run_batch(const folder& f, store* st, bool want_oldest = false);
-    parse_worker& worker() { return *worker_; }
+    parse_worker& worker() { return *workers_.front(); }
 
   private:
     struct item;
@@ -95,7 +98,9 @@ class engine {
     settings s_;
     journal& journal_;
     shm_state* shm_;
-    std::unique_ptr<parse_worker> worker_;
+    std::vector<std::unique_ptr<parse_worker>> workers_;
+    std::vector<parse_result> parse_all(const std::vector<std::filesystem::path>& paths,
+                                        const std::vector<std::uint64_t>& sizes);
     target_cache targets_;
 };
 
