@@ -15,6 +15,7 @@
 #include "bounce_sender.hpp"
 #include "global/logging.hpp"
 #include "importer.hpp"
+#include "util/service.hpp"
 
 namespace {
 
@@ -62,6 +63,10 @@ int main(int argc, char** argv) {
         // Bounce sender (issue 5, importer/bounce_sender.hpp) hooks in here, e.g.:
         //   d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
         d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
+        d.add_task({"sd-notify", std::chrono::seconds(1), [] {  // systemd: READY once, WATCHDOG
+                        mx::util::service::notify_ready();
+                        mx::util::service::notify_watchdog();
+                    }});
         // ---------------------------------------------------------------------------------------
 
         return d.run();

@@ -34,6 +34,7 @@
 
 #include "global/logging.hpp"
 #include "milter.hpp"
+#include "util/service.hpp"
 
 namespace mx::milter {
 namespace {
@@ -269,6 +270,7 @@ int run(const options& opts) {
     sa.sa_flags = SA_RESTART;
     for (int sig : {SIGHUP, SIGTERM, SIGINT}) ::sigaction(sig, &sa, nullptr);
     pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
+    util::service::notify_ready("serving " + s.cfg.milter.socket);  // systemd Type=notify
 
     bool stopping = false;
     std::uint64_t reloads_seen = s.shm ? s.shm->layout().reload_requests.load() : 0;
@@ -283,10 +285,12 @@ int run(const options& opts) {
         if (sig == SIGTERM || sig == SIGINT) {
             spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
             stopping = true;
+            util::service::notify_stopping();
             stop_milter(s.cfg.milter.socket);
             break;
         }
         if (sig == SIGHUP) reload(s, "SIGHUP");
+        util::service::notify_watchdog();  // no-op unless WatchdogSec= is set
         if (s.shm) {
             auto& l = s.shm->layout();
             l.milter_heartbeat.store(static_cast<std::uint64_t>(std::time(nullptr)),
