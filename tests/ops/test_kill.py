@@ -23,8 +23,11 @@ import opslib  # noqa: E402
 class Supervisor(threading.Thread):
     """Restart=on-failure for the stack: a dead daemon is started again after RestartSec."""
 
+    running = []
+
     def __init__(self, st):
         super().__init__(daemon=True)
+        Supervisor.running.append(self)
         self.st = st
         self.stop = threading.Event()
         self.paused = threading.Event()
@@ -61,6 +64,10 @@ def main():
     try:
         run(st, a.messages)
     finally:
+        # The supervisor must be gone before the stack stops, or it would start it again.
+        for sup in Supervisor.running:
+            sup.stop.set()
+            sup.join()
         st.cleanup()
     print("kill: OK")
 
