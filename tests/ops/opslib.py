@@ -70,6 +70,11 @@ class Stack:
             with open(os.path.join(self.var, "run", daemon + ".pid")) as f:
                 pid = int(f.read().strip())
             os.kill(pid, 0)
+            # A killed daemon may linger as a zombie when nobody reaps it (the stack's
+            # daemons are re-parented): that is not a running daemon.
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return None
             return pid
         except (OSError, ValueError):
             return None
