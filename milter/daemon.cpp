@@ -47,7 +47,7 @@ std::string socketmap_spec(const config& cfg) {
     auto it = m.find("socketmap");
     if (it == m.end()) return "unix:" + (cfg.run_dir / "socketmap.sock").string();
     if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.socketmap: string");
-    return it->get<std::string>();  // "" disables the socketmap service
+    return cfg.resolve_socket(it->get<std::string>());  // "" disables the socketmap service
 }
 
 void ensure_socket_dir(const std::string& path, const std::optional<passwd>& pw) {
@@ -96,7 +96,8 @@ std::string virtual_map_path(const config& cfg) {
     auto it = m.find("virtual_map");
     if (it == m.end()) return (cfg.run_dir / "virtual_mailbox.regexp").string();
     if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.virtual_map: string");
-    return it->get<std::string>();  // "" disables the file
+    auto p = it->get<std::string>();  // "" disables the file
+    return p.empty() ? p : cfg.resolve_path(p).string();
 }
 
 // smfi_stop() waits for a mutex that libmilter's listener holds while it sits in poll() (up to

@@ -105,6 +105,20 @@ const nlohmann::json& config::section(const std::string& name) const {
     return *it;
 }
 
+std::filesystem::path config::resolve_path(const std::filesystem::path& p) const {
+    if (p.empty() || p.is_absolute() || file.empty()) return p;
+    return (file.parent_path() / p).lexically_normal();
+}
+
+std::string config::resolve_socket(const std::string& spec) const {
+    for (const char* prefix : {"unix:", "local:"}) {
+        std::string_view pre(prefix);
+        if (spec.rfind(pre, 0) == 0 && spec.size() > pre.size())
+            return std::string(pre) + resolve_path(spec.substr(pre.size())).string();
+    }
+    return spec;
+}
+
 std::filesystem::path resolve_config_path(const std::string& explicit_path) {
     if (!explicit_path.empty()) return explicit_path;
     if (const char* env = std::getenv("MX_CONFIG"); env && *env) return env;
@@ -147,6 +161,7 @@ config parse_config(std::string_view toml_text, const std::filesystem::path& ori
     c.milter.socket = "unix:" + (c.run_dir / "milter.sock").string();
     const auto& m = c.section("milter");
     r.get(m, "milter", "socket", c.milter.socket);
+    c.milter.socket = c.resolve_socket(c.milter.socket);
     r.get(m, "milter", "socket_group", c.milter.socket_group);
     if (m.contains("socket_mode")) {
         std::string mode;

@@ -64,6 +64,10 @@ struct config {
     std::filesystem::path journal_dir() const { return state_dir / "journal"; }
     // A JSON object for [name] (empty object when absent).
     const nlohmann::json& section(const std::string& name) const;
+    // Relative paths in the file mean "relative to the file's folder", for every key.
+    std::filesystem::path resolve_path(const std::filesystem::path& p) const;
+    // "unix:relative.sock" / "local:..." resolved like resolve_path; inet specs unchanged.
+    std::string resolve_socket(const std::string& spec) const;
 };
 
 inline constexpr const char* default_config_path = "/etc/mx-connector/mx-connector.toml";
