@@ -302,8 +302,20 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
             spdlog::warn("connector {}: parser failed on {} ({}); retrying once", f.connector,
                          log_safe(items[i].name), items[i].pr.error);
             auto again = workers_.front()->parse(items[i].work, sizes[i]);
-            if (again.st == parse_result::status::ok || again.st == parse_result::status::io_error)
+            if (again.st == parse_result::status::ok ||
+                again.st == parse_result::status::io_error) {
                 items[i].pr = std::move(again);
+            } else {
+                // Unparseable for good; still learn sender and recipients (no mimetic, no
+                // GMime) so the failure is recorded per recipient and the bounce can go out.
+                auto env = workers_.front()->parse(items[i].work, sizes[i], true);
+                if (env.st == parse_result::status::ok) {
+                    items[i].pr.fingerprint = env.fingerprint;
+                    items[i].pr.size = env.size;
+                    items[i].pr.mtime = env.mtime;
+                    items[i].pr.info = std::move(env.info);
+                }
+            }
         }
     }
 
@@ -340,6 +352,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
             continue;
         }
         if (pr.st != parse_result::status::ok) {
+            for (const auto& raw : pr.info.env.recipients) {  // from the envelope-only pass
+                item::rcpt r;
+                r.raw = raw;
+                auto pa = parse_address(raw);
+                r.key = std::holds_alternative<address>(pa) ? std::get<address>(pa).str() : raw;
+                it.rcpts.push_back(std::move(r));
+            }
             fail_all("unparseable", "5.6.0", "message could not be parsed: " + pr.error);
             continue;
         }

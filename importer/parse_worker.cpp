@@ -74,7 +74,8 @@ void fault_injection(std::string_view data) {
 
 }  // namespace
 
-nlohmann::json analyse_file(const std::string& path, const parse_limits& limits) {
+nlohmann::json analyse_file(const std::string& path, const parse_limits& limits,
+                            bool envelope_only) {
     int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return {{"ok", false},
@@ -117,12 +118,21 @@ nlohmann::json analyse_file(const std::string& path, const parse_limits& limits)
         ::madvise(map, size, MADV_SEQUENTIAL);
         data = std::string_view(static_cast<const char*>(map), size);
     }
-    fault_injection(data);
+    if (!envelope_only) fault_injection(data);
+    message_info info;
+    if (envelope_only) {
+        auto h = scan_headers(data, limits);
+        info.env = extract_envelope(h, limits);
+        info.has_header_block = !h.fields.empty();
+        info.note = "envelope only";
+    } else {
+        info = analyse_message(data, limits);
+    }
     nlohmann::json reply = {{"ok", true},
                             {"size", size},
                             {"mtime", static_cast<std::int64_t>(st.st_mtime)},
                             {"fingerprint", sha256(data)},
-                            {"info", to_json(analyse_message(data, limits))}};
+                            {"info", to_json(info)}};
     if (map) ::munmap(map, size);
     return reply;
 }
@@ -143,7 +153,8 @@ int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits) {
         nlohmann::json reply;
         try {
             auto req = nlohmann::json::parse(line);
-            reply = analyse_file(req.at("path").get<std::string>(), limits);
+            reply = analyse_file(req.at("path").get<std::string>(), limits,
+                                 req.value("envelope_only", false));
         } catch (const std::exception& e) {
             // A parser exception is an answer too (the message is unparseable), not a crash.
             reply = {{"ok", true}, {"exception", e.what()}};
@@ -229,12 +240,14 @@ void parse_worker::stop() noexcept {
     pid_ = -1;
 }
 
-parse_result parse_worker::parse(const std::filesystem::path& path, std::uint64_t size_hint) {
-    return parse_batch({path}, {size_hint}).front();
+parse_result parse_worker::parse(const std::filesystem::path& path, std::uint64_t size_hint,
+                                 bool envelope_only) {
+    return parse_batch({path}, {size_hint}, envelope_only).front();
 }
 
 std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::filesystem::path>& paths,
-                                                    const std::vector<std::uint64_t>& sizes) {
+                                                    const std::vector<std::uint64_t>& sizes,
+                                                    bool envelope_only) {
     std::vector<parse_result> results(paths.size());
     std::size_t next_send = 0, next_reply = 0;
     std::string wbuf;
@@ -258,8 +271,9 @@ std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::files
     while (next_reply < paths.size()) {
         // Keep a bounded number of requests in flight so neither pipe can fill up both ways.
         while (next_send < paths.size() && next_send - next_reply < 64 && wbuf.size() < 32768) {
-            wbuf += nlohmann::json{{"path", paths[next_send].string()}}.dump(-1, ' ', false,
-                                                                             json_replace) +
+            wbuf += nlohmann::json{{"path", paths[next_send].string()},
+                                   {"envelope_only", envelope_only}}
+                        .dump(-1, ' ', false, json_replace) +
                     "\n";
             ++next_send;
         }

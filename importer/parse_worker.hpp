@@ -55,9 +55,13 @@ class parse_worker {
     parse_worker& operator=(const parse_worker&) = delete;
     ~parse_worker() noexcept;
 
+    // envelope_only: fingerprint, header scan and envelope only — no mimetic, no GMime (the
+    // fallback after the full parse crashed twice, so the bounce still reaches the sender).
     std::vector<parse_result> parse_batch(const std::vector<std::filesystem::path>& paths,
-                                          const std::vector<std::uint64_t>& sizes);
-    parse_result parse(const std::filesystem::path& path, std::uint64_t size_hint = 0);
+                                          const std::vector<std::uint64_t>& sizes,
+                                          bool envelope_only = false);
+    parse_result parse(const std::filesystem::path& path, std::uint64_t size_hint = 0,
+                       bool envelope_only = false);
     std::uint64_t restarts() const { return restarts_; }
     pid_t pid() const { return pid_; }
 
@@ -76,6 +80,7 @@ class parse_worker {
 int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits);
 
 // Reads and analyses one file in this process (what the worker does for one request).
-nlohmann::json analyse_file(const std::string& path, const parse_limits& limits);
+nlohmann::json analyse_file(const std::string& path, const parse_limits& limits,
+                            bool envelope_only = false);
 
 }  // namespace mx::importer

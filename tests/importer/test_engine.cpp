@@ -86,7 +86,7 @@ TEST_CASE("unparseable: crashing parser, empty file, no envelope", "[engine][hos
     ::setenv("MX_IMPORTER_FAULT_INJECTION", "1", 1);  // before the worker is forked
     fixture fx;
     spit(fx.root / "drop" / "new" / "crash",
-         "Delivered-To: info@example.test\nX-Mx-Test-Fault: crash\n\nx\n");
+         "Return-Path: <s@x.org>\nDelivered-To: info@example.test\nX-Mx-Test-Fault: crash\n\nx\n");
     spit(fx.root / "drop" / "new" / "empty", "");
     spit(fx.root / "drop" / "new" / "noenv", "Subject: who?\n\nnobody knows\n");
     spit(fx.root / "drop" / "new" / "fine", "Delivered-To: info@example.test\n\nfine\n");
@@ -101,6 +101,11 @@ TEST_CASE("unparseable: crashing parser, empty file, no envelope", "[engine][hos
         CHECK(fs::exists(fx.root / "drop" / "ImportFailed" / n));
     }
     CHECK(bounce_jobs(fx) == 3);
+    // the parser crashed, but the envelope-only pass still knows sender and recipient
+    auto crash = reason_of(fx, "crash");
+    CHECK(crash["envelope_sender"] == "s@x.org");
+    CHECK(crash["recipient"] == "info@example.test");
+    CHECK(crash["fingerprint"].get<std::string>().size() == 64);
     CHECK(fx.count(fx.maildir_new("info@example.test")) == 1);
 }
 
