@@ -9,6 +9,7 @@
 
 #include "mxctl.hpp"
 #include "util/fs.hpp"
+#include "util/prometheus.hpp"
 
 namespace mx::admin {
 namespace {
@@ -55,22 +56,6 @@ constexpr std::int64_t heartbeat_fresh_seconds = 15;
 
 bool heartbeat_up(std::uint64_t hb, std::int64_t now) {
     return hb != 0 && now - static_cast<std::int64_t>(hb) <= heartbeat_fresh_seconds;
-}
-
-// Label values: backslash, double quote and newline escaped (exposition format 0.0.4).
-std::string label_value(std::string_view v) {
-    std::string out;
-    for (char c : v) {
-        if (c == '\\')
-            out += "\\\\";
-        else if (c == '"')
-            out += "\\\"";
-        else if (c == '\n')
-            out += "\\n";
-        else
-            out += c;
-    }
-    return out;
 }
 
 }  // namespace
@@ -133,15 +118,16 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
                     std::string("mxconnector_") + d.name + (d.gauge ? "" : "_total");
                 metric_head(metric, (std::string(d.help) + ".").c_str(), d.gauge);
                 for (auto* s : slots)
-                    out << metric << "{connector=\"" << label_value(s->name) << "\"} "
-                        << (s->*d.field).load() << "\n";
+                    out << metric << "{connector=\"" << util::prometheus_label_value(s->name)
+                        << "\"} " << (s->*d.field).load() << "\n";
             }
             metric_head("mxconnector_oldest_file_age_seconds",
                         "Age of the oldest file waiting in the drop folder (0: none).", true);
             for (auto* s : slots) {
                 auto t = static_cast<std::int64_t>(s->oldest_file_time.load());
-                out << "mxconnector_oldest_file_age_seconds{connector=\"" << label_value(s->name)
-                    << "\"} " << (t > 0 && now > t ? now - t : 0) << "\n";
+                out << "mxconnector_oldest_file_age_seconds{connector=\""
+                    << util::prometheus_label_value(s->name) << "\"} "
+                    << (t > 0 && now > t ? now - t : 0) << "\n";
             }
             if (!o->textfile.empty()) {
                 // Atomic for the collector: it never reads a half-written file.

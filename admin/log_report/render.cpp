@@ -9,6 +9,8 @@
 #include <sstream>
 #include <vector>
 
+#include "util/prometheus.hpp"
+
 namespace mx::logreport {
 
 namespace {
@@ -56,7 +58,8 @@ std::map<std::string, domain_stats> connector_sums(const aggregator& agg) {
     };
     for (const auto& [d, s] : agg.domains()) add(s);
     const domain_stats& o = agg.other_domains();
-    if (o.delivered + o.deferred + o.bounced + o.rejected + o.imported + o.import_failed > 0) add(o);
+    if (o.delivered + o.deferred + o.bounced + o.rejected + o.imported + o.import_failed > 0)
+        add(o);
     return out;
 }
 
@@ -136,21 +139,6 @@ std::string fmt_seconds(double s) {
     else
         std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
     return buf;
-}
-
-std::string prom_escape(std::string_view s) {
-    std::string out;
-    for (const char c : s) {
-        if (c == '\\')
-            out += "\\\\";
-        else if (c == '"')
-            out += "\\\"";
-        else if (c == '\n')
-            out += "\\n";
-        else
-            out += c;
-    }
-    return out;
 }
 
 }  // namespace
@@ -422,7 +410,7 @@ void render_prometheus(const aggregator& agg, std::ostream& out) {
         out << "# HELP mx_log_connector_deliveries_total Recipient outcomes per connector.\n"
                "# TYPE mx_log_connector_deliveries_total counter\n";
         for (const auto& [name, s] : conns) {
-            const std::string l = prom_escape(name);
+            const std::string l = mx::util::prometheus_label_value(name);
             out << "mx_log_connector_deliveries_total{connector=\"" << l << "\",status=\"sent\"} "
                 << s.delivered << "\n";
             out << "mx_log_connector_deliveries_total{connector=\"" << l
