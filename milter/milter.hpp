@@ -175,6 +175,8 @@ void set_state(std::unique_ptr<daemon_state> s);
 void register_milter();
 // The protocol steps we do not want (SMFIP_NO*), for tests and docs.
 unsigned long unwanted_steps();
+// The steps the MTA need not wait for an answer to (SMFIP_NR_*): CONNECT and MAIL.
+unsigned long no_reply_steps();
 
 // ---- socketmap (socketmap.cpp) -------------------------------------------------------
 

@@ -79,6 +79,7 @@ client client::connect_unix(const std::string& path, int timeout_ms) {
 }
 
 client& client::operator=(client&& o) noexcept {
+    protocol_ = o.protocol_;
     if (this != &o) {
         if (fd_ >= 0) ::close(fd_);
         fd_ = std::exchange(o.fd_, -1);
@@ -146,10 +147,13 @@ client::negotiated client::negotiate(std::uint32_t protocol_offer) {
     send_packet('O', d);
     reply r = read_reply();
     if (r.cmd != 'O' || r.data.size() < 12) throw std::runtime_error("bad OPTNEG reply");
-    return {get32(r.data.data()), get32(r.data.data() + 4), get32(r.data.data() + 8)};
+    negotiated n{get32(r.data.data()), get32(r.data.data() + 4), get32(r.data.data() + 8)};
+    protocol_ = n.protocol;
+    return n;
 }
 
-reply client::connect(const std::string& hostname, const std::string& ipv4, std::uint16_t port) {
+std::optional<reply> client::connect(const std::string& hostname, const std::string& ipv4,
+                                     std::uint16_t port) {
     std::string d = hostname;
     d.push_back('\0');
     d.push_back('4');
@@ -158,6 +162,7 @@ reply client::connect(const std::string& hostname, const std::string& ipv4, std:
     d += ipv4;
     d.push_back('\0');
     send_packet('C', d);
+    if (protocol_ & p_nr_conn) return std::nullopt;
     return read_reply();
 }
 
@@ -172,13 +177,14 @@ void client::macros(char for_cmd, const std::vector<std::pair<std::string, std::
     send_packet('D', d);
 }
 
-reply client::mail(const std::vector<std::string>& args) {
+std::optional<reply> client::mail(const std::vector<std::string>& args) {
     std::string d;
     for (const auto& a : args) {
         d += a;
         d.push_back('\0');
     }
     send_packet('M', d);
+    if (protocol_ & p_nr_mail) return std::nullopt;
     return read_reply();
 }
 

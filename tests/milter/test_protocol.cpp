@@ -22,8 +22,10 @@ namespace {
 client session(installation& inst, std::vector<std::string> mail_args = {"<s@sender.test>"}) {
     auto c = client::connect_unix(inst.milter_socket());
     c.negotiate();
-    REQUIRE(c.connect("client.test", "192.0.2.1").cmd == 'c');
-    REQUIRE(c.mail(mail_args).cmd == 'c');
+    // No reply is expected for CONNECT and MAIL (SMFIP_NR_CONN/NR_MAIL negotiated): a reply
+    // sent anyway would be read as the answer to the first RCPT and fail the RCPT checks.
+    REQUIRE_FALSE(c.connect("client.test", "192.0.2.1"));
+    REQUIRE_FALSE(c.mail(mail_args));
     return c;
 }
 
@@ -45,6 +47,27 @@ TEST_CASE("negotiation skips every step the milter does not need", "[protocol]")
         CHECK((n.protocol & f) == f);
     CHECK((n.protocol & p_norcpt) == 0);
     CHECK((n.protocol & p_nomail) == 0);
+    // Postfix need not wait for an answer to CONNECT and MAIL: we never refuse there.
+    CHECK((n.protocol & p_nr_conn) == p_nr_conn);
+    CHECK((n.protocol & p_nr_mail) == p_nr_mail);
+    CHECK(inst.stop() == 0);
+}
+
+TEST_CASE("an MTA without no-reply support still gets CONNECT and MAIL answers", "[protocol]") {
+    // Sendmail before 8.14 / milter protocol 2 style offer: step bits only, no SMFIP_NR_*.
+    installation inst("nonr");
+    inst.start(MX_MILTER_BIN);
+    auto c = client::connect_unix(inst.milter_socket());
+    auto n = c.negotiate(0x3ff);
+    CHECK((n.protocol & (p_nr_conn | p_nr_mail)) == 0);
+    auto conn = c.connect("client.test", "192.0.2.1");
+    REQUIRE(conn);
+    CHECK(conn->cmd == 'c');
+    auto mail = c.mail({"<s@sender.test>"});
+    REQUIRE(mail);
+    CHECK(mail->cmd == 'c');
+    CHECK(c.rcpt("<info@example.test>").cmd == 'c');
+    CHECK(c.rcpt("<nobody@example.test>").data.rfind("550 5.1.1", 0) == 0);
     CHECK(inst.stop() == 0);
 }
 
@@ -88,12 +111,12 @@ TEST_CASE("RCPT replies and codes for every decision", "[protocol]") {
           "501 5.1.3 Bad recipient address syntax");
     c.abort();
     // The same 8-bit address after MAIL FROM ... SMTPUTF8 is a well-formed (unknown) user.
-    REQUIRE(c.mail({"<s@sender.test>", "SMTPUTF8"}).cmd == 'c');
+    REQUIRE_FALSE(c.mail({"<s@sender.test>", "SMTPUTF8"}));
     CHECK(full(c.rcpt("<j\xc3\xb6rg@example.test>")) ==
           "550 5.1.1 <j\xc3\xb6rg@example.test>: Recipient address rejected: User unknown");
     c.abort();
     // SMTPUTF8 is per transaction: the next MAIL without it refuses 8-bit again.
-    REQUIRE(c.mail({"<s@sender.test>"}).cmd == 'c');
+    REQUIRE_FALSE(c.mail({"<s@sender.test>"}));
     CHECK(full(c.rcpt("<j\xc3\xb6rg@example.test>")).substr(0, 9) == "501 5.1.3");
     c.quit();
 
