@@ -91,12 +91,15 @@ void reload(daemon_state& st, const std::string& why) {
     }
 }
 
-std::string virtual_map_path(const config& cfg) {
+// [milter] KEY: a path relative to the config file's folder, `fallback` (in run_dir) when
+// absent, "" to disable.
+std::string table_path(const config& cfg, const char* key, const char* fallback) {
     const auto& m = cfg.section("milter");
-    auto it = m.find("virtual_map");
-    if (it == m.end()) return (cfg.run_dir / "virtual_mailbox.regexp").string();
-    if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.virtual_map: string");
-    auto p = it->get<std::string>();  // "" disables the file
+    auto it = m.find(key);
+    if (it == m.end()) return (cfg.run_dir / fallback).string();
+    if (!it->is_string())
+        throw config_error(cfg.file.string() + ": milter." + key + ": string expected");
+    auto p = it->get<std::string>();
     return p.empty() ? p : cfg.resolve_path(p).string();
 }
 
@@ -179,7 +182,9 @@ int run(const options& opts) {
     try {
         st->cfg = load_config(resolve_config_path(opts.config_path));
         smap = socketmap_spec(st->cfg);
-        st->vmap = std::make_unique<virtual_map_writer>(virtual_map_path(st->cfg));
+        st->tables = std::make_unique<postfix_tables_writer>(
+            table_path(st->cfg, "virtual_map", "virtual_mailbox.regexp"),
+            table_path(st->cfg, "domain_table", "domains"));
     } catch (const std::exception& e) {
         std::cerr << "mx-milter: " << e.what() << "\n";
         return ex_config;
@@ -248,7 +253,7 @@ int run(const options& opts) {
                  smap.empty() ? "(disabled)" : smap, s.cfg.store_dir().string(),
                  pw ? pw_name : std::string("(unchanged)"));
     s.store->ready();  // open now if it exists (and log it); otherwise on the first RCPT
-    s.vmap->refresh(*s.store, true);
+    s.tables->refresh(*s.store, true);
 
     std::atomic<bool> milter_done{false};
     int milter_rc = 0;
@@ -308,7 +313,7 @@ int run(const options& opts) {
             }
         }
         // Also catches changes made without shared memory (reads the store's own generation).
-        s.vmap->refresh(*s.store, false);
+        s.tables->refresh(*s.store, false);
     }
     milter_thread.join();
     if (smap_server) smap_server->stop();

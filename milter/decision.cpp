@@ -214,11 +214,11 @@ check_result daemon_state::decide(std::string_view arg, bool smtputf8, std::stri
             r = store->check(copy, arg);
         }
         count(shm ? &*shm : nullptr, r);
-        // Mail we accept must find its drop folder in virtual(8)'s map: bring the map up to the
-        // store's generation first (a no-op unless mxctl changed something since).
-        if (r.verdict == decision::accept && vmap && vmap->enabled() && shm &&
-            shm->generation() > vmap->known_generation())
-            vmap->refresh(*store, false);
+        // Mail we accept must find its drop folder in virtual(8)'s map: bring the tables up to
+        // the store's generation first (a no-op unless mxctl changed something since).
+        if (r.verdict == decision::accept && tables && tables->enabled() && shm &&
+            shm->generation() > tables->known_generation())
+            tables->refresh(*store, false);
         std::string_view conn = r.connector.empty() ? std::string_view("-") : r.connector;
         std::string reply = r.reply();
         spdlog::info("{}: client={} rcpt={} decision={} connector={}{}{} reason={}",

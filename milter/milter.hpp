@@ -116,7 +116,7 @@ check_result internal_error_result(std::string_view smtp_argument, std::string r
 std::optional<check_result> check_recipient_syntax_only(const check_policy& p,
                                                         std::string_view smtp_argument);
 
-// ---- virtual(8) map (virtual_map.cpp) ------------------------------------------------
+// ---- tables Postfix reads, generated from the store (virtual_map.cpp, domain_table.cpp) --
 
 // "srv/drop/" for drop folder "/srv/drop": the virtual(8) Maildir value with
 // virtual_mailbox_base = "/"; empty when the folder is not a safe absolute path.
@@ -124,24 +124,38 @@ std::string drop_folder_value(const connector& c);
 // The regexp table text (see virtual_map.cpp) for the store as seen by v.
 std::string render_virtual_map(store_view& v, std::uint64_t generation);
 
-class virtual_map_writer {
+// Domain pattern -> connector, the keys of the Postfix lmdb: domain table (domain_table.cpp).
+using domain_entries = std::map<std::string, std::string, std::less<>>;
+// True for a domain (without a leading '.') that may be a table key as it is.
+bool table_safe_domain(std::string_view domain);
+domain_entries render_domain_table(store_view& v);
+// Writes "<table>.lmdb" in Postfix's lmdb: format (temporary file + rename); throws
+// mx::lmdb::error / std::system_error naming the call.
+void write_domain_table(const std::string& table, const domain_entries& entries);
+
+// Keeps virtual(8)'s regexp map and the lmdb: domain table in step with the store. Either path
+// may be empty (that file is not written).
+class postfix_tables_writer {
   public:
-    explicit virtual_map_writer(std::string path = {}) : path_(std::move(path)) {}
-    bool enabled() const { return !path_.empty(); }
-    const std::string& path() const { return path_; }
-    // Store generation the file on disk reflects (0: not written yet).
+    postfix_tables_writer(std::string virtual_map = {}, std::string domain_table = {})
+        : vmap_path_(std::move(virtual_map)), domain_path_(std::move(domain_table)) {}
+    bool enabled() const { return !vmap_path_.empty() || !domain_path_.empty(); }
+    const std::string& virtual_map_path() const { return vmap_path_; }
+    const std::string& domain_table_path() const { return domain_path_; }
+    // Store generation the files on disk reflect (0: not written yet).
     std::uint64_t known_generation() const {
         return known_generation_.load(std::memory_order_acquire);
     }
-    // Rewrites the file if the store generation moved (or force); never throws.
+    // Rewrites what changed if the store generation moved (or force); never throws.
     void refresh(store_holder& store, bool force) noexcept;
 
   private:
-    std::string path_;
+    std::string vmap_path_, domain_path_;
     std::mutex mu_;
     std::uint64_t generation_ = 0;
     bool written_ = false;
-    std::string last_text_;
+    std::string last_vmap_;
+    domain_entries last_domains_;
     std::atomic<std::uint64_t> known_generation_{0};
 };
 
@@ -152,7 +166,7 @@ struct daemon_state {
     std::shared_ptr<const check_policy> policy;  // replaced on reload (under policy_mu)
     std::mutex policy_mu;
     std::unique_ptr<store_holder> store;
-    std::unique_ptr<virtual_map_writer> vmap;
+    std::unique_ptr<postfix_tables_writer> tables;
     std::optional<shm_state> shm;
     std::atomic<std::uint64_t> internal_errors{0};
 

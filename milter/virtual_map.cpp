@@ -5,21 +5,23 @@
 //   /@example\.com$/      srv/drop/      exact domain
 //   /\.example\.com$/     srv/drop/      ".example.com": every subdomain (longest first)
 //   /@/                   srv/drop/      ".": every domain (last)
-// Order follows the store's "most specific wins". The file is rewritten atomically (temp file +
-// rename) whenever the store generation moves, and before any RCPT is accepted under a newer
-// generation than the file, so mail the milter accepted always finds its drop folder.
-#include <fcntl.h>
+// Order follows the store's "most specific wins". postfix_tables_writer (here) keeps this file
+// and the lmdb: domain table (domain_table.cpp) in step with the store: each is replaced
+// atomically (temp file + rename) when its content changes, checked whenever the store
+// generation moves and before any RCPT is accepted under a newer generation than the files,
+// so mail the milter accepted always finds its drop folder.
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "global/logging.hpp"
 #include "milter.hpp"
+#include "util/fs.hpp"
 
 namespace mx::milter {
 namespace {
@@ -109,45 +111,58 @@ std::string drop_folder_value(const connector& c) {
     return p + "/";
 }
 
-void virtual_map_writer::refresh(store_holder& store, bool force) noexcept {
-    if (path_.empty()) return;
+void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
+    if (!enabled()) return;
     try {
         std::lock_guard lk(mu_);
         std::uint64_t gen = 0;
-        std::string text = store.with_view([&](store_view& v) {
+        struct rendered {
+            std::string vmap;
+            domain_entries domains;
+        };
+        auto r = store.with_view([&](store_view& v) -> std::optional<rendered> {
             gen = v.generation();
-            if (!force && written_ && gen == generation_) return std::string();
-            return render_virtual_map(v, gen);
+            if (!force && written_ && gen == generation_) return std::nullopt;
+            rendered out;
+            if (!vmap_path_.empty()) out.vmap = render_virtual_map(v, gen);
+            if (!domain_path_.empty()) out.domains = render_domain_table(v);
+            return out;
         });
-        if (text.empty()) return;
-        if (!written_ || text != last_text_) {
-            std::string tmp = path_ + ".tmp";
-            int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (fd < 0) throw std::runtime_error("open " + tmp + ": " + std::strerror(errno));
-            std::size_t off = 0;
-            while (off < text.size()) {
-                ssize_t w = ::write(fd, text.data() + off, text.size() - off);
-                if (w < 0 && errno == EINTR) continue;
-                if (w <= 0) {
-                    ::close(fd);
-                    throw std::runtime_error("write " + tmp + ": " + std::strerror(errno));
-                }
-                off += static_cast<std::size_t>(w);
-            }
-            ::fchmod(fd, 0644);
-            ::close(fd);
-            if (::rename(tmp.c_str(), path_.c_str()) != 0)
-                throw std::runtime_error("rename " + tmp + ": " + std::strerror(errno));
-            spdlog::info("virtual(8) map {} rewritten (store generation {})", path_, gen);
-            last_text_ = std::move(text);
+        if (!r) return;
+        // Only files whose content changed are replaced: a replaced domain table restarts
+        // trivial-rewrite, which mailbox-only changes must not cause.
+        if (!vmap_path_.empty() && (!written_ || r->vmap != last_vmap_)) {
+            util::write_file_durable(vmap_path_, r->vmap, 0644);
+            ::chmod(vmap_path_.c_str(), 0644);  // whatever the umask: Postfix reads it
+            spdlog::info("virtual(8) map {} rewritten (store generation {})", vmap_path_, gen);
+            last_vmap_ = std::move(r->vmap);
+        }
+        if (!domain_path_.empty() && (!written_ || r->domains != last_domains_)) {
+            write_domain_table(domain_path_, r->domains);
+            spdlog::info(
+                "domain table lmdb:{} rewritten: {} domain pattern(s) (store generation {})",
+                domain_path_, r->domains.size(), gen);
+            last_domains_ = std::move(r->domains);
         }
         generation_ = gen;
         written_ = true;
         known_generation_.store(gen, std::memory_order_release);
     } catch (const store_unavailable&) {
-        // Nothing to write before the store exists.
+        // Nothing to write before the store exists, except an empty domain table: Postfix
+        // cannot use a table file that is missing when it starts (every lookup would fail
+        // until the process restarts); an empty one it re-reads once it is replaced.
+        try {
+            std::lock_guard lk(mu_);
+            if (!domain_path_.empty() && !written_ &&
+                !std::filesystem::exists(domain_path_ + ".lmdb")) {
+                write_domain_table(domain_path_, {});
+                spdlog::info("domain table lmdb:{} created empty (no store yet)", domain_path_);
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("cannot write the Postfix tables: {}", log_safe(e.what()));
+        }
     } catch (const std::exception& e) {
-        spdlog::error("cannot write virtual(8) map {}: {}", path_, log_safe(e.what()));
+        spdlog::error("cannot write the Postfix tables: {}", log_safe(e.what()));
     }
 }
 

@@ -34,10 +34,11 @@ env env::open(const std::filesystem::path& dir, const options& opts) {
     if (int rc = mdb_env_set_mapsize(h, opts.initial_map_size)) fail("mdb_env_set_mapsize", rc);
     if (!opts.read_only) {
         std::error_code ec;
-        std::filesystem::create_directories(dir, ec);
+        std::filesystem::create_directories(opts.single_file ? dir.parent_path() : dir, ec);
     }
     unsigned int flags = MDB_NOTLS;  // read txns may be used from libmilter's worker threads
     if (opts.read_only) flags |= MDB_RDONLY;
+    if (opts.single_file) flags |= MDB_NOSUBDIR | MDB_NOLOCK;
     if (opts.no_sync) flags |= MDB_NOSYNC;
     if (int rc = mdb_env_open(h, dir.c_str(), flags, opts.mode)) fail("mdb_env_open", rc);
     // Another process may have grown the map beyond our initial size.

@@ -47,10 +47,15 @@ class env {
         unsigned int mode = 0640;
         bool read_only = false;
         bool no_sync = false;  // only for benchmarks/tests that measure something else
+        // One data file at `dir` itself (MDB_NOSUBDIR) without LMDB's lock file (MDB_NOLOCK):
+        // for files that one writer builds and then publishes by rename, which readers such as
+        // Postfix's lmdb: tables open the same way.
+        bool single_file = false;
     };
 
     env() = default;
-    // Opens (and for writers creates) the environment directory `dir`.
+    // Opens (and for writers creates) the environment directory `dir` (the file, with
+    // single_file).
     static env open(const std::filesystem::path& dir, const options& opts);
 
     env(env&& other) noexcept : handle_(other.handle_) { other.handle_ = nullptr; }

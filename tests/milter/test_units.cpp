@@ -2,6 +2,11 @@
 // counters, netstring framing, socketmap answers and the virtual(8) map, on a temporary store.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+
 #include "fixture.hpp"
 #include "milter.hpp"
 
@@ -26,7 +31,8 @@ std::unique_ptr<daemon_state> make_state(milter_test::installation& inst) {
     st->cfg = inst.cfg;
     st->policy = std::make_shared<const check_policy>(check_policy::from(inst.cfg));
     st->store = std::make_unique<store_holder>(inst.cfg.store_dir());
-    st->vmap = std::make_unique<virtual_map_writer>((inst.dir / "vmap.regexp").string());
+    st->tables = std::make_unique<postfix_tables_writer>((inst.dir / "vmap.regexp").string(),
+                                                         (inst.dir / "domains").string());
     st->shm = shm_state::attach(inst.cfg);
     return st;
 }
@@ -164,10 +170,91 @@ TEST_CASE("socketmap answers and virtual(8) map from the store", "[units]") {
     CHECK(socketmap_answer(*st, "domain anything.example") == "OK every");
 
     // The writer rewrites the file when the generation moves.
-    st->vmap->refresh(*st->store, true);
-    auto k1 = st->vmap->known_generation();
+    st->tables->refresh(*st->store, true);
+    auto k1 = st->tables->known_generation();
     CHECK(k1 > 0);
-    CHECK(std::filesystem::exists(st->vmap->path()));
+    CHECK(std::filesystem::exists(st->tables->virtual_map_path()));
+}
+
+namespace {
+// What Postfix itself finds in an lmdb: table: `postmap -q KEY lmdb:TABLE` (exit 0 = found).
+std::optional<std::string> postmap_query(const std::filesystem::path& conf_dir,
+                                         const std::string& table, const std::string& key) {
+    std::string cmd =
+        "postmap -c '" + conf_dir.string() + "' -q '" + key + "' 'lmdb:" + table + "' 2>/dev/null";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    REQUIRE(p);
+    std::string out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    int rc = ::pclose(p);
+    if (rc != 0) return std::nullopt;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+}
+
+ino_t inode_of(const std::string& path) {
+    struct stat sb {};
+    REQUIRE(::stat(path.c_str(), &sb) == 0);
+    return sb.st_ino;
+}
+}  // namespace
+
+TEST_CASE("the lmdb: domain table is what Postfix's own postmap reads", "[units]") {
+    milter_test::installation inst("units-domtable");
+    auto st = make_state(inst);
+    {
+        auto s = store::open(inst.cfg, false);
+        s.write([&](store_tx& tx) {  // the fixture has "subs" for ".sub.test" already
+            connector e;
+            e.name = "every";
+            e.drop_folder = "/srv/every";
+            e.domains = {"."};
+            tx.add_connector(e);
+        });
+    }
+    auto entries = st->store->with_view([](store_view& v) { return render_domain_table(v); });
+    CHECK(entries.count("example.test") == 1);
+    CHECK(entries.count(".sub.test") == 1);
+    CHECK(entries.count(".") == 0);  // no key can say "every domain": the socketmap does
+    CHECK_FALSE(table_safe_domain("a b.test"));
+    CHECK_FALSE(table_safe_domain("x\n.test"));
+
+    st->tables->refresh(*st->store, true);
+    const std::string table = st->tables->domain_table_path();
+    auto conf = inst.dir / "postfix-conf";
+    std::filesystem::create_directories(conf);
+    std::ofstream(conf / "main.cf") << "compatibility_level = 3.6\n";
+    CHECK(postmap_query(conf, table, "example.test") == std::optional<std::string>("demo"));
+    CHECK(postmap_query(conf, table, "EXAMPLE.test") == std::optional<std::string>("demo"));
+    CHECK(postmap_query(conf, table, ".sub.test") == std::optional<std::string>("subs"));
+    CHECK_FALSE(postmap_query(conf, table, "unknown.test"));
+    CHECK_FALSE(std::filesystem::exists(table + ".lmdb.tmp"));
+    CHECK_FALSE(std::filesystem::exists(table + ".lmdb-lock"));
+
+    // A mailbox-only change keeps the file (a replaced table restarts trivial-rewrite) ...
+    auto ino = inode_of(table + ".lmdb");
+    {
+        auto s = store::open(inst.cfg, false);
+        s.write([&](store_tx& tx) {
+            mailbox m;
+            m.address = "new@example.test";
+            m.connector = "demo";
+            tx.add_mailbox(m);
+        });
+    }
+    st->tables->refresh(*st->store, false);
+    CHECK(st->tables->known_generation() ==
+          st->store->with_view([](store_view& v) { return v.generation(); }));
+    CHECK(inode_of(table + ".lmdb") == ino);
+    // ... a domain change replaces it, and Postfix sees the new domain.
+    {
+        auto s = store::open(inst.cfg, false);
+        s.write([&](store_tx& tx) { tx.add_domain("subs", "added.test"); });
+    }
+    st->tables->refresh(*st->store, false);
+    CHECK(inode_of(table + ".lmdb") != ino);
+    CHECK(postmap_query(conf, table, "added.test") == std::optional<std::string>("subs"));
 }
 
 TEST_CASE("decide(): one decision with counting; SMTPUTF8 per call", "[units]") {
@@ -179,5 +266,5 @@ TEST_CASE("decide(): one decision with counting; SMTPUTF8 per call", "[units]") 
     CHECK(st->shm->counters("demo").accepted == 1);
     CHECK(st->shm->counters("demo").rejected_unknown == 1);
     // Accepting brought the virtual(8) map up to the store generation.
-    CHECK(st->vmap->known_generation() == st->shm->generation());
+    CHECK(st->tables->known_generation() == st->shm->generation());
 }
