@@ -1012,6 +1012,14 @@ class doctor {
         }
     }
 
+    // mx-milter's lmdb: domain table ([milter] domain_table; Postfix appends ".lmdb").
+    std::string domain_table_path() {
+        const auto& m = cfg().section("milter");
+        if (auto it = m.find("domain_table"); it != m.end() && it->is_string())
+            return cfg().resolve_path(it->get<std::string>()).string();
+        return (cfg().run_dir / "domains").string();
+    }
+
     std::string socketmap_path() {
         const auto& m = cfg().section("milter");
         std::string spec = "unix:" + (cfg().run_dir / "socketmap.sock").string();
@@ -1064,8 +1072,8 @@ class doctor {
                             "Postfix does not know domain " + d + " of connector " + c.name +
                                 " (it would reject or relay-deny before the milter is asked)",
                             "postconf -c " + o_.postfix_dir +
-                                " -e 'virtual_mailbox_domains = socketmap:unix:" +
-                                (smap.empty() ? std::string("PATH") : smap) +
+                                " -e 'virtual_mailbox_domains = lmdb:" + domain_table_path() +
+                                ", socketmap:unix:" + (smap.empty() ? std::string("PATH") : smap) +
                                 ":domain' (see postfix-conf/) && postfix reload");
                 } else {
                     r_.ok("domains", "Postfix knows " + d + " (" + where + ")");

@@ -36,6 +36,7 @@
 #include "global/recipient_check.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
+#include "netstring.hpp"
 
 namespace mx::milter {
 
@@ -197,15 +198,7 @@ unsigned long no_reply_steps();
 // Answers one socketmap request body ("name key") with a reply body ("OK ..."); never throws.
 std::string socketmap_answer(daemon_state& st, std::string_view request);
 
-// Netstring framing: returns the payload of the first complete netstring in buf and how many
-// bytes it used; nullopt when more bytes are needed; throws netstring_error on garbage.
-class netstring_error : public std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 inline constexpr std::size_t socketmap_max_request = 100000;
-std::optional<std::pair<std::string, std::size_t>> parse_netstring(std::string_view buf,
-                                                                   std::size_t max_len);
-std::string netstring(std::string_view payload);
 
 // A poll()-driven server thread on a unix socket; stop() joins it.
 class socketmap_server {

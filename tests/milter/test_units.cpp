@@ -116,6 +116,27 @@ TEST_CASE("netstring framing", "[units]") {
     CHECK_THROWS_AS(parse_netstring("00000000001:", 1000000000), netstring_error);
 }
 
+TEST_CASE("the netstring fuzz corpus replays without surprises", "[units]") {
+    // tests/fuzz/corpus/netstring (seeds + what fuzz_netstring found): every input ends in a
+    // parsed payload, "need more bytes" or netstring_error, never anything else.
+    std::size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(MX_NETSTRING_CORPUS)) {
+        std::ifstream f(e.path(), std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        std::string_view in(bytes);
+        ++files;
+        try {
+            while (auto r = parse_netstring(in, socketmap_max_request)) {
+                REQUIRE(r->second <= in.size());
+                REQUIRE(r->first.size() <= socketmap_max_request);
+                in.remove_prefix(r->second);
+            }
+        } catch (const netstring_error&) {
+        }
+    }
+    CHECK(files >= 10);
+}
+
 TEST_CASE("drop folder values for virtual(8)", "[units]") {
     connector c;
     c.drop_folder = "/srv/drop";
