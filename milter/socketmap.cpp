@@ -1,7 +1,7 @@
 // socketmap: the Postfix socketmap service (socketmap_table(5)) answered from the store, so
 // Postfix knows the connector domains and their drop folders without a second list.
 //
-// Maps (the "name" of socketmap:unix:PATH:name):
+// Maps (the "name" of socketmap:unix:PATH:name or socketmap:inet:HOST:PORT:name):
 //   domain   key: a domain       OK <connector>   if a connector serves it (exact, .parent or ".")
 //   mailbox  key: an address     OK <drop folder without leading '/'>/  for EVERY address of a
 //                                served domain (virtual(8) Maildir with virtual_mailbox_base = /);
@@ -11,7 +11,13 @@
 // so one answer per address is enough. Any other map name, a malformed netstring or a request
 // above 100000 octets gets a PERM reply (and the connection is closed after a framing error);
 // a store problem is TEMP, so Postfix defers instead of bouncing.
+// Sockets: unix:PATH (mode/group from the config), or inet:PORT@HOST on a loopback address only
+// (for a chrooted Postfix that cannot reach the unix socket; the answers name connectors and
+// drop folders, so they are never served beyond this machine).
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -21,6 +27,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
@@ -111,32 +118,89 @@ std::string socketmap_answer(daemon_state& st, std::string_view request) {
 
 // ---- server -----------------------------------------------------------------------------
 
+namespace {
+
+bool is_loopback(const sockaddr* sa) {
+    if (sa->sa_family == AF_INET)
+        return (ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const auto& a = reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+// "inet:PORT@HOST" / "inet6:PORT@HOST" (libmilter's syntax, as for [milter] socket): a
+// listening TCP socket on a loopback address. The answers name connectors and drop folders,
+// so they are never offered beyond this machine.
+int listen_inet(const std::string& spec) {
+    auto colon = spec.find(':');
+    auto at = spec.find('@', colon);
+    if (at == std::string::npos || at == colon + 1 || at + 1 == spec.size())
+        throw std::runtime_error("milter.socketmap: expected inet:PORT@HOST, got '" + spec + "'");
+    std::string port = spec.substr(colon + 1, at - colon - 1);
+    std::string host = spec.substr(at + 1);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = spec.rfind("inet6:", 0) == 0 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+        throw std::runtime_error("milter.socketmap: " + spec + ": " + ::gai_strerror(rc));
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(res, ::freeaddrinfo);
+    if (!is_loopback(res->ai_addr))
+        throw std::runtime_error("milter.socketmap: " + spec +
+                                 " is not a loopback address (its answers name connectors and "
+                                 "drop folders: use 127.0.0.1 or ::1, or a unix: socket)");
+    int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) fail_errno("socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        int e = errno;
+        ::close(fd);
+        errno = e;
+        fail_errno(("bind " + spec).c_str());
+    }
+    return fd;
+}
+
+}  // namespace
+
 socketmap_server::socketmap_server(daemon_state& st, const std::string& spec, unsigned mode,
                                    const std::string& group)
     : st_(st) {
     path_ = unix_socket_path(spec);
-    if (path_.empty())
-        throw std::runtime_error("milter.socketmap: only unix:PATH is supported, got '" + spec +
-                                 "'");
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    if (path_.size() >= sizeof sa.sun_path)
-        throw std::runtime_error("milter.socketmap: path too long: " + path_);
-    std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (listen_fd_ < 0) fail_errno("socket");
-    ::unlink(path_.c_str());  // stale socket from an earlier run
-    mode_t old = ::umask(0177);
-    int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    ::umask(old);
-    if (rc != 0) {
-        int e = errno;
-        ::close(listen_fd_);
-        errno = e;
-        fail_errno(("bind " + path_).c_str());
+    if (path_.empty() && (spec.rfind("inet:", 0) == 0 || spec.rfind("inet6:", 0) == 0)) {
+        listen_fd_ = listen_inet(spec);
+    } else if (path_.empty()) {
+        throw std::runtime_error(
+            "milter.socketmap: expected unix:PATH or inet:PORT@HOST (loopback), got '" + spec +
+            "'");
+    } else {
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        if (path_.size() >= sizeof sa.sun_path)
+            throw std::runtime_error("milter.socketmap: path too long: " + path_);
+        std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
+        listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (listen_fd_ < 0) fail_errno("socket");
+        ::unlink(path_.c_str());  // stale socket from an earlier run
+        mode_t old = ::umask(0177);
+        int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        ::umask(old);
+        if (rc != 0) {
+            int e = errno;
+            ::close(listen_fd_);
+            errno = e;
+            fail_errno(("bind " + path_).c_str());
+        }
     }
     if (::listen(listen_fd_, 128) != 0) fail_errno("listen");
-    apply_socket_permissions(path_, mode, group, st.cfg.user);
+    if (!path_.empty()) apply_socket_permissions(path_, mode, group, st.cfg.user);
     if (::pipe2(wake_fd_, O_CLOEXEC | O_NONBLOCK) != 0) fail_errno("pipe2");
 }
 
@@ -156,7 +220,7 @@ void socketmap_server::stop() noexcept {
         char c = 'x';
         (void)!::write(wake_fd_[1], &c, 1);
         thread_.join();
-        ::unlink(path_.c_str());
+        if (!path_.empty()) ::unlink(path_.c_str());
     }
 }
 

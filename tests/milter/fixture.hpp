@@ -36,6 +36,7 @@ struct installation {
     std::filesystem::path conf;
     config cfg;
     pid_t pid = -1;
+    std::string socketmap_spec;  // empty: "unix:" + socketmap_socket()
 
     explicit installation(const char* tag, const std::string& extra_milter_keys = "",
                           bool with_store = true) {
@@ -60,7 +61,10 @@ struct installation {
                             << "mail_root = \"" << (dir / "mail").string() << "\"\n"
                             << "log_level = \"info\"\n"
                             << "[milter]\nsocket = \"unix:" << milter_socket() << "\"\n"
-                            << "socketmap = \"unix:" << socketmap_socket() << "\"\n"
+                            << "socketmap = \""
+                            << (socketmap_spec.empty() ? "unix:" + socketmap_socket()
+                                                       : socketmap_spec)
+                            << "\"\n"
                             << extra_milter_keys << "\n";
         cfg = load_config(conf);
     }
@@ -106,7 +110,7 @@ struct installation {
         }
         for (int i = 0; i < 200; ++i) {
             if (std::filesystem::exists(milter_socket()) &&
-                std::filesystem::exists(socketmap_socket()))
+                (!socketmap_spec.empty() || std::filesystem::exists(socketmap_socket())))
                 return;
             int st = 0;
             if (::waitpid(pid, &st, WNOHANG) == pid) {
@@ -119,10 +123,15 @@ struct installation {
         throw std::runtime_error("mx-milter socket did not appear");
     }
 
-    bool alive() const { return pid > 0 && ::kill(pid, 0) == 0 && !zombie(); }
-    bool zombie() const {
+    // False once the process has exited (it is then reaped: pid becomes -1).
+    bool alive() {
+        if (pid <= 0) return false;
         int st = 0;
-        return ::waitpid(pid, &st, WNOHANG) == pid;
+        if (::waitpid(pid, &st, WNOHANG) == pid) {
+            pid = -1;
+            return false;
+        }
+        return ::kill(pid, 0) == 0;
     }
 
     // SIGTERM and wait; returns the exit status (or -1).

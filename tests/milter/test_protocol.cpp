@@ -303,6 +303,48 @@ TEST_CASE("SIGHUP reloads the policy without dropping connections", "[protocol]"
     CHECK_FALSE(std::filesystem::exists(inst.milter_socket()));
 }
 
+TEST_CASE("socketmap on a loopback TCP port answers Postfix's own client", "[socketmap]") {
+    installation inst("smap-inet");
+    inst.socketmap_spec = "inet:10031@127.0.0.1";
+    inst.write_config("");
+    inst.start(MX_MILTER_BIN);
+    auto conf = inst.dir / "postfix-conf";
+    std::filesystem::create_directories(conf);
+    std::ofstream(conf / "main.cf") << "compatibility_level = 3.6\n";
+    auto postmap = [&](const std::string& key, const std::string& map) {
+        std::string cmd = "postmap -c '" + conf.string() + "' -q '" + key +
+                          "' socketmap:inet:127.0.0.1:10031:" + map + " 2>&1";
+        FILE* p = ::popen(cmd.c_str(), "r");
+        REQUIRE(p);
+        std::string out;
+        char buf[256];
+        while (std::fgets(buf, sizeof buf, p)) out += buf;
+        int rc = ::pclose(p);
+        return std::make_pair(rc, out);
+    };
+    for (int i = 0; i < 100 && postmap("example.test", "domain").first != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(postmap("example.test", "domain") == std::make_pair(0, std::string("demo\n")));
+    CHECK(postmap("elsewhere.test", "domain").first != 0);  // not found: postmap exits 1
+    CHECK(inst.stop() == 0);
+}
+
+TEST_CASE("socketmap refuses a TCP address beyond loopback", "[socketmap]") {
+    installation inst("smap-public");
+    inst.socketmap_spec = "inet:10032@0.0.0.0";
+    inst.write_config("");
+    try {
+        inst.start(MX_MILTER_BIN);  // may return once the milter socket exists
+    } catch (const std::runtime_error&) {
+    }
+    for (int i = 0; i < 200 && inst.alive(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    CHECK_FALSE(inst.alive());  // refuses to run at all
+    std::ifstream log(inst.dir / "mx-milter.log");
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    CHECK(text.find("not a loopback address") != std::string::npos);
+}
+
 TEST_CASE("socketmap service answers Postfix lookups and survives garbage", "[socketmap]") {
     installation inst("smap");
     inst.start(MX_MILTER_BIN);
