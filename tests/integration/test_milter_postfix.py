@@ -190,6 +190,14 @@ class MilterPostfix(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         p = q("whoever@example.test", "mailbox")
         self.assertEqual(p.stdout.strip(), f"{self.drop}/demo/".lstrip("/"))
+        # The lmdb: domain table mx-milter writes, read by Postfix's own lmdb client, and what
+        # this stack's Postfix is configured with: that table first, then the socketmap.
+        table = os.path.join(self.dir, "run", "domains")
+        p = run(["postmap", "-c", pfconf, "-q", "example.test", f"lmdb:{table}"], check=False)
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "demo"))
+        doms = run(["postconf", "-c", pfconf, "-h", "virtual_mailbox_domains"]).stdout
+        self.assertRegex(doms, rf"^lmdb:{re.escape(table)},\s*socketmap:")
+        self.assertEqual(run(["postconf", "-c", pfconf, "-h", "virtual_mailbox_maps"]).stdout.strip(), "")
 
     def test_08_milter_stopped_means_451_and_nothing_accepted_then_restart(self):
         run([STACK, "stop-milter", self.dir])
@@ -211,8 +219,8 @@ class MilterPostfix(unittest.TestCase):
         self.assertEqual(len(self.wait_for_files(f"{self.drop}/demo", marker, 1)), 1)
 
     def test_09_changes_apply_to_the_next_rcpt_and_delivery(self):
-        # A connector added now is served by Postfix (socketmap) and virtual(8) (regexp map)
-        # at once, without reloading anything.
+        # A connector added now is served by Postfix (socketmap, then the lmdb: table) and
+        # virtual(8) (regexp map) at once, without reloading anything.
         self.mxctl("connector", "add", "late", "--drop-folder", f"{self.drop}/late",
                    "--domain", "late.test")
         self.mxctl("mailbox", "add", "x@late.test", "--connector", "late")
@@ -220,8 +228,20 @@ class MilterPostfix(unittest.TestCase):
         out, replies = self.swaks("x@late.test", body=marker)
         self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
         self.assertEqual(len(self.wait_for_files(f"{self.drop}/late", marker, 1)), 1)
+        # The new domain reached Postfix through the socketmap at once; the lmdb: table has it
+        # too and trivial-rewrite, which had the old table open, re-reads it (every 10 s).
+        pfconf = os.path.join(self.dir, "postfix", "etc")
+        table = os.path.join(self.dir, "run", "domains")
+        p = run(["postmap", "-c", pfconf, "-q", "late.test", f"lmdb:{table}"], check=False)
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, "late"))
+        self.assertTrue(self.wait_log(
+            rf"trivial-rewrite\[\d+\]: table lmdb:{re.escape(table)}\S* has changed -- restarting",
+            timeout=30))
+        # A mailbox change is not a domain change: the table file stays as it is.
+        ino = os.stat(table + ".lmdb").st_ino
         self.mxctl("mailbox", "remove", "x@late.test")
         self.assertTrue(self.rcpt_reply("x@late.test").startswith("550 5.1.1"))
+        self.assertEqual(os.stat(table + ".lmdb").st_ino, ino)
 
     def test_10_dot_connector_is_final_destination_not_relay(self):
         self.mxctl("connector", "add", "all", "--drop-folder", f"{self.drop}/all",
