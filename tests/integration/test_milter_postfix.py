@@ -149,6 +149,13 @@ class MilterPostfix(unittest.TestCase):
         self.assertEqual(len(files), 2, "one file per accepted recipient expected")
         delivered = sorted(re.search(r"(?m)^Delivered-To: (.*)$", t).group(1) for t in files)
         self.assertEqual(delivered, ["info@example.test", "sales@example.test"])
+        # The milter asks Postfix only for the queue id macro; its decision lines carry it once
+        # Postfix has one (after the first accepted RCPT), matching Postfix's own log.
+        qid = re.search(r"250 2\.0\.0 Ok: queued as (\w+)", " ".join(replies)).group(1)
+        with open(os.path.join(self.dir, "log", "mx-milter.log"), encoding="utf-8") as f:
+            mlog = f.read()
+        self.assertRegex(mlog, rf"{qid}: client=\S+ rcpt=<sales@example\.test> decision=accept")
+        self.assertRegex(mlog, rf"{qid}: client=\S+ rcpt=<nobody@example\.test> decision=reject")
 
     def test_05_not_ours_is_postfixs_decision(self):
         # Not a connector domain: the milter continues, Postfix refuses to relay.
