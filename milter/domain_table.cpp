@@ -26,7 +26,7 @@
 
 namespace mx::milter {
 
-bool table_safe_domain(std::string_view domain) {
+bool plain_domain(std::string_view domain) {
     if (domain.empty() || domain.size() > 253) return false;
     for (char c : domain) {
         bool ok =
@@ -42,7 +42,7 @@ domain_entries render_domain_table(store_view& v) {
         if (pattern == ".") continue;
         std::string_view name = pattern.front() == '.' ? std::string_view(pattern).substr(1)
                                                        : std::string_view(pattern);
-        if (!table_safe_domain(name)) continue;
+        if (!plain_domain(name)) continue;
         out.emplace(pattern, owner);
     }
     return out;

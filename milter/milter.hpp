@@ -127,8 +127,9 @@ std::string render_virtual_map(store_view& v, std::uint64_t generation);
 
 // Domain pattern -> connector, the keys of the Postfix lmdb: domain table (domain_table.cpp).
 using domain_entries = std::map<std::string, std::string, std::less<>>;
-// True for a domain (without a leading '.') that may be a table key as it is.
-bool table_safe_domain(std::string_view domain);
+// True for a domain (without a leading '.') of only lower-case letters, digits, '-', '.', '_'
+// (at most 253 octets): safe as an lmdb: key and, dots escaped, inside a regexp.
+bool plain_domain(std::string_view domain);
 domain_entries render_domain_table(store_view& v);
 // Writes "<table>.lmdb" in Postfix's lmdb: format (temporary file + rename); throws
 // mx::lmdb::error / std::system_error naming the call.

@@ -26,16 +26,6 @@
 namespace mx::milter {
 namespace {
 
-bool regexp_safe(std::string_view domain) {
-    if (domain.empty()) return false;
-    for (char c : domain) {
-        bool ok =
-            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
-        if (!ok) return false;
-    }
-    return true;
-}
-
 std::string escape_dots(std::string_view d) {
     std::string out;
     for (char c : d) {
@@ -68,13 +58,13 @@ std::string render_virtual_map(store_view& v, std::uint64_t generation) {
         if (pattern == ".") {
             lines.push_back({2, 0, "/@/", it->second});
         } else if (pattern.front() == '.') {
-            if (!regexp_safe(pattern.substr(1))) {
+            if (!plain_domain(pattern.substr(1))) {
                 skipped += " " + pattern;
                 continue;
             }
             lines.push_back({1, pattern.size(), "/" + escape_dots(pattern) + "$/", it->second});
         } else {
-            if (!regexp_safe(pattern)) {
+            if (!plain_domain(pattern)) {
                 skipped += " " + pattern;
                 continue;
             }
