@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -152,5 +154,30 @@ struct installation {
         return -1;
     }
 };
+
+// A config directory for Postfix's command-line clients (postmap needs a main.cf).
+inline std::filesystem::path postfix_client_conf(const std::filesystem::path& dir) {
+    auto conf = dir / "postfix-conf";
+    std::filesystem::create_directories(conf);
+    std::ofstream(conf / "main.cf") << "compatibility_level = 3.6\n";
+    return conf;
+}
+
+// What Postfix's own client finds: `postmap -q KEY MAP` (e.g. "lmdb:/x/domains",
+// "socketmap:inet:127.0.0.1:10031:domain"); the value without its newline, nullopt when
+// postmap finds nothing (exit 1) or fails.
+inline std::optional<std::string> postmap_query(const std::filesystem::path& conf,
+                                                const std::string& map, const std::string& key) {
+    std::string cmd =
+        "postmap -c '" + conf.string() + "' -q '" + key + "' '" + map + "' 2>/dev/null";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) throw std::runtime_error("popen postmap failed");
+    std::string out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    if (::pclose(p) != 0) return std::nullopt;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+}
 
 }  // namespace mx::milter_test

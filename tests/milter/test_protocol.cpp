@@ -308,24 +308,14 @@ TEST_CASE("socketmap on a loopback TCP port answers Postfix's own client", "[soc
     inst.socketmap_spec = "inet:10031@127.0.0.1";
     inst.write_config("");
     inst.start(MX_MILTER_BIN);
-    auto conf = inst.dir / "postfix-conf";
-    std::filesystem::create_directories(conf);
-    std::ofstream(conf / "main.cf") << "compatibility_level = 3.6\n";
-    auto postmap = [&](const std::string& key, const std::string& map) {
-        std::string cmd = "postmap -c '" + conf.string() + "' -q '" + key +
-                          "' socketmap:inet:127.0.0.1:10031:" + map + " 2>&1";
-        FILE* p = ::popen(cmd.c_str(), "r");
-        REQUIRE(p);
-        std::string out;
-        char buf[256];
-        while (std::fgets(buf, sizeof buf, p)) out += buf;
-        int rc = ::pclose(p);
-        return std::make_pair(rc, out);
+    auto conf = postfix_client_conf(inst.dir);
+    auto q = [&](const std::string& key) {
+        return postmap_query(conf, "socketmap:inet:127.0.0.1:10031:domain", key);
     };
-    for (int i = 0; i < 100 && postmap("example.test", "domain").first != 0; ++i)
+    for (int i = 0; i < 100 && !q("example.test"); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK(postmap("example.test", "domain") == std::make_pair(0, std::string("demo\n")));
-    CHECK(postmap("elsewhere.test", "domain").first != 0);  // not found: postmap exits 1
+    CHECK(q("example.test") == std::optional<std::string>("demo"));
+    CHECK_FALSE(q("elsewhere.test"));
     CHECK(inst.stop() == 0);
 }
 

@@ -198,22 +198,6 @@ TEST_CASE("socketmap answers and virtual(8) map from the store", "[units]") {
 }
 
 namespace {
-// What Postfix itself finds in an lmdb: table: `postmap -q KEY lmdb:TABLE` (exit 0 = found).
-std::optional<std::string> postmap_query(const std::filesystem::path& conf_dir,
-                                         const std::string& table, const std::string& key) {
-    std::string cmd =
-        "postmap -c '" + conf_dir.string() + "' -q '" + key + "' 'lmdb:" + table + "' 2>/dev/null";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p);
-    std::string out;
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    int rc = ::pclose(p);
-    if (rc != 0) return std::nullopt;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out;
-}
-
 ino_t inode_of(const std::string& path) {
     struct stat sb {};
     REQUIRE(::stat(path.c_str(), &sb) == 0);
@@ -243,13 +227,14 @@ TEST_CASE("the lmdb: domain table is what Postfix's own postmap reads", "[units]
 
     st->tables->refresh(*st->store, true);
     const std::string table = st->tables->domain_table_path();
-    auto conf = inst.dir / "postfix-conf";
-    std::filesystem::create_directories(conf);
-    std::ofstream(conf / "main.cf") << "compatibility_level = 3.6\n";
-    CHECK(postmap_query(conf, table, "example.test") == std::optional<std::string>("demo"));
-    CHECK(postmap_query(conf, table, "EXAMPLE.test") == std::optional<std::string>("demo"));
-    CHECK(postmap_query(conf, table, ".sub.test") == std::optional<std::string>("subs"));
-    CHECK_FALSE(postmap_query(conf, table, "unknown.test"));
+    auto conf = milter_test::postfix_client_conf(inst.dir);
+    auto q = [&](const std::string& key) {
+        return milter_test::postmap_query(conf, "lmdb:" + table, key);
+    };
+    CHECK(q("example.test") == std::optional<std::string>("demo"));
+    CHECK(q("EXAMPLE.test") == std::optional<std::string>("demo"));
+    CHECK(q(".sub.test") == std::optional<std::string>("subs"));
+    CHECK_FALSE(q("unknown.test"));
     CHECK_FALSE(std::filesystem::exists(table + ".lmdb.tmp"));
     CHECK_FALSE(std::filesystem::exists(table + ".lmdb-lock"));
 
@@ -275,7 +260,7 @@ TEST_CASE("the lmdb: domain table is what Postfix's own postmap reads", "[units]
     }
     st->tables->refresh(*st->store, false);
     CHECK(inode_of(table + ".lmdb") != ino);
-    CHECK(postmap_query(conf, table, "added.test") == std::optional<std::string>("subs"));
+    CHECK(q("added.test") == std::optional<std::string>("subs"));
 }
 
 TEST_CASE("decide(): one decision with counting; SMTPUTF8 per call", "[units]") {
