@@ -126,6 +126,19 @@ check_result internal_error_result(std::string_view arg, std::string reason) {
     return r;
 }
 
+check_result removed_domain_result(check_result r, std::string_view connector) {
+    r.verdict = decision::tempfail;
+    r.code = "451";
+    r.dsn = "4.3.0";
+    r.text = "<" + r.recipient->str() +
+             ">: Recipient address rejected: domain is being reconfigured, try again later";
+    r.reason = "domain " + r.recipient->domain + " was removed from connector " +
+               std::string(connector) +
+               " moments ago and Postfix still routes it here (its processes re-read the "
+               "domain table within seconds to minutes)";
+    return r;
+}
+
 std::string setreply_text(std::string_view text) {
     std::string out;
     out.reserve(text.size() + 8);
@@ -213,12 +226,16 @@ check_result daemon_state::decide(std::string_view arg, bool smtputf8, std::stri
             copy.smtputf8 = smtputf8;
             r = store->check(copy, arg);
         }
-        count(shm ? &*shm : nullptr, r);
-        // Mail we accept must find its drop folder in virtual(8)'s map: bring the tables up to
-        // the store's generation first (a no-op unless mxctl changed something since).
-        if (r.verdict == decision::accept && tables && tables->enabled() && shm &&
-            shm->generation() > tables->known_generation())
+        // Mail we accept must find its drop folder in virtual(8)'s map, and a domain removed a
+        // moment ago must be known as removed: bring the tables up to the store's generation
+        // first (a no-op unless mxctl changed something since).
+        if ((r.verdict == decision::accept || r.verdict == decision::not_ours) && tables &&
+            tables->enabled() && shm && shm->generation() > tables->known_generation())
             tables->refresh(*store, false);
+        if (r.verdict == decision::not_ours && tables && r.recipient)
+            if (auto was = tables->recently_removed(r.recipient->domain))
+                r = removed_domain_result(std::move(r), *was);
+        count(shm ? &*shm : nullptr, r);
         std::string_view conn = r.connector.empty() ? std::string_view("-") : r.connector;
         std::string reply = r.reply();
         spdlog::info("{}: client={} rcpt={} decision={} connector={}{}{} reason={}",

@@ -113,6 +113,9 @@ std::string setreply_text(std::string_view text);
 void count(shm_state* shm, const check_result& r) noexcept;
 // The reply for something unexpected (an exception, no store): 451 4.3.0.
 check_result internal_error_result(std::string_view smtp_argument, std::string reason);
+// 451 4.3.0 for a not-ours result whose domain left the Postfix domain table moments ago
+// (see postfix_tables_writer::recently_removed); counted as an unattributed tempfail.
+check_result removed_domain_result(check_result not_ours, std::string_view connector);
 // 501 5.1.3 for a malformed argument (decided without the store), nullopt when well-formed.
 std::optional<check_result> check_recipient_syntax_only(const check_policy& p,
                                                         std::string_view smtp_argument);
@@ -151,8 +154,21 @@ class postfix_tables_writer {
     // Rewrites what changed if the store generation moved (or force); never throws.
     void refresh(store_holder& store, bool force) noexcept;
 
+    // Postfix keeps routing a domain removed from the table to us for a while: trivial-rewrite
+    // re-reads a replaced table within 10 s, but each smtpd process caches its address
+    // resolutions until it exits (max_idle 100 s, max_use 100 sessions). Such mail would be
+    // accepted and then bounced by virtual(8). For removal_grace after a domain pattern left
+    // the table, this returns the connector it belonged to when `domain` (normalised) matched
+    // it; the milter then answers 451 and the sender retries. Once Postfix has caught up it
+    // refuses the domain itself before the milter is asked, so the grace can be generous.
+    std::optional<std::string> recently_removed(std::string_view domain) const;
+    std::chrono::steady_clock::duration removal_grace = std::chrono::minutes(10);
+
   private:
     std::string vmap_path_, domain_path_;
+    mutable std::mutex removed_mu_;  // not mu_: RCPTs must not wait for a file write
+    domain_entries removed_;
+    std::chrono::steady_clock::time_point removed_at_{};
     std::mutex mu_;
     std::uint64_t generation_ = 0;
     bool written_ = false;

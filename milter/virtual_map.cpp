@@ -129,6 +129,16 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
         }
         if (!domain_path_.empty() && (!written_ || r->domains != last_domains_)) {
             write_domain_table(domain_path_, r->domains);
+            domain_entries gone;
+            for (const auto& [pattern, owner] : last_domains_)
+                if (!r->domains.count(pattern)) gone.emplace(pattern, owner);
+            if (written_ && !gone.empty()) {
+                std::lock_guard rlk(removed_mu_);
+                if (std::chrono::steady_clock::now() - removed_at_ > removal_grace)
+                    removed_.clear();
+                removed_.merge(gone);
+                removed_at_ = std::chrono::steady_clock::now();
+            }
             spdlog::info(
                 "domain table lmdb:{} rewritten: {} domain pattern(s) (store generation {})",
                 domain_path_, r->domains.size(), gen);
@@ -154,6 +164,18 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
     } catch (const std::exception& e) {
         spdlog::error("cannot write the Postfix tables: {}", log_safe(e.what()));
     }
+}
+
+std::optional<std::string> postfix_tables_writer::recently_removed(std::string_view domain) const {
+    std::lock_guard lk(removed_mu_);
+    if (removed_.empty() || std::chrono::steady_clock::now() - removed_at_ > removal_grace)
+        return std::nullopt;
+    // The keys Postfix itself would try: the domain, then ".parent" for each parent.
+    if (auto it = removed_.find(domain); it != removed_.end()) return it->second;
+    for (auto dot = domain.find('.'); dot != std::string_view::npos;
+         dot = domain.find('.', dot + 1))
+        if (auto it = removed_.find(domain.substr(dot)); it != removed_.end()) return it->second;
+    return std::nullopt;
 }
 
 }  // namespace mx::milter

@@ -263,6 +263,43 @@ TEST_CASE("the lmdb: domain table is what Postfix's own postmap reads", "[units]
     CHECK(q("added.test") == std::optional<std::string>("subs"));
 }
 
+TEST_CASE("a domain removed moments ago is tempfailed while Postfix's table catches up",
+          "[units]") {
+    milter_test::installation inst("units-removed");
+    auto st = make_state(inst);
+    auto write = [&](auto fn) {
+        auto s = store::open(inst.cfg, false);
+        s.write(fn);
+    };
+    write([](store_tx& tx) {
+        connector c;
+        c.name = "gone";
+        c.drop_folder = "/srv/gone";
+        c.domains = {"gone.test", ".gsub.test"};
+        tx.add_connector(c);
+    });
+    st->tables->refresh(*st->store, true);
+    CHECK(st->decide("<x@gone.test>", false, "", "c").code == "550");  // ours: no such mailbox
+    write([](store_tx& tx) { tx.remove_connector("gone", false); });
+    st->tables->refresh(*st->store, false);
+
+    auto r = st->decide("<x@gone.test>", false, "", "c");
+    CHECK(r.verdict == decision::tempfail);
+    CHECK(r.reply() ==
+          "451 4.3.0 <x@gone.test>: Recipient address rejected: domain is being reconfigured, "
+          "try again later");
+    CHECK(r.reason.find("connector gone") != std::string::npos);
+    CHECK(st->decide("<x@deep.a.gsub.test>", false, "", "c").code == "451");  // ".gsub.test"
+    CHECK(st->decide("<x@never.test>", false, "", "c").verdict == decision::not_ours);
+    CHECK(st->decide("<x@gsub.test>", false, "", "c").verdict == decision::not_ours);
+    CHECK(st->shm->layout().tempfailed_error_unattributed.load() == 2);
+    // A mailbox-only change does not touch the table, so nothing counts as removed ...
+    CHECK(st->tables->recently_removed("example.test") == std::nullopt);
+    // ... and after the grace period Postfix has the new table: not ours again.
+    st->tables->removal_grace = std::chrono::seconds(0);
+    CHECK(st->decide("<x@gone.test>", false, "", "c").verdict == decision::not_ours);
+}
+
 TEST_CASE("decide(): one decision with counting; SMTPUTF8 per call", "[units]") {
     milter_test::installation inst("units-decide");
     auto st = make_state(inst);
