@@ -16,9 +16,9 @@
 // Security: keys are validated domain patterns (lower-case letters, digits, '-', '.', '_');
 // anything else is left to the socketmap and logged by the caller.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <system_error>
 
 #include "milter.hpp"
