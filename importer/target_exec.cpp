@@ -27,12 +27,6 @@
 namespace mx::importer {
 namespace {
 
-std::int64_t number(const nlohmann::json& j, const char* key, std::int64_t def) {
-    auto it = j.find(key);
-    if (it == j.end() || !it->is_number()) return def;
-    return static_cast<std::int64_t>(it->get<double>());
-}
-
 std::string env_safe(std::string_view v) {
     std::string out;
     for (unsigned char c : v)
@@ -180,13 +174,13 @@ exec_options parse_exec_spec(std::string_view rest, const nlohmann::json& sectio
         throw target_error("exec target needs an absolute command path, got '" +
                            reason_text(o.argv[0], 200) + "'");
     o.timeout = std::chrono::milliseconds(
-        std::max<std::int64_t>(1, number(section, "exec_timeout_seconds", 60)) * 1000);
-    if (auto ms = number(section, "exec_timeout_ms", 0); ms > 0)
+        std::max<std::int64_t>(1, config_number(section, "exec_timeout_seconds", 60)) * 1000);
+    if (auto ms = config_number(section, "exec_timeout_ms", 0); ms > 0)
         o.timeout = std::chrono::milliseconds(ms);
     o.max_output = static_cast<std::size_t>(
-        std::clamp<std::int64_t>(number(section, "exec_max_output", 4096), 64, 1 << 20));
-    o.concurrency =
-        static_cast<unsigned>(std::max<std::int64_t>(1, number(section, "exec_concurrency", 4)));
+        std::clamp<std::int64_t>(config_number(section, "exec_max_output", 4096), 64, 1 << 20));
+    o.concurrency = static_cast<unsigned>(
+        std::max<std::int64_t>(1, config_number(section, "exec_concurrency", 4)));
     return o;
 }
 

@@ -50,6 +50,9 @@ std::string idempotency_key(std::string_view fingerprint, std::string_view recip
 // Receiver/command text for a reason: control characters -> ' ', runs of blanks collapsed,
 // invalid UTF-8 replaced, at most max_len bytes (then "...").
 std::string reason_text(std::string_view raw, std::size_t max_len = 300);
+// An integer setting of the [importer] section (JSON numbers may be written as floats);
+// `def` when absent or not a number.
+std::int64_t config_number(const nlohmann::json& section, const char* key, std::int64_t def);
 
 // The next retry delay the engine should use: exponential from `base` doubling per attempt up
 // to `max`, at least `retry_after` (capped at `max`... a receiver asking for more waits up to

@@ -31,12 +31,6 @@
 namespace mx::importer {
 namespace {
 
-std::int64_t number(const nlohmann::json& j, const char* key, std::int64_t def) {
-    auto it = j.find(key);
-    if (it == j.end() || !it->is_number()) return def;
-    return static_cast<std::int64_t>(it->get<double>());
-}
-
 std::uint64_t parse_uint(std::string_view key, std::string_view v) {
     std::uint64_t n = 0;
     std::uint64_t mult = 1;
@@ -326,14 +320,15 @@ webhook_options parse_webhook_spec(std::string_view rest, const nlohmann::json& 
     // Defaults from [targets].
     std::string fmt = section.value("webhook_format", std::string("raw"));
     std::string frag = hash == std::string_view::npos ? "" : std::string(rest.substr(hash + 1));
-    o.inline_max = static_cast<std::uint64_t>(number(section, "webhook_inline_max", 0));
-    o.timeout = std::chrono::milliseconds(number(section, "webhook_timeout_seconds", 30) * 1000);
-    o.connect_timeout =
-        std::chrono::milliseconds(number(section, "webhook_connect_timeout_seconds", 10) * 1000);
-    o.concurrency =
-        static_cast<unsigned>(std::max<std::int64_t>(1, number(section, "webhook_concurrency", 4)));
+    o.inline_max = static_cast<std::uint64_t>(config_number(section, "webhook_inline_max", 0));
+    o.timeout =
+        std::chrono::milliseconds(config_number(section, "webhook_timeout_seconds", 30) * 1000);
+    o.connect_timeout = std::chrono::milliseconds(
+        config_number(section, "webhook_connect_timeout_seconds", 10) * 1000);
+    o.concurrency = static_cast<unsigned>(
+        std::max<std::int64_t>(1, config_number(section, "webhook_concurrency", 4)));
     o.ca_file = section.value("webhook_ca_file", std::string());
-    o.max_response = static_cast<std::size_t>(number(section, "webhook_max_response", 4096));
+    o.max_response = static_cast<std::size_t>(config_number(section, "webhook_max_response", 4096));
     std::string auth = "none";
     std::size_t pos = 0;
     while (pos <= frag.size() && !frag.empty()) {
