@@ -219,6 +219,18 @@ class postfix_config {
         return out;
     }
 
+    // Lookup table types this Postfix can open (postconf -m): Debian ships lmdb, cdb, pcre,
+    // ... as separate packages (postfix-lmdb), so a table in main.cf may be of a type the
+    // installed Postfix cannot read — then every lookup through it is a 451.
+    std::optional<std::set<std::string>> map_types() {
+        auto r = run_program({"postconf", "-c", dir_, "-m"});
+        if (r.status != 0) return std::nullopt;
+        std::set<std::string> out;
+        std::istringstream in(r.out);
+        for (std::string t; in >> t;) out.insert(t);
+        return out;
+    }
+
   private:
     std::string dir_;
     std::map<std::string, std::optional<std::string>> cache_;
@@ -1045,6 +1057,23 @@ class doctor {
         auto rdomains = pf_->get("relay_domains").value_or("");
         auto mydest = pf_->get("mydestination").value_or("");
         std::size_t checked = 0, missing = 0;
+        // smtpd fails a whole domain list (451 for every recipient) when one of its tables
+        // cannot be opened, even if a later one would answer: check the types first.
+        if (auto types = pf_->map_types()) {
+            for (const auto& item : split_postfix_list(vdomains)) {
+                auto colon = item.find(':');
+                if (colon == std::string::npos || item.front() == '/') continue;
+                std::string type = item.substr(0, colon);
+                if (types->count(type)) continue;
+                r_.fail("domains",
+                        "Postfix cannot read " + type + ": tables (virtual_mailbox_domains = " +
+                            item + "): every RCPT to a connector domain gets 451 4.3.0",
+                        type == "lmdb" ? std::string("apt install postfix-lmdb && postfix reload")
+                                       : "install Postfix's " + type + " map support (postconf -m "
+                                                                       "lists what is there)");
+                ++missing;
+            }
+        }
         for (const auto& c : connectors_) {
             if (!c.active) continue;
             for (const auto& pattern : c.domains) {
@@ -1352,6 +1381,11 @@ void add_doctor_command(CLI::App& app, mxctl_context& ctx) {
                     "smtp oauth")
         ->delimiter(',');
     cmd->callback([&ctx, o] {
+        // Postfix's tools run from its queue folder (postmap needs it), so a relative
+        // --postfix-config given by the admin is made absolute first.
+        std::error_code ec;
+        if (auto abs = std::filesystem::absolute(o->postfix_dir, ec); !ec)
+            o->postfix_dir = abs.lexically_normal().string();
         doctor d(ctx, *o);
         d.run();
         const auto& r = d.result();

@@ -320,6 +320,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     }
 
     auto view = st->read();
+    const auto policy = check_policy::from(cfg_);
     sync_set sync(s_.durability);
     auto rt = journal_.read();
     std::vector<item::rcpt*> to_plan;
@@ -456,29 +457,27 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                     }
                 }
             }
+            // The milter's decision, resolved to a destination (one function for both).
             auto pa = parse_address(r.key);
-            auto m = resolve_mailbox(view, std::get<address>(pa), cfg_.subaddress_delimiter);
-            if (!m) {
+            auto dec = decide_import(view, policy, std::get<address>(pa), f.connector);
+            if (dec.what == import_decision::kind::no_mailbox) {
                 r.reason = "no-mailbox";
-                r.res = {result_kind::permanent,
-                         "5.1.1",
-                         "no mailbox for <" + r.key + "> (removed after SMTP time?)",
-                         {}};
+                r.res = {result_kind::permanent, "5.1.1", dec.detail, {}};
                 continue;
             }
-            if (m->connector != f.connector) {
-                r.reason = "no-mailbox";
-                r.res = {result_kind::permanent,
-                         "5.1.1",
-                         "mailbox " + m->mailbox + " belongs to connector " + m->connector +
-                             ", not " + f.connector,
-                         {}};
+            if (dec.what == import_decision::kind::tempfail) {
+                r.res = {result_kind::temporary, "4.2.1", dec.detail, {}};
                 continue;
             }
-            r.mailbox = m->mailbox;
-            auto mb = view.find_mailbox(m->mailbox);
+            r.mailbox = dec.mailbox;
             try {
-                r.spec = effective_target(cfg_, mb ? mb->target : "", f.default_target, r.mailbox);
+                if (dec.what == import_decision::kind::postmaster) {
+                    r.spec = cfg_.effective_postmaster_target();
+                } else {
+                    auto mb = view.find_mailbox(r.mailbox);
+                    r.spec =
+                        effective_target(cfg_, mb ? mb->target : "", f.default_target, r.mailbox);
+                }
                 r.target = &targets_.get(r.spec);
             } catch (const std::exception& e) {
                 r.res = {result_kind::temporary, "4.3.5", std::string("target: ") + e.what(), {}};

@@ -79,7 +79,11 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://mx-connector.invalid/")
 # Library dependencies come from dpkg-shlibdeps; the rest is what the product needs to run.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "postfix (>= 3.5) | mail-transport-agent, systemd (>= 247)")
+# Our Postfix wiring reads mx-milter's domain table as an lmdb: table, which Debian's Postfix
+# opens only with postfix-lmdb installed (without it every RCPT gets 451 4.3.0). The
+# alternative keeps the package installable beside Sendmail, which needs no Postfix tables.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS
+    "postfix (>= 3.5) | mail-transport-agent, postfix-lmdb | sendmail-bin, systemd (>= 247)")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "postfix (>= 3.5), lmdb-utils, swaks")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "pflogsumm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA

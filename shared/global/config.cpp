@@ -152,6 +152,12 @@ config parse_config(std::string_view toml_text, const std::filesystem::path& ori
     r.get(root, "", "subaddress_delimiter", c.subaddress_delimiter);
     if (c.subaddress_delimiter.size() > 1)
         throw config_error(r.where("", "subaddress_delimiter") + ": one character or empty");
+    r.get(root, "", "postmaster_target", c.postmaster_target);
+    if (!c.postmaster_target.empty() && c.postmaster_target.find(':') == std::string::npos)
+        throw config_error(r.where("", "postmaster_target") +
+                           ": a target spec such as \"maildir:/var/mail/postmaster\"");
+    if (c.postmaster_target.rfind("maildir:", 0) == 0)
+        c.postmaster_target = "maildir:" + c.resolve_path(c.postmaster_target.substr(8)).string();
     r.get(root, "", "log_level", c.log_level);
     r.get(root, "", "log_sink", c.log_sink);
     if (c.log_sink != "stderr" && c.log_sink != "syslog")
@@ -201,6 +207,11 @@ config parse_config(std::string_view toml_text, const std::filesystem::path& ori
     r.get(s, "smtp", "verify_peer", c.smtp.verify_peer);
     r.get(s, "smtp", "timeout_seconds", c.smtp.timeout_seconds);
     return c;
+}
+
+std::string config::effective_postmaster_target() const {
+    if (!postmaster_target.empty()) return postmaster_target;
+    return "maildir:" + (mail_root / "postmaster").string();
 }
 
 config load_config(const std::filesystem::path& path) {

@@ -53,6 +53,9 @@ struct config {
     std::string hostname;  // default: the machine's FQDN
     std::optional<std::string> user;
     std::string subaddress_delimiter = "+";  // empty: no subaddressing
+    // Where mail for postmaster@ a served domain goes when no mailbox matches it (the milter
+    // accepts it, RFC 5321 4.5.1): a target spec; empty means maildir:<mail_root>/postmaster.
+    std::string postmaster_target;
     std::string log_level = "info";
     std::string log_sink = "stderr";  // stderr | syslog
     milter_config milter;
@@ -62,6 +65,8 @@ struct config {
     std::filesystem::path store_dir() const { return state_dir / "store"; }
     std::filesystem::path secrets_dir() const { return state_dir / "secrets"; }
     std::filesystem::path journal_dir() const { return state_dir / "journal"; }
+    // postmaster_target, or the installation-wide default Maildir under mail_root.
+    std::string effective_postmaster_target() const;
     // A JSON object for [name] (empty object when absent).
     const nlohmann::json& section(const std::string& name) const;
     // Relative paths in the file mean "relative to the file's folder", for every key.

@@ -138,6 +138,28 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
     return rej;
 }
 
+import_decision decide_import(store_view& v, const check_policy& p, const address& a,
+                              std::string_view connector) {
+    using k = import_decision::kind;
+    auto r = check_address(v, p, a);
+    switch (r.verdict) {
+        case decision::accept:
+            if (r.connector != connector)
+                return {k::no_mailbox,
+                        {},
+                        "<" + a.str() + "> belongs to connector " + r.connector + ", not " +
+                            std::string(connector)};
+            if (r.matched_by == "postmaster") return {k::postmaster, a.str(), r.reason};
+            return {k::mailbox, r.mailbox, r.reason};
+        case decision::tempfail:
+            return {k::tempfail, {}, r.reason};
+        case decision::reject:
+        case decision::not_ours:
+            break;
+    }
+    return {k::no_mailbox, {}, "no mailbox for <" + a.str() + "> (removed after SMTP time?)"};
+}
+
 check_result check_recipient(store& s, const check_policy& p, std::string_view arg,
                              bool brackets_required) {
     parse_options po;

@@ -8,7 +8,8 @@
 //   connector inactive                    -> tempfail 450 4.2.1 (sender retries; nothing lost)
 //   mailbox: exact, then without +ext, then catch-all @domain
 //                                         -> accept   (SMFIS_CONTINUE)
-//   postmaster@ a served domain           -> accept   (RFC 5321 4.5.1; configurable)
+//   postmaster@ a served domain           -> accept   (RFC 5321 4.5.1; configurable); the
+//                                            importer delivers it to postmaster_target
 //   otherwise                             -> reject   550 5.1.1 User unknown
 //   store error or anything unexpected    -> tempfail 451 4.3.0 — never a 5xx
 // Reply texts never contain CR/LF and have '%' doubled only by the milter (smfi_setreply).
@@ -64,6 +65,20 @@ std::optional<mailbox_match> resolve_mailbox(store_view& v, const address& a,
 
 // Decision for a parsed address (no exception handling: store errors propagate).
 check_result check_address(store_view& v, const check_policy& p, const address& a);
+
+// The importer's side of the same decision, for a recipient found in a file of `connector`'s
+// drop folder. Built on check_address() so that whatever the milter accepted the importer can
+// deliver: an accepted mailbox -> that mailbox; an accepted postmaster@ -> the installation's
+// postmaster destination (never a bounce: a bounce of mail to postmaster is backscatter to a
+// forged sender); everything the milter would refuse -> no_mailbox (permanent, 5.1.1).
+struct import_decision {
+    enum class kind { mailbox, postmaster, no_mailbox, tempfail };
+    kind what = kind::tempfail;
+    std::string mailbox;  // mailbox key (kind::mailbox), or "postmaster@<domain>"
+    std::string detail;   // why, for the journal and the reason file
+};
+import_decision decide_import(store_view& v, const check_policy& p, const address& a,
+                              std::string_view connector);
 
 // Full decision for an SMTP RCPT argument (e.g. "<Bob@Example.COM>"): parses it, looks it up
 // in one short read transaction, and turns any store failure into 451 4.3.0.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End to end with a private Postfix (scripts/mx-stack, ports 2550-2574): swaks -> Postfix ->
 mx-milter -> virtual(8) Maildir drop folder -> mx-importer -> the mailbox's Maildir. Then a
-mailbox removed between SMTP time and import: the message goes to ImportFailed with 5.1.1, a
+mailbox removed between SMTP time and import (and postmaster@, accepted without a mailbox, lands in
+the postmaster destination and is never bounced): the message goes to ImportFailed with 5.1.1, a
 bounce job, and `mxctl import-status --queue-id` tells the story."""
 import argparse
 import glob
@@ -78,6 +79,19 @@ def main():
         r = subprocess.run(["swaks", "--server", f"127.0.0.1:{PORT}", "--to", "nobody@e2e.test", "--from",
                             "sender@remote.example"], capture_output=True, text=True)
         assert "550 5.1.1" in r.stdout, r.stdout[-1500:]
+        # postmaster@ a served domain: accepted at SMTP time (RFC 5321 4.5.1) without a mailbox,
+        # so the importer must deliver it to the postmaster destination, never bounce it (a
+        # bounce would carry spam back to a forged sender: backscatter)
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{PORT}", "--to", "postmaster@e2e.test",
+                            "--from", "forged@victim.example", "--header", "Subject: to postmaster",
+                            "--body", "abuse report"], capture_output=True, text=True)
+        assert r.returncode == 0 and "250" in r.stdout, r.stdout[-1500:]
+        pm_new = f"{d}/mail/postmaster/new"
+        wait(lambda: len(glob.glob(f"{pm_new}/*")) == 1, "the postmaster message in its Maildir")
+        body = open(glob.glob(f"{pm_new}/*")[0], "rb").read()
+        assert b"Subject: to postmaster" in body and b"Delivered-To: postmaster@e2e.test" in body, body[:500]
+        assert not glob.glob(f"{drop}/ImportFailed/*"), os.listdir(f"{drop}/ImportFailed")
+        assert not glob.glob(f"{d}/state/bounces/*/*.json"), "a bounce was spooled for postmaster mail"
         # the mailbox disappears between SMTP time and import
         importer.send_signal(signal.SIGTERM)
         importer.wait(timeout=30)

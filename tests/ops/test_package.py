@@ -117,7 +117,7 @@ def run(root, build, tmp):
     assert "Package: mx-connector" in info and f"Version: {version}" in info, info
     assert "Architecture: amd64" in info, info
     depends = re.search(r"^ Depends: (.*)$", info, re.M).group(1)
-    for lib in ("libmilter", "liblmdb", "libsystemd", "postfix"):
+    for lib in ("libmilter", "liblmdb", "libsystemd", "postfix", "postfix-lmdb"):
         assert lib in depends, f"Depends lacks {lib}: {depends}"
     control = os.path.join(tmp, "control")
     sh("dpkg-deb", "-e", deb, control)

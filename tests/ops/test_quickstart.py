@@ -106,15 +106,37 @@ def run(st):
     assert not [n for n in os.listdir(os.path.dirname(prom)) if n != "mx.prom"], \
         "temporary files left next to the textfile"
 
-    # 7. doctor on the live stack: everything fine (exit 0), Postfix wiring recognised.
+    # 7. doctor on the live stack: everything fine (exit 0), Postfix wiring recognised. Run as
+    # scripts/up prints it for a newcomer in the source folder: relative paths (doctor runs
+    # Postfix's tools from another folder; a relative --postfix-config once made every domain
+    # look unknown to Postfix).
     pfconf = os.path.join(st.var, "postfix", "etc")
-    d = st.mxctl("doctor", "--postfix-config", pfconf, "--json", check=False)
+    doctor_line = [ln for ln in out.splitlines() if " doctor " in ln]
+    assert doctor_line and "--postfix-config" in doctor_line[0], out
+    d = subprocess.run([os.path.join(st.build, "admin", "mxctl"), "--config", "mx-connector.toml",
+                        "doctor", "--postfix-config", "postfix/etc", "--json"], cwd=st.var,
+                       capture_output=True, text=True, timeout=120)
     rep = json.loads(d.stdout)
     bad = [f for f in rep["findings"] if f["status"] == "fail"]
     assert d.returncode == 0 and rep["ok"] and not bad, json.dumps(rep, indent=1)
     checks = {f["check"] for f in rep["findings"] if f["status"] == "ok"}
     for c in ("store", "daemons", "postfix", "milter", "domains", "drop", "smtp"):
         assert c in checks, f"doctor did not confirm {c}: {json.dumps(rep, indent=1)}"
+
+    # 7b. a broken wiring fails: Postfix no longer knows the connector's domain.
+    vdomains = subprocess.run(["postconf", "-c", pfconf, "-h", "virtual_mailbox_domains"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["postconf", "-c", pfconf, "-e", "virtual_mailbox_domains = other.test"],
+                   check=True)
+    try:
+        d = st.mxctl("doctor", "--postfix-config", pfconf, "--json", check=False)
+        rep = json.loads(d.stdout)
+        bad = [f for f in rep["findings"] if f["status"] == "fail" and f["check"] == "domains"]
+        assert d.returncode == 1 and not rep["ok"] and bad, json.dumps(rep, indent=1)
+        assert "example.test" in bad[0]["message"], bad
+    finally:
+        subprocess.run(["postconf", "-c", pfconf, "-e", f"virtual_mailbox_domains = {vdomains}"],
+                       check=True)
 
     # 8. down stops everything, twice in a row.
     st.down()

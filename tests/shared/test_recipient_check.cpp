@@ -144,3 +144,71 @@ TEST_CASE("a store error is a 451, never a 5xx", "[decision]") {
     fs::create_directories(broken);
     CHECK_THROWS(mx::store::open(broken / "missing", true));
 }
+
+// Whatever the milter accepts, the importer can deliver; whatever it refuses, the importer
+// fails. One table of recipients, both sides asked (postmaster@ was accepted at SMTP time and
+// bounced later, a backscatter source, before decide_import existed).
+TEST_CASE("milter and importer take the same decision for every recipient", "[decision]") {
+    fixture f;
+    using k = mx::import_decision::kind;
+    struct row {
+        const char* rcpt;
+        const char* folder;  // connector whose drop folder holds the file
+    };
+    const row rows[] = {
+        {"info@example.test", "demo"},       {"info+news@example.test", "demo"},
+        {"nobody@example.test", "demo"},     {"postmaster@example.test", "demo"},
+        {"Postmaster@EXAMPLE.test", "demo"}, {"postmaster@catchall.test", "ca"},
+        {"anyone@catchall.test", "ca"},      {"x@off.test", "off"},
+        {"postmaster@off.test", "off"},      {"y@elsewhere.test", "demo"},
+        {"info@example.test", "ca"},  // a file in the wrong connector's folder
+    };
+    for (bool accept_postmaster : {true, false}) {
+        f.policy.accept_postmaster = accept_postmaster;
+        for (const auto& r : rows) {
+            INFO(r.rcpt << " in " << r.folder << " accept_postmaster=" << accept_postmaster);
+            auto parsed = mx::parse_address(r.rcpt);
+            REQUIRE(std::holds_alternative<mx::address>(parsed));
+            const auto& a = std::get<mx::address>(parsed);
+            auto v = f.s->read();
+            auto milter = mx::check_address(v, f.policy, a);
+            auto importer = mx::decide_import(v, f.policy, a, r.folder);
+            bool delivered = importer.what == k::mailbox || importer.what == k::postmaster;
+            bool accepted = milter.verdict == mx::decision::accept && milter.connector == r.folder;
+            CHECK(delivered == accepted);
+            CHECK((importer.what == k::tempfail) == (milter.verdict == mx::decision::tempfail));
+            if (milter.matched_by == "postmaster") {
+                CHECK(importer.what == k::postmaster);
+            }
+        }
+    }
+    f.policy.accept_postmaster = true;
+    auto v = f.s->read();
+    auto pm = mx::decide_import(
+        v, f.policy, std::get<mx::address>(mx::parse_address("postmaster@example.test")), "demo");
+    CHECK(pm.what == k::postmaster);
+    CHECK(pm.mailbox == "postmaster@example.test");
+    // A real postmaster mailbox wins over the installation-wide destination.
+    f.s->write([](mx::store_tx& tx) {
+        mx::mailbox m;
+        m.address = "postmaster@example.test";
+        m.connector = "demo";
+        tx.add_mailbox(m);
+    });
+    auto v2 = f.s->read();
+    pm = mx::decide_import(
+        v2, f.policy, std::get<mx::address>(mx::parse_address("postmaster@example.test")), "demo");
+    CHECK(pm.what == k::mailbox);
+}
+
+TEST_CASE("postmaster_target defaults under mail_root and resolves relative paths", "[config]") {
+    auto c = mx::parse_config("mail_root = \"/var/mail/mx\"\n", "/etc/mx/mx.toml");
+    CHECK(c.effective_postmaster_target() == "maildir:/var/mail/mx/postmaster");
+    c = mx::parse_config("postmaster_target = \"maildir:pm\"\n", "/etc/mx/mx.toml");
+    CHECK(c.effective_postmaster_target() == "maildir:/etc/mx/pm");
+    c = mx::parse_config("postmaster_target = \"webhook:https://app.test/pm\"\n",
+                         "/etc/mx/mx.toml");
+    CHECK(c.effective_postmaster_target() == "webhook:https://app.test/pm");
+    CHECK_THROWS_AS(mx::parse_config("postmaster_target = \"/var/mail/pm\"\n", "/etc/mx/mx.toml"),
+                    mx::config_error);
+}
