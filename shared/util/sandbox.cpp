@@ -5,10 +5,22 @@
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <set>
 #include <string>
+
+// Provided by the sanitizer runtimes (ASan, UBSan, ...) when the program is built with one;
+// weak, so a normal build links without it. Same layout as __sanitizer_sandbox_arguments.
+extern "C" {
+struct mx_sanitizer_sandbox_arguments {
+    int coverage_sandboxed;
+    std::intptr_t coverage_fd;
+    unsigned int coverage_max_block_size;
+};
+__attribute__((weak)) void __sanitizer_sandbox_on_notify(mx_sanitizer_sandbox_arguments* args);
+}
 
 namespace mx::sandbox {
 namespace {
@@ -51,6 +63,13 @@ void enter(const policy& p) {
         throw error("prctl(PR_SET_NO_NEW_PRIVS)", errno);
     if (p.max_open_files) set_limit(RLIMIT_NOFILE, *p.max_open_files, "setrlimit(RLIMIT_NOFILE)");
     if (p.no_new_processes) set_limit(RLIMIT_NPROC, 0, "setrlimit(RLIMIT_NPROC)");
+
+    // A sanitizer runtime caches /proc/self/maps and readies its symbolizer now, while it
+    // still may, so that a report from inside the sandbox gets as far as it can.
+    if (__sanitizer_sandbox_on_notify) {
+        mx_sanitizer_sandbox_arguments args{0, -1, 0};
+        __sanitizer_sandbox_on_notify(&args);
+    }
 
     filter_ptr f(seccomp_init(SCMP_ACT_KILL_PROCESS));
     if (!f) throw error("seccomp_init", EINVAL);
