@@ -20,6 +20,8 @@
 // it is given, recvmsg on fd 0, write on fds 1 and 2, memory management, exit. Any other
 // system call (open, socket, exec, kill of another process, ...) kills the worker with SIGSYS.
 // If the kernel refuses the filter the worker still runs and the parent logs an error once.
+// Limit: a worker taken over by an exploit can still answer falsely for the files it is given
+// next (until it is restarted); it cannot read anything it is not given nor write state.
 // Fault injection for tests (headers "X-Mx-Test-Fault: crash", "hang" or "open <path>", the
 // last making the worker try to open and read a file like an exploit would) is honoured only
 // when MX_IMPORTER_FAULT_INJECTION=1 is in the environment.
