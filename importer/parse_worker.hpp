@@ -1,16 +1,30 @@
-// parse_worker: runs message_parse in a separate process so that a parser crash or hang on a
-// hostile file can never take mx-importer down.
+// parse_worker: runs message_parse in a separate, sandboxed process so that a parser crash,
+// hang or exploit on a hostile file can never take mx-importer down nor reach its secrets.
 //
-// Protocol (one JSON object per line, in order): request {"path": P}; reply
+// Protocol: requests go over a SOCK_SEQPACKET socket (the worker's fd 0), one message each:
+// {"envelope_only":B} carrying the already opened file as SCM_RIGHTS; the parent opens every
+// file itself (O_RDONLY|O_NOFOLLOW|O_NONBLOCK), so the worker never needs open(). Replies are
+// JSON lines on a pipe (the worker's fd 1): first a hello {"sandbox":true,"syscalls":N} or
+// {"sandbox":false,"error":"..."} once the worker is ready, then per request
 // {"ok":true,"size":N,"mtime":T,"fingerprint":"<sha256 hex>","info":{...message_info...}} or
-// {"ok":false,"errno":E,"error":"open: ..."} when the file cannot be read.
-// Promises: parse_batch() returns one result per path, in order. A worker that dies (signal,
-// exit) or does not answer within the timeout is killed and restarted; the request it was
-// working on gets status crashed/timeout, the others are re-sent to the new worker. The worker
-// has a memory limit (RLIMIT_AS) and dies with its parent (PR_SET_PDEATHSIG).
-// Security: the worker only reads the file it is given (O_NOFOLLOW, read-only mapping) and
-// writes nothing but its reply. Fault injection for tests (a header "X-Mx-Test-Fault: crash" or
-// "hang") is honoured only when MX_IMPORTER_FAULT_INJECTION=1 is in the environment.
+// {"ok":false,"errno":E,"error":"fstat: ..."}.
+// Promises: parse_batch() returns one result per path, in order. A file the parent cannot open
+// is an io_error with its errno (ENOENT, ELOOP for a symlink, ...). A worker that dies (signal,
+// exit, killed by the sandbox with SIGSYS) or does not answer within the timeout is killed
+// and restarted; the request it was working on gets status crashed/timeout (that file alone),
+// the others are re-sent to the new worker. The worker has a memory limit (RLIMIT_AS) and dies
+// with its parent (PR_SET_PDEATHSIG).
+// Security: before reading any request the worker loads every charset converter and library
+// state it could need, then (worker_options::sandbox, default on) locks itself into a
+// seccomp-bpf filter (util/sandbox.hpp, list in parse_worker.cpp): read/fstat/mmap on the fds
+// it is given, recvmsg on fd 0, write on fds 1 and 2, memory management, exit. Any other
+// system call (open, socket, exec, kill of another process, ...) kills the worker with SIGSYS.
+// If the kernel refuses the filter the worker still runs and the parent logs an error once.
+// Limit: a worker taken over by an exploit can still answer falsely for the files it is given
+// next (until it is restarted); it cannot read anything it is not given nor write state.
+// Fault injection for tests (headers "X-Mx-Test-Fault: crash", "hang" or "open <path>", the
+// last making the worker try to open and read a file like an exploit would) is honoured only
+// when MX_IMPORTER_FAULT_INJECTION=1 is in the environment.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -30,8 +44,9 @@ namespace mx::importer {
 struct parse_result {
     enum class status { ok, io_error, crashed, timeout };
     status st = status::crashed;
-    int err = 0;        // errno for io_error
-    std::string error;  // human text
+    int err = 0;          // errno for io_error
+    int term_signal = 0;  // crashed: the signal that ended the worker (SIGSYS: the sandbox)
+    std::string error;    // human text
     std::uint64_t size = 0;
     std::int64_t mtime = 0;
     std::string fingerprint;
@@ -46,6 +61,7 @@ struct worker_options {
     std::chrono::milliseconds timeout_per_mb{1000};
     std::uint64_t memory_limit = std::uint64_t{1} << 30;  // RLIMIT_AS of the worker
     parse_limits limits;
+    bool sandbox = true;  // seccomp-bpf filter in the worker (see above)
 };
 
 class parse_worker {
@@ -64,6 +80,8 @@ class parse_worker {
                        bool envelope_only = false);
     std::uint64_t restarts() const { return restarts_; }
     pid_t pid() const { return pid_; }
+    // Whether the running worker reported its seccomp filter as loaded.
+    bool sandboxed() const { return sandboxed_; }
 
   private:
     void start();
@@ -74,12 +92,16 @@ class parse_worker {
     int from_worker_ = -1;  // we read replies
     std::string rbuf_;
     std::uint64_t restarts_ = 0;
+    bool sandboxed_ = false;
 };
 
-// The worker's main loop (reads requests on in_fd, replies on out_fd until EOF).
-int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits);
+// The worker's main loop: prepares, enters the sandbox (when asked), says hello, then reads
+// requests on in_fd (the SOCK_SEQPACKET socket) and replies on out_fd until EOF.
+int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sandbox = true);
 
-// Reads and analyses one file in this process (what the worker does for one request).
+// Analyses one already open file in this process (what the worker does for one request).
+nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only = false);
+// The same for a path (opened O_NOFOLLOW here; tests and tools, never inside the worker).
 nlohmann::json analyse_file(const std::string& path, const parse_limits& limits,
                             bool envelope_only = false);
 
