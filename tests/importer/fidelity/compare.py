@@ -33,6 +33,12 @@ Normalisation (applied to both sides, nothing else):
 - a field for which Python raises (e.g. LookupError for a charset it does not know) has no
   reference value: it is not compared and is listed as "not compared".
 
+The reference is the distribution's Python 3 (Debian 12: 3.11). A newer Python may read a few
+odd messages differently; the run then names them (a new disagreement or a stale entry).
+
+Regenerating the allow-list after a change: --write-allowlist FILE writes every current
+disagreement (known ones keep their category; new ones get TODO, to be explained by hand).
+
 The run fails (exit 1) when a disagreement is not in the allow-list, when an allow-list entry
 no longer matches anything (stale), when an allow-list category is not described in
 docs/targets.md, or when the share of disagreeing fields exceeds --max-rate.
