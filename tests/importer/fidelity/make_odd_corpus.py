@@ -1,5 +1,15 @@
+#!/usr/bin/env python3
+"""Writes the hand-written odd messages of corpus/odd/ (run inside that folder). One or more
+per rule of the JSON contract (docs/targets.md "What the JSON contains"): invalid types, header
+blocks without the empty line, no headers at all, inline text parts with filenames, charsets
+that lie or are unknown, message/rfc822, alternative/related, RFC 2231 and RFC 2047 filenames,
+address groups. The files are committed; this script documents how they were made."""
 import base64
+
+
 class S(str):
+    """A str whose + with bytes yields bytes (headers as text, 8-bit bodies as bytes)."""
+
     def __add__(self, o):
         if isinstance(o, bytes):
             return self.encode() + o
