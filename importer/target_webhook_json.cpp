@@ -275,54 +275,95 @@ nlohmann::json attachment(GMimeObject* obj, bool in_digest, std::uint64_t inline
     return a;
 }
 
-// Raw 8-bit bytes inside a Q-encoded word (=?iso-8859-1?Q?M\xfcller?=, Eudora does this) are
-// bytes of the word's charset: written as =XX they decode in it, instead of being guessed
-// as a separate charset first (GMime's way, which double-decodes them).
-std::string escape_8bit_in_q_words(std::string_view v) {
-    std::string out;
-    out.reserve(v.size() + 16);
-    std::size_t i = 0;
-    while (i < v.size()) {
-        std::size_t start = v.find("=?", i);
-        if (start == std::string_view::npos) break;
-        std::size_t q1 = v.find('?', start + 2);
-        if (q1 == std::string_view::npos || q1 + 2 >= v.size() || v[q1 + 2] != '?' ||
-            (v[q1 + 1] != 'Q' && v[q1 + 1] != 'q')) {
-            out.append(v.substr(i, start + 2 - i));
-            i = start + 2;
-            continue;
-        }
-        std::size_t end = v.find("?=", q1 + 3);
-        if (end == std::string_view::npos) break;
-        out.append(v.substr(i, q1 + 3 - i));
-        static const char hex[] = "0123456789ABCDEF";
-        for (unsigned char c : v.substr(q1 + 3, end - q1 - 3)) {
-            if (c >= 0x80) {
-                out += '=';
-                out += hex[c >> 4];
-                out += hex[c & 15];
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-        out += "?=";
-        i = end + 2;
-    }
-    out.append(v.substr(std::min(i, v.size())));
-    return out;
-}
-
 bool has_8bit(std::string_view v) {
     for (unsigned char c : v)
         if (c >= 0x80) return true;
     return false;
 }
 
+// Encoded-words rewritten so GMime's RFC 2047 decoder reads them as RFC 2047 means them:
+// - raw 8-bit bytes inside a Q word (=?iso-8859-1?Q?M\xfcller?=, Eudora does this) are bytes
+//   of the word's charset: written as =XX they decode in it, instead of being guessed as a
+//   separate charset first (GMime's way, which double-decodes them);
+// - B words padded with '=' followed by more encoded-words: GMime joins adjacent words of one
+//   charset before decoding (to rejoin characters split across words) and its base64 state
+//   stops at the padding, losing the rest. Every B word of such a value becomes the Q word
+//   of the same bytes (GLib's base64 decoder), which joins without loss.
+// Anything else is copied unchanged.
+std::string normalise_encoded_words(std::string_view v) {
+    struct word {
+        std::size_t start, end;  // [start, end) of "=?cs?X?text?="
+        std::size_t text;        // offset of text
+        char enc;                // 'Q' or 'B'
+    };
+    std::vector<word> words;
+    for (std::size_t i = 0; (i = v.find("=?", i)) != std::string_view::npos;) {
+        std::size_t q1 = v.find('?', i + 2);
+        if (q1 == std::string_view::npos || q1 + 2 >= v.size() || v[q1 + 2] != '?') {
+            i += 2;
+            continue;
+        }
+        char enc = g_ascii_toupper(v[q1 + 1]);
+        std::size_t end = v.find("?=", q1 + 3);
+        if (end == std::string_view::npos) break;
+        if (enc == 'Q' || enc == 'B') words.push_back({i, end + 2, q1 + 3, enc});
+        i = end + 2;
+    }
+    bool padded_b = false;
+    for (std::size_t k = 0; k + 1 < words.size(); ++k) {
+        const word& w = words[k];
+        if (w.enc == 'B' &&
+            v.substr(w.text, w.end - 2 - w.text).find('=') != std::string_view::npos)
+            padded_b = true;
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(v.size() + 16);
+    std::size_t from = 0;
+    for (const word& w : words) {
+        std::string_view text = v.substr(w.text, w.end - 2 - w.text);
+        bool eight = w.enc == 'Q' && has_8bit(text);
+        if (!eight && !(w.enc == 'B' && padded_b)) continue;
+        out.append(v.substr(from, w.text - 3 - from));  // up to "?X?"
+        out += "?Q?";
+        if (eight) {
+            for (unsigned char c : text) {
+                if (c >= 0x80) {
+                    out += '=';
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+                } else {
+                    out += static_cast<char>(c);
+                }
+            }
+        } else {
+            std::string b64(text);
+            gsize n = 0;
+            guchar* bytes = g_base64_decode(b64.c_str(), &n);
+            for (gsize k = 0; k < n; ++k) {
+                unsigned char c = bytes[k];
+                if (g_ascii_isalnum(c)) {
+                    out += static_cast<char>(c);
+                } else {
+                    out += '=';
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+                }
+            }
+            g_free(bytes);
+        }
+        out += "?=";
+        from = w.end;
+    }
+    out.append(v.substr(from));
+    return out;
+}
+
 // A header field's value, unfolded and RFC 2047-decoded, valid UTF-8.
 std::string header_text(GMimeHeader* h) {
     const char* raw = g_mime_header_get_raw_value(h);
-    if (raw && has_8bit(raw)) {
-        std::string fixed = escape_8bit_in_q_words(raw);
+    if (raw && std::strstr(raw, "=?")) {
+        std::string fixed = normalise_encoded_words(raw);
         if (fixed != raw) {
             char* unfolded = g_mime_utils_header_unfold(fixed.c_str());
             char* dec = g_mime_utils_header_decode_text(nullptr, unfolded);
@@ -377,7 +418,7 @@ nlohmann::json addresses(GMimeObject* msg, const char* name) {
     GMimeHeader* h = hl ? g_mime_header_list_get_header(hl, name) : nullptr;
     const char* raw = h ? g_mime_header_get_raw_value(h) : nullptr;
     if (!raw) return out;
-    char* unfolded = g_mime_utils_header_unfold(escape_8bit_in_q_words(raw).c_str());
+    char* unfolded = g_mime_utils_header_unfold(normalise_encoded_words(raw).c_str());
     std::string value = strip_comments(unfolded);
     g_free(unfolded);
     gobject_ptr<InternetAddressList> list(internet_address_list_parse(nullptr, value.c_str()));

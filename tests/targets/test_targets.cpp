@@ -447,6 +447,22 @@ TEST_CASE("JSON fidelity: RFC 2231 and RFC 2047 filenames, addresses, first Subj
     CHECK(j["attachments"][2]["filename"] == "März.pdf");
 }
 
+TEST_CASE("JSON fidelity: encoded-words decode as RFC 2047 means them") {
+    // padded base64 words followed by more words (GMime alone stops at the first padding)
+    auto j = message_to_json(
+        "Subject: =?UTF-8?B?TXlTdXJ2ZXk=?=\n =?UTF-8?B?LmNvbTogIFk=?=\n"
+        " =?UTF-8?B?b3U=?=\n\nx\n",
+        0);
+    CHECK(j["subject"] == "MySurvey.com:  You");
+    // a character split across two words still joins
+    j = message_to_json("Subject: =?UTF-8?B?R3LD?= =?UTF-8?B?vMOfZQ==?=\n\nx\n", 0);
+    CHECK(j["subject"] == "Grüße");
+    // raw 8-bit inside a Q word is in the word's charset
+    j = message_to_json("Subject: =?iso-8859-1?Q?Fr\xF6sche?=\n\nx\n", 0);
+    CHECK(j["subject"] == "Frösche");
+    CHECK(j["headers"][0]["value"] == "Frösche");
+}
+
 TEST_CASE("slots bound concurrency per key") {
     temp_dir t;
     auto a = slot_guard::acquire(t.path, "k", 2, std::chrono::milliseconds(0));
