@@ -22,9 +22,12 @@
 //   attachment (the embedded message's bytes), not descended into; filenames are RFC 2231 and
 //   RFC 2047 decoded;
 // - "from"/"to"/"cc": the first such header field as a list of {name, address}, groups
-//   flattened.
-// Security: all input is hostile. The walk is iterative (no recursion on hostile nesting);
-// every string that reaches JSON is valid UTF-8.
+//   flattened, comments not taken as names; "subject" is the first Subject field; encoded-words
+//   with raw 8-bit bytes or base64 padding mid-sequence decode as RFC 2047 means them;
+// - message_file_to_json() gives mxctl the same document, from the same limited child.
+// Security: all input is hostile. The walk is iterative (no recursion on hostile nesting); the
+// structure repair pass is one linear scan with at most max_mime_multiparts open boundaries;
+// every string that reaches JSON is valid UTF-8 (NUL becomes U+FFFD).
 #include <fcntl.h>
 #include <iconv.h>
 #include <poll.h>
