@@ -5,11 +5,18 @@
 // if two admins race, and the importer re-imports it once (recipients already imported are
 // recognised by the journal; no second bounce is spooled). The reason file moves to
 // ImportFailed/.retried/ so the history stays. purge deletes message and reason file.
+// show also prints what an application would receive of the message (subject, addresses, the
+// text a mail client shows, attachments): the importer's own JSON builder, run in its forked,
+// resource-limited child, so a message that crashed the importer's converter cannot take
+// mxctl down either.
 // Security: IDs are file names inside ImportFailed; anything with '/' or a leading '.' is
-// refused, so no argument can name a path outside that folder.
+// refused, so no argument can name a path outside that folder. Text from the message is
+// stripped of terminal control characters before it is printed.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -18,6 +25,7 @@
 #include <sstream>
 
 #include "../importer/journal.hpp"
+#include "../importer/target_http.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
 
@@ -115,6 +123,61 @@ nlohmann::json entry_json(const failed_entry& e) {
     return j;
 }
 
+// The message as an application receives it (webhook format=json), without attachment bytes.
+std::optional<nlohmann::json> message_content(const failed_entry& e, std::string& why) {
+    importer::json_body_options o;
+    o.inline_max = 0;
+    o.timeout = std::chrono::seconds(20);
+    o.memory_limit = std::uint64_t{512} << 20;
+    return importer::message_file_to_json(e.message_path(), o, why);
+}
+
+// Printable on a terminal: C0/C1 controls (ESC sequences) and DEL become '?', except newline
+// and tab; at most max_lines lines.
+std::string terminal_text(std::string_view s, std::size_t max_lines, std::size_t& more) {
+    std::string out;
+    std::size_t lines = 0;
+    more = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c == '\n') {
+            if (++lines >= max_lines) {
+                std::string_view rest = s.substr(i + 1);
+                while (!rest.empty() && (rest.back() == '\n' || rest.back() == ' '))
+                    rest.remove_suffix(1);
+                if (!rest.empty())
+                    more = 1 + static_cast<std::size_t>(std::count(rest.begin(), rest.end(), '\n'));
+                break;
+            }
+            out += '\n';
+        } else if (c == '\r') {
+            continue;
+        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            out += '?';
+        } else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                   static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+            out += '?';  // U+0080..U+009F: C1 controls (8-bit CSI)
+            ++i;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+}
+
+std::string address_line(const nlohmann::json& list) {
+    std::string out;
+    if (!list.is_array()) return out;
+    for (const auto& a : list) {
+        std::string name = str(a, "name"), addr = str(a, "address");
+        if (!out.empty()) out += ", ";
+        out += name.empty() ? "<" + addr + ">" : name + " <" + addr + ">";
+    }
+    std::size_t more = 0;
+    return terminal_text(out, 1, more);
+}
+
 std::string when(std::int64_t t) {
     if (t <= 0) return "-";
     std::time_t tt = static_cast<std::time_t>(t);
@@ -159,6 +222,42 @@ void print_show(const failed_entry& e) {
     } else {
         line("bounce", "unknown (no reason file)");
     }
+    std::error_code ec;
+    if (!fs::exists(e.message_path(), ec)) return;
+    std::string why;
+    auto c = message_content(e, why);
+    std::cout << "\nmessage (as an application receives it):\n";
+    if (!c) {
+        line("content", "could not be converted: " + why);
+        return;
+    }
+    std::size_t more = 0;
+    line("subject", terminal_text(str(*c, "subject"), 1, more));
+    for (const char* k : {"from", "to", "cc"})
+        if (auto it = c->find(k); it != c->end()) line(k, address_line(*it));
+    std::string text = str(*c, "text");
+    if (!text.empty()) {
+        std::string shown = terminal_text(text, 20, more);
+        std::cout << "text:\n";
+        std::istringstream in(shown);
+        for (std::string l; std::getline(in, l);) std::cout << "  | " << l << "\n";
+        if (more) std::cout << "  | ... (" << more << " more lines)\n";
+    } else if (c->contains("text") && (*c)["text"].is_string()) {
+        line("text", "(empty)");
+    } else {
+        line("text", "(none)");
+    }
+    std::string html = str(*c, "html");
+    if (c->contains("html") && (*c)["html"].is_string())
+        line("html", std::to_string(html.size()) + " bytes");
+    if (auto it = c->find("attachments"); it != c->end() && it->is_array())
+        for (const auto& a : *it) {
+            std::string name = str(a, "filename");
+            line("attachment",
+                 terminal_text(name.empty() ? "(no name)" : name, 1, more) + " (" +
+                     str(a, "content_type") + ", " + str(a, "size") + " bytes" +
+                     (str(a, "disposition").empty() ? "" : ", " + str(a, "disposition")) + ")");
+        }
 }
 
 }  // namespace
@@ -212,7 +311,18 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
     show->add_flag("--json", so->json, "JSON output");
     show->callback([&ctx, so] {
         auto e = find_one(ctx, so->id);
-        if (so->json) return print_json(entry_json(e));
+        if (so->json) {
+            auto j = entry_json(e);
+            std::error_code ec;
+            if (fs::exists(e.message_path(), ec)) {
+                std::string why;
+                if (auto c = message_content(e, why))
+                    j["content"] = std::move(*c);
+                else
+                    j["content_error"] = why;
+            }
+            return print_json(j);
+        }
         print_show(e);
     });
 

@@ -141,6 +141,10 @@ result build_json_body(const delivery& d, const std::string& key, const json_bod
                        std::string& body);
 // The child's work, in-process (fuzzing, tests): file bytes -> JSON document.
 nlohmann::json message_to_json(std::string_view data, std::uint64_t inline_max);
+// message_to_json for a file, in a forked child under the limits of `o` (mxctl failed show:
+// the admin sees what an application would). nullopt with `why` when it cannot be converted.
+std::optional<nlohmann::json> message_file_to_json(const std::filesystem::path& file,
+                                                   const json_body_options& o, std::string& why);
 
 std::unique_ptr<import_target> make_webhook_target(const config& cfg, std::string_view rest);
 

@@ -1,13 +1,27 @@
 #!/usr/bin/env python3
 """mxctl failed list|show|retry|purge and mxctl import-status against real ImportFailed files:
 a message for a removed mailbox fails (5.1.1); the admin adds the mailbox and retries; the
-message is imported exactly once, and a second retry of the same ID is refused."""
+message is imported exactly once, and a second retry of the same ID is refused. `failed show`
+also prints what an application would receive of a MIME message (same JSON builder)."""
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mxenv  # noqa: E402
+
+
+MIME_MESSAGE = (
+    "Return-Path: <j@remote.example>\r\nDelivered-To: mime@example.test\r\n"
+    "From: =?UTF-8?Q?J=C3=BCrgen?= <j@remote.example>\r\nTo: mime@example.test\r\n"
+    "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\nMessage-ID: <mime1@test>\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+    "--b1\r\nContent-Type: text/plain; charset=us-ascii; name=\"message.txt\"\r\n"
+    "Content-Disposition: inline; filename=\"message.txt\"\r\n\r\n"
+    "The message text.\r\nA line with an escape \x1b[31m sequence.\r\n"
+    "--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+    "Content-Disposition: attachment; filename*=utf-8''Bericht%20M%C3%A4rz.pdf\r\n\r\n"
+    "JVBERi0xLjQK\r\n--b1--\r\n").encode()
 
 
 def main():
@@ -18,9 +32,10 @@ def main():
         env.setup_demo()
         mxenv.write_maildir(env.drop, "late.mx", mxenv.message("late1", "late@example.test"))
         mxenv.write_maildir(env.drop, "gone.mx", mxenv.message("gone1", "gone@example.test"))
+        mxenv.write_maildir(env.drop, "mime.mx", MIME_MESSAGE)
         env.drain()
         lst = json.loads(env.ctl("failed", "list", "--json").stdout)
-        assert {e["file"] for e in lst} == {"late.mx", "gone.mx"}, lst
+        assert {e["file"] for e in lst} == {"late.mx", "gone.mx", "mime.mx"}, lst
         assert all(e["status"] == "5.1.1" and e["reason"] == "no-mailbox" for e in lst), lst
         text = env.ctl("failed", "list").stdout
         assert "demo:late.mx" in text and "5.1.1" in text, text
@@ -29,6 +44,18 @@ def main():
             assert want in show, (want, show)
         sj = json.loads(env.ctl("failed", "show", "demo:late.mx", "--json").stdout)
         assert sj["bounce"]["state"] in ("pending", "sent", "suppressed", "failed", "deferred"), sj
+        # what an application would receive: inline text with a filename is the text, the
+        # attachment is listed with its decoded name, terminal escapes are neutralised
+        show = env.ctl("failed", "show", "mime.mx").stdout
+        for want in ("as an application receives it", "Grüße aus Köln", "| The message text",
+                     "Bericht März.pdf (application/pdf, 9 bytes, attachment)", "?[31m"):
+            assert want in show, (want, show)
+        assert "\x1b" not in show, show
+        sj = json.loads(env.ctl("failed", "show", "demo:mime.mx", "--json").stdout)
+        assert sj["content"]["text"].startswith("The message text"), sj
+        assert sj["content"]["from"] == [{"name": "Jürgen", "address": "j@remote.example"}], sj
+        assert [a["filename"] for a in sj["content"]["attachments"]] == ["Bericht März.pdf"], sj
+        env.ctl("failed", "purge", "mime.mx")
         # hostile IDs are refused
         r = env.ctl("failed", "show", "../../etc/passwd", check=False)
         assert r.returncode != 0 and "not an ImportFailed file name" in r.stderr, r.stderr

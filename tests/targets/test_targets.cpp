@@ -307,6 +307,162 @@ TEST_CASE("JSON body is built in a child; hostile input cannot take the caller d
     CHECK(build_json_body(gone, "k", {}, body).kind == result_kind::temporary);
 }
 
+namespace {
+std::string text_of(const std::string& m) {
+    auto j = message_to_json(m, 0);
+    return j["text"].is_string() ? j["text"].get<std::string>() : std::string("<null>");
+}
+}  // namespace
+
+TEST_CASE("JSON fidelity: the header block ends where a reader ends it") {
+    // No empty line: the first line that cannot be a header starts the body.
+    CHECK(text_of("Subject: s\nFrom: a@b.test\nHello there.\nMore.\n") == "Hello there.\nMore.\n");
+    CHECK(text_of("Subject: s\r\nHi,\r\nbody\r\n") == "Hi,\r\nbody\r\n");
+    // No header at all (a digest fragment): everything is body.
+    auto j = message_to_json("Just text, no headers.\n", 0);
+    CHECK(j["text"] == "Just text, no headers.\n");
+    CHECK(j["headers"].empty());
+    CHECK(message_to_json("", 0)["text"] == "");
+    // The same inside a body part; and a leading mbox From_ line is not a header.
+    CHECK(text_of("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n"
+                  "Body right after the part header.\n--b--\n") ==
+          "Body right after the part header.");
+    CHECK(text_of("From a@b Tue Dec  1 10:00:00 2026\nSubject: s\n\nbody\n") == "body\n");
+}
+
+TEST_CASE("JSON fidelity: invalid or missing Content-Type is text/plain (RFC 2045 5.2)") {
+    CHECK(text_of("Subject: s\nContent-Type: text\n\nhello\n") == "hello\n");
+    CHECK(text_of("Subject: s\nContent-Type: garbage here\n\nhello\n") == "hello\n");
+    CHECK(text_of("Subject: s\n\nno MIME at all\n") == "no MIME at all\n");
+    // multipart/digest: a part without Content-Type is message/rfc822
+    auto j = message_to_json(
+        "Content-Type: multipart/digest; boundary=d\n\n--d\n\nSubject: one\n\nfirst\n--d--\n", 0);
+    REQUIRE(j["attachments"].size() == 1);
+    CHECK(j["attachments"][0]["content_type"] == "message/rfc822");
+}
+
+TEST_CASE("JSON fidelity: inline text parts with a filename are the body, attachments are not") {
+    std::string m =
+        "Content-Type: multipart/mixed; boundary=b\n\n"
+        "--b\nContent-Type: text/plain; name=\"m.txt\"\nContent-Disposition: inline; "
+        "filename=\"m.txt\"\n\nthe text\n"
+        "--b\nContent-Type: text/plain; name=\"n.txt\"\nContent-Disposition: attachment; "
+        "filename=\"n.txt\"\n\nattached notes\n--b--\n";
+    auto j = message_to_json(m, 0);
+    CHECK(j["text"] == "the text");
+    REQUIRE(j["attachments"].size() == 1);
+    CHECK(j["attachments"][0]["filename"] == "n.txt");
+    CHECK(text_of("Content-Type: text/plain\nContent-Disposition: attachment\n\nx\n") == "<null>");
+}
+
+TEST_CASE("JSON fidelity: charsets convert to UTF-8, with the documented fallback") {
+    auto with = [](const std::string& charset, const std::string& body) {
+        return text_of("Content-Type: text/plain" + charset +
+                       "\nContent-Transfer-Encoding: 8bit\n\n" + body);
+    };
+    CHECK(with("; charset=iso-8859-1",
+               "Gr\xFC\xDF"
+               "e\n") ==
+          "Gr\xC3\xBC\xC3\x9F"
+          "e\n");
+    CHECK(with("; charset=koi8-r", "\xF0\xD2\xC9\xD7\xC5\xD4\n") ==
+          "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82\n");
+    // us-ascii / no charset / unknown charset: valid UTF-8 stays, anything else is windows-1252
+    CHECK(with("; charset=us-ascii",
+               "Gr\xC3\xBC\xC3\x9F"
+               "e\n") ==
+          "Gr\xC3\xBC\xC3\x9F"
+          "e\n");
+    CHECK(with("", "5 \x80, \x93q\x94\n") == "5 \xE2\x82\xAC, \xE2\x80\x9Cq\xE2\x80\x9D\n");
+    CHECK(with("; charset=x-no-such", "caf\xE9\n") == "caf\xC3\xA9\n");
+    // utf-8 that lies: the invalid byte becomes U+FFFD, the rest stays
+    CHECK(with("; charset=utf-8", "ok \xC3\xA9 bad \xE9.\n") == "ok \xC3\xA9 bad \xEF\xBF\xBD.\n");
+    // a byte invalid in a known charset: U+FFFD, conversion goes on
+    CHECK(with("; charset=shift_jis",
+               "a\x81\x20"
+               "b\n")
+              .find('b') != std::string::npos);
+}
+
+TEST_CASE("JSON fidelity: alternative gives text and html; related shows its start part") {
+    std::string m =
+        "Content-Type: multipart/alternative; boundary=a\n\n"
+        "--a\nContent-Type: text/plain\n\nplain\n"
+        "--a\nContent-Type: multipart/related; boundary=r; start=\"<h@x>\"\n\n"
+        "--r\nContent-Type: image/png; name=logo.png\nContent-ID: <l@x>\n"
+        "Content-Transfer-Encoding: base64\n\niVBORw0KGgo=\n"
+        "--r\nContent-Type: text/html\nContent-ID: <h@x>\n\n<p>html</p>\n--r--\n--a--\n";
+    auto j = message_to_json(m, 0);
+    CHECK(j["text"] == "plain");
+    CHECK(j["html"] == "<p>html</p>");
+    REQUIRE(j["attachments"].size() == 1);
+    CHECK(j["attachments"][0]["filename"] == "logo.png");
+    CHECK(j["attachments"][0]["size"] == 8);
+}
+
+TEST_CASE("JSON fidelity: message/rfc822 is one attachment with the embedded bytes") {
+    std::string inner = "From: c@x.test\nSubject: inner\n\ninner body\n";
+    std::string m =
+        "Subject: outer\nContent-Type: multipart/mixed; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nouter body\n"
+        "--b\nContent-Type: message/rfc822\nContent-Disposition: attachment; "
+        "filename=\"fwd.eml\"\n\n" +
+        inner + "--b--\n";
+    auto j = message_to_json(m, 1000);
+    CHECK(j["text"] == "outer body");
+    CHECK(j["subject"] == "outer");
+    REQUIRE(j["attachments"].size() == 1);
+    CHECK(j["attachments"][0]["content_type"] == "message/rfc822");
+    CHECK(j["attachments"][0]["filename"] == "fwd.eml");
+    CHECK(j["attachments"][0]["size"] == inner.size() - 1);  // the last LF is the delimiter's
+}
+
+TEST_CASE("JSON fidelity: RFC 2231 and RFC 2047 filenames, addresses, first Subject") {
+    std::string m =
+        "From: =?UTF-8?Q?M=C3=BCller=2C_Hans?= <h@x.test>\n"
+        "To: Heinz =?iso-8859-1?Q?M\xFCller?= <m@x.test>, b@x.test (comment only)\n"
+        "Cc: Team: a@x.test, \"B, P\" <b@x.test>;\n"
+        "Subject: first\nSubject: second\n"
+        "Content-Type: multipart/mixed; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nbody\n"
+        "--b\nContent-Type: application/octet-stream\n"
+        "Content-Disposition: attachment; filename*=utf-8''Gr%C3%BC%C3%9Fe.txt\n\nx\n"
+        "--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment;\n"
+        " filename*0*=iso-8859-1''%DCml; filename*1=\"aut.bin\"\n\nx\n"
+        "--b\nContent-Type: application/pdf; name=\"=?UTF-8?B?TcOkcnoucGRm?=\"\n"
+        "Content-Disposition: attachment; filename=\"=?UTF-8?B?TcOkcnoucGRm?=\"\n\nx\n--b--\n";
+    auto j = message_to_json(m, 0);
+    CHECK(j["subject"] == "first");
+    CHECK(j["from"] == nlohmann::json::parse(R"([{"name":"Müller, Hans","address":"h@x.test"}])"));
+    CHECK(
+        j["to"] ==
+        nlohmann::json::parse(
+            R"([{"name":"Heinz Müller","address":"m@x.test"},{"name":"","address":"b@x.test"}])"));
+    CHECK(j["cc"] ==
+          nlohmann::json::parse(
+              R"([{"name":"","address":"a@x.test"},{"name":"B, P","address":"b@x.test"}])"));
+    REQUIRE(j["attachments"].size() == 3);
+    CHECK(j["attachments"][0]["filename"] == "Grüße.txt");
+    CHECK(j["attachments"][1]["filename"] == "Ümlaut.bin");
+    CHECK(j["attachments"][2]["filename"] == "März.pdf");
+}
+
+TEST_CASE("JSON fidelity: encoded-words decode as RFC 2047 means them") {
+    // padded base64 words followed by more words (GMime alone stops at the first padding)
+    auto j = message_to_json(
+        "Subject: =?UTF-8?B?TXlTdXJ2ZXk=?=\n =?UTF-8?B?LmNvbTogIFk=?=\n"
+        " =?UTF-8?B?b3U=?=\n\nx\n",
+        0);
+    CHECK(j["subject"] == "MySurvey.com:  You");
+    // a character split across two words still joins
+    j = message_to_json("Subject: =?UTF-8?B?R3LD?= =?UTF-8?B?vMOfZQ==?=\n\nx\n", 0);
+    CHECK(j["subject"] == "Grüße");
+    // raw 8-bit inside a Q word is in the word's charset
+    j = message_to_json("Subject: =?iso-8859-1?Q?Fr\xF6sche?=\n\nx\n", 0);
+    CHECK(j["subject"] == "Frösche");
+    CHECK(j["headers"][0]["value"] == "Frösche");
+}
+
 TEST_CASE("slots bound concurrency per key") {
     temp_dir t;
     auto a = slot_guard::acquire(t.path, "k", 2, std::chrono::milliseconds(0));
