@@ -263,7 +263,10 @@ def test_exactly_once_across_restart(args, tmp):
         rec.kill_after = 3
         p.communicate(timeout=120)
         check(p.returncode == -9, "importer killed after the 3rd acknowledged delivery")
-        check(len(rec.processed) == 3, "3 processed before the crash")
+        # Up to webhook_concurrency (4) requests are in flight at once: requests already sent
+        # when the 3rd answer triggers the kill may be processed too (the receiver is threaded).
+        check(3 <= len(rec.processed) <= 6,
+              "3 to 6 processed before the crash: %d" % len(rec.processed))
         rec.kill_after = None
         rc, out = s.run_importer()
         check(rc == 0, "restarted importer drained")
