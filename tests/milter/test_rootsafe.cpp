@@ -9,7 +9,9 @@
 // skipped, with a warning, otherwise.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <pwd.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -164,25 +166,37 @@ TEST_CASE("symlinks swapped in while the milter restarts are never followed", "[
     own_installation(inst, *pw);
     victim v1("race-milter"), v2("race-smap");
     auto run = inst.dir / "run";
-    // The attacker: as soon as a socket appears at a path, a symlink to a root-owned file is
-    // renamed over it (what a process of the daemon account can do in run/ at any time), and
+    // The attacker: as soon as a name appears at a socket path, a symlink to a root-owned file
+    // is renamed over it (what a process of the daemon account can do in run/ at any time), and
     // the milter is killed (same uid) so that root starts it again. With the old order (bind
     // at the path, then chown/chmod by path) the attacker wins the window now and then.
     for (int restart = 0; restart < 20; ++restart) {
         std::atomic<bool> racing{true};
         std::thread attacker([&] {
+            // inotify: react within microseconds of the socket's name appearing.
+            int in = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+            ::inotify_add_watch(in, run.c_str(), IN_CREATE | IN_MOVED_TO);
             int n = 0;
+            auto plant = [&](const std::filesystem::path& target, const std::string& path) {
+                auto tmp = run / (".plant" + std::to_string(n++));
+                if (::symlink(target.c_str(), tmp.c_str()) == 0 &&
+                    ::rename(tmp.c_str(), path.c_str()) != 0)
+                    ::unlink(tmp.c_str());
+            };
+            alignas(inotify_event) char buf[4096];
             while (racing.load()) {
-                for (auto [target, path] : {std::pair{v1.path, inst.milter_socket()},
-                                            std::pair{v2.path, inst.socketmap_socket()}}) {
-                    struct stat st {};
-                    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-                    auto tmp = run / (".plant" + std::to_string(n++));
-                    if (::symlink(target.c_str(), tmp.c_str()) == 0 &&
-                        ::rename(tmp.c_str(), path.c_str()) != 0)
-                        ::unlink(tmp.c_str());
+                pollfd pfd{in, POLLIN, 0};
+                if (::poll(&pfd, 1, 5) <= 0) continue;
+                ssize_t len = ::read(in, buf, sizeof buf);
+                for (ssize_t off = 0; off < len;) {
+                    auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+                    std::string name = ev->len ? ev->name : "";
+                    if (name == "milter.sock") plant(v1.path, inst.milter_socket());
+                    if (name == "socketmap.sock") plant(v2.path, inst.socketmap_socket());
+                    off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
                 }
             }
+            ::close(in);
         });
         pid_t pid = ::fork();
         if (pid == 0) {
