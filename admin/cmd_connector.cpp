@@ -162,7 +162,9 @@ void add_connector_commands(CLI::App& app, mxctl_context& ctx) {
                 if (!c)
                     throw cli_error("no connector named '" + o->name +
                                     "' (see: mxctl connector list)");
+                std::string before = c->default_target;
                 for (const auto& kv : o->kv) apply_connector_setting(*c, kv, secrets);
+                if (c->default_target != before) check_target_spec(ctx.cfg(), c->default_target);
                 tx.update_connector(*c);
             });
             for (auto& [k, v] : secrets) {

@@ -82,6 +82,7 @@ void add_export_apply_commands(CLI::App& app, mxctl_context& ctx) {
                         d = *p;
                     }
                     std::sort(c.domains.begin(), c.domains.end());
+                    check_target_spec(ctx.cfg(), c.default_target);
                     want_conn[c.name] = to_json(c).dump();
                     conns.push_back(std::move(c));
                 }
@@ -96,6 +97,7 @@ void add_export_apply_commands(CLI::App& app, mxctl_context& ctx) {
                         throw cli_error(o->file + ": every mailbox needs an \"address\"");
                     mailbox m = mailbox_from_json(
                         normalize_mailbox_arg(mj["address"].get<std::string>()), mj);
+                    check_target_spec(ctx.cfg(), m.target);
                     want_box[m.address] = to_json(m).dump();
                     boxes.push_back(std::move(m));
                 }

@@ -377,7 +377,6 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
                        hist / (e.file + ".json." + std::to_string(::time(nullptr))), ec);
             std::cout << "queued for import again: " << e.connector << ":" << e.file << "\n";
         }
-        ctx.fix_ownership();
         if (failures) ctx.exit_code = 1;
     });
 
@@ -417,6 +416,7 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
         if (given != 1)
             throw cli_error("import-status: give exactly one of --file, --message-id, --queue-id",
                             2);
+        ctx.as_state_owner();  // the journal lives in the daemon account's folder
         std::error_code ec;
         if (!fs::exists(ctx.cfg().journal_dir() / "data.mdb", ec))
             throw cli_error("no import journal at " + ctx.cfg().journal_dir().string() +

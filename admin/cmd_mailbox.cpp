@@ -160,6 +160,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
             m.address = normalize_mailbox_arg(o->address);
             m.connector = o->conn;
             m.target = o->target;
+            check_target_spec(ctx.cfg(), m.target);
             ctx.open_store().write([&](store_tx& tx) { tx.add_mailbox(m); });
             std::cout << "mailbox " << m.address << " added to " << m.connector << "\n";
         });
@@ -188,9 +189,10 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
                     if (eq == std::string::npos)
                         throw cli_error("expected KEY=VALUE, got '" + kv + "'");
                     std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-                    if (k == "target")
+                    if (k == "target") {
+                        check_target_spec(ctx.cfg(), v);
                         m->target = v;
-                    else if (k == "connector")
+                    } else if (k == "connector")
                         m->connector = v;
                     else if (k == "oauth.client_id")
                         m->oauth.client_id = v;
@@ -304,6 +306,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         cmd->add_option("FILE", *file, "CSV or JSON file")->required();
         cmd->callback([&ctx, file] {
             auto boxes = read_import_file(*file);
+            for (const auto& m : boxes) check_target_spec(ctx.cfg(), m.target);
             ctx.open_store().write([&](store_tx& tx) {
                 for (const auto& m : boxes) tx.add_mailbox(m);
             });

@@ -217,7 +217,6 @@ void mailbox_oauth(mxctl_context& ctx, const std::string& arg, const std::string
     }
     if (cs) secrets.set(secret_name::oauth_client_secret(key), *cs);
     if (rt) secrets.set(secret_name::oauth_refresh_token(key), *rt);
-    ctx.fix_ownership();
     auto m = ctx.open_store_read_only().read().find_mailbox(key);
     std::cout << "mailbox " << key << ": oauth client id '" << m->oauth.client_id << "', tenant '"
               << m->oauth.tenant << "', client secret "

@@ -6,7 +6,10 @@
 // the importer would retry: temporary, or fail the message: permanent). Each run sends a new
 // message (unique Message-ID, so a new fingerprint and idempotency key): a deduplicating
 // receiver processes it. Security: the target secret is read by the target and never printed;
-// receiver text is shown made single-line and truncated, as in reason files.
+// receiver text is shown made single-line and truncated, as in reason files. Run as root with
+// `user` set, the whole command runs as that account (mxctl_context::as_state_owner(), reached
+// through the store): Maildir folders it creates are the importer's, exec targets never run
+// as root.
 #include <unistd.h>
 
 #include <iostream>
@@ -17,6 +20,7 @@
 #include "import_target.hpp"
 #include "message_parse.hpp"
 #include "mxctl.hpp"
+#include "target_http.hpp"
 #include "util/fs.hpp"
 
 namespace mx::admin {
@@ -121,6 +125,16 @@ int run_target_test(mxctl_context& ctx, const std::string& address_arg, bool jso
 }
 
 }  // namespace
+
+void check_target_spec(const config& cfg, const std::string& spec) {
+    if (spec.rfind("webhook:", 0) != 0) return;
+    try {
+        (void)importer::parse_webhook_spec(std::string_view(spec).substr(8),
+                                           cfg.section("targets"));
+    } catch (const std::exception& e) {
+        throw cli_error(std::string("target: ") + e.what());  // the text names no secret
+    }
+}
 
 void add_target_commands(CLI::App& app, mxctl_context& ctx) {
     auto* cmd = app.add_subcommand(

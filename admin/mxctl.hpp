@@ -19,6 +19,7 @@
 #include "global/secrets.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
+#include "util/privdrop.hpp"
 
 namespace mx::admin {
 
@@ -42,8 +43,13 @@ struct mxctl_context {
     store& open_store_read_only();  // for verbs that only look (works without write access)
     secret_store& secrets();
     shm_state* shm();  // nullptr if the segment cannot be attached
-    // Hands state files to the daemon user when run as root (after creating them).
-    void fix_ownership();
+    // Run as root with `user` set: becomes that account for good (creating state_dir first
+    // when missing). Every accessor above calls it; a verb that reaches state another way
+    // (journal, drop folders) calls it before. No-op otherwise, and after the first call.
+    void as_state_owner();
+    // The account as_state_owner() switches to; nullopt when not root or no `user` is set.
+    // Throws cli_error when `user` names no account.
+    std::optional<util::account> state_owner();
 
   private:
     std::optional<config> cfg_;
@@ -51,6 +57,7 @@ struct mxctl_context {
     std::optional<secret_store> secrets_;
     std::optional<shm_state> shm_;
     bool shm_tried_ = false;
+    bool state_owner_checked_ = false;
 };
 
 void add_connector_commands(CLI::App& app, mxctl_context& ctx);
@@ -59,9 +66,10 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx);
 void add_check_command(CLI::App& app, mxctl_context& ctx);
 void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
 void add_stats_command(CLI::App& app, mxctl_context& ctx);
-void add_failed_commands(CLI::App& app, mxctl_context& ctx);  // failed ..., import-status (cmd_failed.cpp)
-void add_doctor_command(CLI::App& app, mxctl_context& ctx);  // doctor (cmd_doctor.cpp)
-void add_smtp_commands(CLI::App& app, mxctl_context& ctx);  // smtp-test, send, mailbox oauth
+void add_failed_commands(CLI::App& app,
+                         mxctl_context& ctx);  // failed ..., import-status (cmd_failed.cpp)
+void add_doctor_command(CLI::App& app, mxctl_context& ctx);   // doctor (cmd_doctor.cpp)
+void add_smtp_commands(CLI::App& app, mxctl_context& ctx);    // smtp-test, send, mailbox oauth
 void add_target_commands(CLI::App& app, mxctl_context& ctx);  // target-test (cmd_target.cpp)
 
 // Helpers shared by the verbs.
@@ -69,6 +77,9 @@ std::string normalize_mailbox_arg(const std::string& arg);  // "Bob@Ex.COM" / "@
 void print_json(const nlohmann::json& j);
 // Prints rows as aligned columns (first row is the header).
 void print_table(const std::vector<std::vector<std::string>>& rows);
+// Refuses (cli_error) a target the importer could not use as written, e.g. a webhook that
+// would send credentials over plain http:// to a non-loopback host (cmd_target.cpp).
+void check_target_spec(const config& cfg, const std::string& spec);
 // Reads a secret value: "-" means one line from stdin (keeps it out of shell history).
 std::string read_secret_value(const std::string& v);
 

@@ -1,8 +1,6 @@
 // mx-importer: imports the files of every active connector's drop folder into mailboxes
 // (see importer.hpp and docs/importer.md). Also the parse worker ("--parse-worker", started
 // by the daemon itself).
-#include <grp.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,19 +13,19 @@
 #include "bounce_sender.hpp"
 #include "global/logging.hpp"
 #include "importer.hpp"
+#include "util/privdrop.hpp"
 #include "util/service.hpp"
 
 namespace {
 
-// Switches to cfg.user when started as root (the daemon binds nothing, so right away).
+// Switches to cfg.user when started as root (the daemon binds nothing, so right away); the
+// one verified switch both daemons and mxctl use (util/privdrop.hpp).
 void drop_privileges(const mx::config& cfg) {
     if (!cfg.user || ::geteuid() != 0) return;
-    struct passwd* pw = ::getpwnam(cfg.user->c_str());
-    if (!pw) throw std::runtime_error("user '" + *cfg.user + "' (config key user) does not exist");
-    if (::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
-        ::setuid(pw->pw_uid) != 0)
-        throw std::runtime_error(std::string("dropping privileges to ") + *cfg.user + ": " +
-                                 std::strerror(errno));
+    auto acct = mx::util::lookup_account(*cfg.user);
+    if (!acct)
+        throw std::runtime_error("user '" + *cfg.user + "' (config key user) does not exist");
+    mx::util::drop_privileges(*acct);
 }
 
 }  // namespace

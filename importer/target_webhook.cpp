@@ -5,7 +5,13 @@
 // The easy handle is kept for the target's lifetime so connections are reused (keep-alive).
 // TLS peer and host verification stay on; redirects are not followed (a receiver that moved
 // is a configuration matter: 3xx is temporary so nothing bounces while it is fixed).
+// Credentials (auth=bearer|basic, user:password@ in the URL) never travel over plain http://
+// except to a loopback address (127.0.0.0/8, ::1, localhost), and such a loopback URL is
+// fetched without any proxy from the environment: parse_webhook_spec() refuses the spec, so
+// the importer defers (4.3.5, "target: ...") and mxctl refuses to store it.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,6 +88,41 @@ std::string status_for_4xx(long code) {
         default:
             return "5.0.0";
     }
+}
+
+// The host of an http(s) URL (no userinfo, port or brackets) and whether userinfo was given.
+std::string url_host(std::string_view url, bool& has_userinfo) {
+    auto scheme_end = url.find("://");
+    auto rest = scheme_end == std::string_view::npos ? url : url.substr(scheme_end + 3);
+    auto authority = rest.substr(0, rest.find_first_of("/?#"));
+    has_userinfo = false;
+    if (auto at = authority.rfind('@'); at != std::string_view::npos) {
+        has_userinfo = true;
+        authority.remove_prefix(at + 1);
+    }
+    if (!authority.empty() && authority.front() == '[') {
+        auto close = authority.find(']');
+        return std::string(
+            authority.substr(1, close == std::string_view::npos ? close : close - 1));
+    }
+    return std::string(authority.substr(0, authority.find(':')));
+}
+
+bool loopback_host(std::string host) {
+    for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (host == "localhost" || host == "localhost.") return true;
+    in_addr a4{};
+    if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    in6_addr a6{};
+    if (::inet_pton(AF_INET6, host.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+bool plain_http(std::string_view url) {
+    return url.size() >= 7 &&
+           std::equal(url.begin(), url.begin() + 7, "http://", [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
 }
 
 class webhook_target final : public import_target {
@@ -267,6 +308,8 @@ class webhook_target final : public import_target {
         h.set(CURLOPT_POST, "CURLOPT_POST", 1L);
         h.set(CURLOPT_PROTOCOLS_STR, "CURLOPT_PROTOCOLS_STR", "http,https");
         h.set(CURLOPT_FOLLOWLOCATION, "CURLOPT_FOLLOWLOCATION", 0L);
+        if (plain_http(o_.url))  // only loopback may carry credentials: never via a proxy
+            h.set(CURLOPT_PROXY, "CURLOPT_PROXY", std::string());
         h.set(CURLOPT_SSL_VERIFYPEER, "CURLOPT_SSL_VERIFYPEER", 1L);
         h.set(CURLOPT_SSL_VERIFYHOST, "CURLOPT_SSL_VERIFYHOST", 2L);
         if (!o_.ca_file.empty()) h.set(CURLOPT_CAINFO, "CURLOPT_CAINFO", o_.ca_file);
@@ -379,6 +422,13 @@ webhook_options parse_webhook_spec(std::string_view rest, const nlohmann::json& 
                            reason_text(auth, 60) + "'");
     if (o.auth == webhook_options::auth::basic && o.user.empty())
         throw target_error("webhook auth=basic needs user=NAME (the password is target.secret)");
+    bool userinfo = false;
+    std::string host = url_host(o.url, userinfo);
+    if (plain_http(o.url) && (o.auth != webhook_options::auth::none || userinfo) &&
+        !loopback_host(host))
+        throw target_error("webhook " + o.describe_url() +
+                           ": credentials (auth=bearer/basic or user:password@) are never sent "
+                           "over plain http:// except to a loopback address; use https://");
     if (o.timeout.count() <= 0) o.timeout = std::chrono::milliseconds(30000);
     if (o.connect_timeout.count() <= 0) o.connect_timeout = std::chrono::milliseconds(10000);
     return o;

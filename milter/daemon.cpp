@@ -6,10 +6,11 @@
 //      with handlers that write to a self-pipe. The kernel delivers a process signal to the
 //      thread-group leader when it does not block it, so libmilter's own signal thread (which
 //      would turn SIGHUP into a shutdown) practically never sees one;
-//   2. load the config, open both sockets (milter via smfi_opensocket(true), which removes a
-//      stale socket; socketmap) with mode/group applied, attach shared memory — all still as
-//      root when started as root;
-//   3. drop to [user] (initgroups, setgid, setuid; verified);
+//   2. load the config, open both sockets with owner/group/mode set before they become
+//      visible (place_unix_socket: bound in a private folder, then renamed into place, so a
+//      symlink the daemon account planted in run_dir is replaced, never followed), attach
+//      shared memory — all still as root when started as root;
+//   3. drop to [user] (util::drop_privileges: initgroups, setgid, setuid; verified);
 //   4. run smfi_main() in a thread; the main thread waits on the pipe (SIGTERM/SIGINT:
 //      smfi_stop, SIGHUP: reload the config), writes the heartbeat every second and re-reads
 //      the config when `reload_requests` in shared memory moves.
@@ -31,9 +32,13 @@
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <random>
+#include <system_error>
 
 #include "global/logging.hpp"
 #include "milter.hpp"
+#include "util/fs.hpp"
+#include "util/privdrop.hpp"
 #include "util/service.hpp"
 
 namespace mx::milter {
@@ -50,24 +55,28 @@ std::string socketmap_spec(const config& cfg) {
     return cfg.resolve_socket(it->get<std::string>());  // "" disables the socketmap service
 }
 
-void ensure_socket_dir(const std::string& path, const std::optional<passwd>& pw) {
+// The folder of a unix socket, created (0755, for the daemon account) when missing. Created
+// by root only in a parent no other account can write (util::make_dir_for).
+void ensure_socket_dir(const std::string& path, const std::optional<util::account>& acct) {
     if (path.empty()) return;
     std::filesystem::path dir = std::filesystem::path(path).parent_path();
-    if (dir.empty() || std::filesystem::exists(dir)) return;
-    std::filesystem::create_directories(dir);
-    ::chmod(dir.c_str(), 0755);
-    if (pw && geteuid() == 0) (void)!::chown(dir.c_str(), pw->pw_uid, pw->pw_gid);
+    std::error_code ec;
+    if (dir.empty() || std::filesystem::exists(dir, ec)) return;
+    std::filesystem::create_directories(dir.parent_path());
+    util::make_dir_for(dir, 0755, acct ? acct->uid : static_cast<uid_t>(-1),
+                       acct ? acct->gid : static_cast<gid_t>(-1));
 }
 
-void drop_privileges(const passwd& pw) {
-    if (::initgroups(pw.pw_name, pw.pw_gid) != 0)
-        throw std::runtime_error(std::string("initgroups: ") + std::strerror(errno));
-    if (::setgid(pw.pw_gid) != 0)
-        throw std::runtime_error(std::string("setgid: ") + std::strerror(errno));
-    if (::setuid(pw.pw_uid) != 0)
-        throw std::runtime_error(std::string("setuid: ") + std::strerror(errno));
-    if (::setuid(0) == 0) throw std::runtime_error("privileges could be regained after setuid");
+[[noreturn]] void fail_errno(const std::string& what) {
+    throw std::system_error(errno, std::generic_category(), what);
 }
+
+struct fd_holder {
+    int fd = -1;
+    ~fd_holder() {
+        if (fd >= 0) ::close(fd);
+    }
+};
 
 void reload(daemon_state& st, const std::string& why) {
     try {
@@ -147,24 +156,93 @@ std::string unix_socket_path(std::string_view spec) {
     return {};
 }
 
-void apply_socket_permissions(const std::string& path, unsigned mode, const std::string& group,
-                              const std::optional<std::string>& owner) {
-    if (path.empty()) return;
-    uid_t uid = static_cast<uid_t>(-1);
-    gid_t gid = static_cast<gid_t>(-1);
-    if (!group.empty()) {
-        struct group* g = ::getgrnam(group.c_str());
-        if (!g) throw std::runtime_error("socket_group '" + group + "' does not exist");
-        gid = g->gr_gid;
+socket_access socket_access_for(const config& cfg) {
+    socket_access a;
+    a.mode = cfg.milter.socket_mode;
+    if (!cfg.milter.socket_group.empty()) {
+        struct group* g = ::getgrnam(cfg.milter.socket_group.c_str());
+        if (!g)
+            throw std::runtime_error("socket_group '" + cfg.milter.socket_group +
+                                     "' does not exist");
+        a.gid = g->gr_gid;
     }
-    if (owner && geteuid() == 0) {
-        if (struct passwd* pw = ::getpwnam(owner->c_str())) uid = pw->pw_uid;
+    if (cfg.user && geteuid() == 0) {
+        if (auto acct = util::lookup_account(*cfg.user)) a.uid = acct->uid;
     }
-    if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
-        ::chown(path.c_str(), uid, gid) != 0)
-        throw std::runtime_error("chown " + path + ": " + std::strerror(errno));
-    if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
-        throw std::runtime_error("chmod " + path + ": " + std::strerror(errno));
+    return a;
+}
+
+void place_unix_socket(const std::string& path, const socket_access& access,
+                       const std::function<void(const std::string& bind_path)>& bind_at) {
+    std::filesystem::path p(path);
+    std::string name = p.filename().string();
+    std::filesystem::path dir = p.parent_path().empty() ? "." : p.parent_path();
+    if (name.empty()) throw std::runtime_error("socket path names a folder: " + path);
+    fd_holder d{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
+    if (d.fd < 0) fail_errno("open " + dir.string());
+
+    // A private folder of ours next to the socket. The account owning `dir` may rename it or
+    // put something else under its name at any time, so it is used only through the
+    // descriptor opened (O_NOFOLLOW) and checked right after the mkdir.
+    std::string tmp;
+    fd_holder t;
+    for (int attempt = 0; t.fd < 0; ++attempt) {
+        char suffix[] = "XXXXXX";
+        static const char* chars = "abcdefghijklmnopqrstuvwxyz0123456789";
+        std::random_device rd;
+        for (int i = 0; i < 6; ++i) suffix[i] = chars[rd() % 36];
+        tmp = "." + name + ".new-" + suffix;
+        if (::mkdirat(d.fd, tmp.c_str(), 0700) != 0) {
+            if (errno == EEXIST && attempt < 100) continue;
+            fail_errno("mkdir " + (dir / tmp).string());
+        }
+        t.fd = ::openat(d.fd, tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st {};
+        if (t.fd < 0 || ::fstat(t.fd, &st) != 0 || st.st_uid != ::geteuid() ||
+            (st.st_mode & 077) != 0) {
+            // Swapped between mkdir and open: not ours, try another name.
+            if (t.fd >= 0) ::close(t.fd);
+            t.fd = -1;
+            if (attempt >= 100)
+                throw std::runtime_error("cannot make a private folder in " + dir.string());
+        }
+    }
+    struct stat tst {};
+    (void)::fstat(t.fd, &tst);
+    auto cleanup = [&] {
+        ::unlinkat(t.fd, name.c_str(), 0);
+        struct stat now {};
+        // Remove our folder only if the name still designates it (else it is not ours).
+        if (::fstatat(d.fd, tmp.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+            now.st_dev == tst.st_dev && now.st_ino == tst.st_ino)
+            ::unlinkat(d.fd, tmp.c_str(), AT_REMOVEDIR);
+    };
+    try {
+        std::string bind_path = "/proc/self/fd/" + std::to_string(t.fd) + "/" + name;
+        if (bind_path.size() >= sizeof(sockaddr_un::sun_path))
+            throw std::runtime_error("socket name too long: " + name);
+        mode_t old = ::umask(0177);  // born 0600: nobody but us until the mode is set below
+        try {
+            bind_at(bind_path);
+        } catch (...) {
+            ::umask(old);
+            throw;
+        }
+        ::umask(old);
+        // Nobody else can add entries to our 0700 folder: `name` is the socket just bound.
+        // Mode first, while we still own it (no CAP_FOWNER needed), then owner and group.
+        if (::fchmodat(t.fd, name.c_str(), static_cast<mode_t>(access.mode & 07777), 0) != 0)
+            fail_errno("fchmodat " + path);
+        if ((access.uid != static_cast<uid_t>(-1) || access.gid != static_cast<gid_t>(-1)) &&
+            ::fchownat(t.fd, name.c_str(), access.uid, access.gid, AT_SYMLINK_NOFOLLOW) != 0)
+            fail_errno("fchownat " + path);
+        // rename(2) replaces the directory entry itself: a symlink there is not followed.
+        if (::renameat(t.fd, name.c_str(), d.fd, name.c_str()) != 0) fail_errno("rename " + path);
+    } catch (...) {
+        cleanup();
+        throw;
+    }
+    cleanup();
 }
 
 int run(const options& opts) {
@@ -197,19 +275,16 @@ int run(const options& opts) {
     st->policy = std::make_shared<const check_policy>(check_policy::from(st->cfg));
     st->store = std::make_unique<store_holder>(st->cfg.store_dir());
 
-    std::optional<passwd> pw;
-    std::string pw_name;  // keeps pw.pw_name alive
+    std::optional<util::account> pw;
     if (st->cfg.user && geteuid() == 0) {
-        struct passwd* p = ::getpwnam(st->cfg.user->c_str());
-        if (!p) {
+        pw = util::lookup_account(*st->cfg.user);
+        if (!pw) {
             spdlog::critical("user '{}' (config key `user`) does not exist",
                              log_safe(*st->cfg.user));
             return ex_config;
         }
-        pw = *p;
-        pw_name = p->pw_name;
-        pw->pw_name = pw_name.data();
     }
+    std::string pw_name = pw ? pw->name : std::string();
 
     std::unique_ptr<socketmap_server> smap_server;
     try {
@@ -220,27 +295,32 @@ int run(const options& opts) {
         }
         const std::string& spec = st->cfg.milter.socket;
         std::string milter_path = unix_socket_path(spec);
-        ensure_socket_dir(milter_path, pw);
-        if (smfi_setconn(const_cast<char*>(spec.c_str())) != MI_SUCCESS)
-            throw std::runtime_error("smfi_setconn(" + spec + ") failed");
+        socket_access access = socket_access_for(st->cfg);
         if (smfi_settimeout(st->cfg.milter.timeout_seconds) != MI_SUCCESS)
             throw std::runtime_error("smfi_settimeout failed");
         smfi_setbacklog(128);
         register_milter();
-        mode_t old = ::umask(0177);  // the socket is born private; mode/group applied next
-        int rc = smfi_opensocket(true);
-        ::umask(old);
-        if (rc != MI_SUCCESS)
-            throw std::runtime_error("smfi_opensocket(" + spec +
-                                     ") failed (directory missing or not writable?)");
-        apply_socket_permissions(milter_path, st->cfg.milter.socket_mode,
-                                 st->cfg.milter.socket_group, st->cfg.user);
+        // libmilter binds the path it is given itself: give it one inside the private folder.
+        auto open_milter_socket = [&](const std::string& conn) {
+            std::string c = conn;  // smfi_setconn keeps its own copy
+            if (smfi_setconn(c.data()) != MI_SUCCESS)
+                throw std::runtime_error("smfi_setconn(" + spec + ") failed");
+            if (smfi_opensocket(true) != MI_SUCCESS)
+                throw std::runtime_error("smfi_opensocket(" + spec +
+                                         ") failed (directory missing or not writable?)");
+        };
+        if (milter_path.empty()) {
+            open_milter_socket(spec);  // inet: loopback unless allow_remote (config.cpp)
+        } else {
+            ensure_socket_dir(milter_path, pw);
+            place_unix_socket(milter_path, access,
+                              [&](const std::string& p) { open_milter_socket("unix:" + p); });
+        }
         if (!smap.empty()) {
             ensure_socket_dir(unix_socket_path(smap), pw);
-            smap_server = std::make_unique<socketmap_server>(*st, smap, st->cfg.milter.socket_mode,
-                                                             st->cfg.milter.socket_group);
+            smap_server = std::make_unique<socketmap_server>(*st, smap, access);
         }
-        if (pw) drop_privileges(*pw);
+        if (pw) util::drop_privileges(*pw);
     } catch (const std::exception& e) {
         spdlog::critical("start-up failed: {}", log_safe(e.what()));
         return ex_oserr;

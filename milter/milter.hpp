@@ -20,9 +20,12 @@
 // are single-line with '%' escaped for smfi_setreply().
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -217,12 +220,27 @@ std::string socketmap_answer(daemon_state& st, std::string_view request);
 
 inline constexpr std::size_t socketmap_max_request = 100000;
 
-// A poll()-driven server thread on a unix socket; stop() joins it.
+// Owner, group and mode a unix socket has before it appears at its path (daemon.cpp).
+struct socket_access {
+    unsigned mode = 0660;
+    uid_t uid = static_cast<uid_t>(-1);  // -1: keep (the creating process's)
+    gid_t gid = static_cast<gid_t>(-1);
+};
+
+// A poll()-driven server thread on a unix or loopback TCP socket; stop() joins it.
+// Limits (so no client can starve the others, e.g. Postfix): at most socketmap_max_clients
+// connections; when full, a new connection closes the one that has been quiet longest
+// instead of being refused; a connection quiet for socketmap_idle_timeout (no complete request
+// answered) is closed — Postfix closes its own idle socketmap connections after 10 s and
+// reconnects (and retries a lookup once) when we closed first.
+inline constexpr std::size_t socketmap_max_clients = 512;
+inline constexpr std::chrono::seconds socketmap_idle_timeout{30};
+
 class socketmap_server {
   public:
-    // Binds (removing a stale socket), applies mode/group; call before dropping privileges.
-    socketmap_server(daemon_state& st, const std::string& spec, unsigned mode,
-                     const std::string& group);
+    // Binds a fresh socket (unix: via place_unix_socket(), so `access` holds before it is
+    // visible); call before dropping privileges.
+    socketmap_server(daemon_state& st, const std::string& spec, const socket_access& access);
     ~socketmap_server();
     socketmap_server(const socketmap_server&) = delete;
     socketmap_server& operator=(const socketmap_server&) = delete;
@@ -252,8 +270,18 @@ int run(const options& opts);
 
 // Socket path of a "unix:PATH" / "local:PATH" spec; empty for inet sockets.
 std::string unix_socket_path(std::string_view spec);
-// Applies mode and group (and owner when root) to a socket file.
-void apply_socket_permissions(const std::string& path, unsigned mode, const std::string& group,
-                              const std::optional<std::string>& owner);
+// What the sockets get: [milter] socket_mode, socket_group (throws when the group does not
+// exist) and, when running as root with `user` set, that account as owner.
+socket_access socket_access_for(const config& cfg);
+
+// Creates the unix socket `path` so that nobody ever sees it with the wrong owner or mode and
+// no symlink at `path` is ever followed: a private folder (0700, ours) is made next to `path`,
+// `bind_at(p)` binds (and listens) at p inside it (reached through /proc/self/fd, so renaming
+// the folder cannot redirect the bind), owner and mode are set relative to that folder's
+// descriptor, and the socket is renamed over `path` (replacing a stale socket — or whatever
+// the account owning the folder planted there — without following it). The folder holding
+// `path` must not be a symlink. Throws std::system_error naming the call.
+void place_unix_socket(const std::string& path, const socket_access& access,
+                       const std::function<void(const std::string& bind_path)>& bind_at);
 
 }  // namespace mx::milter

@@ -11,9 +11,14 @@
 // so one answer per address is enough. Any other map name, a malformed netstring or a request
 // above 100000 octets gets a PERM reply (and the connection is closed after a framing error);
 // a store problem is TEMP, so Postfix defers instead of bouncing.
-// Sockets: unix:PATH (mode/group from the config), or inet:PORT@HOST on a loopback address only
-// (for a chrooted Postfix that cannot reach the unix socket; the answers name connectors and
-// drop folders, so they are never served beyond this machine).
+// Sockets: unix:PATH (owner/group/mode set before it is visible: place_unix_socket), or
+// inet:PORT[@HOST] on a loopback address only (127.0.0.1 when HOST is left out; for a chrooted
+// Postfix that cannot reach the unix socket; the answers name connectors and drop folders, so
+// they are never served beyond this machine).
+// Limits (any local user can connect to a loopback port): see socketmap_max_clients and
+// socketmap_idle_timeout in milter.hpp — a full table closes the quietest connection rather
+// than refusing the new one, and a partial request must be complete within the idle timeout,
+// so idle or trickling connections can never shut Postfix out.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -25,6 +30,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -38,9 +44,6 @@
 
 namespace mx::milter {
 namespace {
-
-constexpr std::size_t max_connections = 512;
-constexpr int idle_timeout_ms = 600 * 1000;
 
 [[noreturn]] void fail_errno(const char* function) {
     throw std::system_error(errno, std::generic_category(), function);
@@ -137,15 +140,16 @@ bool is_loopback(const sockaddr* sa) {
 int listen_inet(const std::string& spec) {
     auto colon = spec.find(':');
     auto at = spec.find('@', colon);
-    if (at == std::string::npos || at == colon + 1 || at + 1 == spec.size())
+    if (at == colon + 1 || (at != std::string::npos && at + 1 == spec.size()))
         throw std::runtime_error("milter.socketmap: expected inet:PORT@HOST, got '" + spec + "'");
-    std::string port = spec.substr(colon + 1, at - colon - 1);
-    std::string host = spec.substr(at + 1);
+    bool v6 = spec.rfind("inet6:", 0) == 0;
+    std::string port = spec.substr(colon + 1, at == std::string::npos ? at : at - colon - 1);
+    std::string host = at == std::string::npos ? (v6 ? "::1" : "127.0.0.1") : spec.substr(at + 1);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_family = spec.rfind("inet6:", 0) == 0 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_family = v6 ? AF_INET6 : AF_UNSPEC;
     hints.ai_flags = AI_NUMERICSERV;
     addrinfo* res = nullptr;
     if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
@@ -170,37 +174,31 @@ int listen_inet(const std::string& spec) {
 
 }  // namespace
 
-socketmap_server::socketmap_server(daemon_state& st, const std::string& spec, unsigned mode,
-                                   const std::string& group)
+socketmap_server::socketmap_server(daemon_state& st, const std::string& spec,
+                                   const socket_access& access)
     : st_(st) {
     path_ = unix_socket_path(spec);
     if (path_.empty() && (spec.rfind("inet:", 0) == 0 || spec.rfind("inet6:", 0) == 0)) {
         listen_fd_ = listen_inet(spec);
+        if (::listen(listen_fd_, 128) != 0) fail_errno("listen");
     } else if (path_.empty()) {
         throw std::runtime_error(
             "milter.socketmap: expected unix:PATH or inet:PORT@HOST (loopback), got '" + spec +
             "'");
     } else {
-        sockaddr_un sa{};
-        sa.sun_family = AF_UNIX;
-        if (path_.size() >= sizeof sa.sun_path)
+        if (path_.size() >= sizeof(sockaddr_un::sun_path))
             throw std::runtime_error("milter.socketmap: path too long: " + path_);
-        std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
         listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (listen_fd_ < 0) fail_errno("socket");
-        ::unlink(path_.c_str());  // stale socket from an earlier run
-        mode_t old = ::umask(0177);
-        int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-        ::umask(old);
-        if (rc != 0) {
-            int e = errno;
-            ::close(listen_fd_);
-            errno = e;
-            fail_errno(("bind " + path_).c_str());
-        }
+        place_unix_socket(path_, access, [&](const std::string& p) {
+            sockaddr_un sa{};
+            sa.sun_family = AF_UNIX;
+            std::memcpy(sa.sun_path, p.c_str(), p.size() + 1);
+            if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+                fail_errno(("bind " + path_).c_str());
+            if (::listen(listen_fd_, 128) != 0) fail_errno("listen");
+        });
     }
-    if (::listen(listen_fd_, 128) != 0) fail_errno("listen");
-    if (!path_.empty()) apply_socket_permissions(path_, mode, group, st.cfg.user);
     if (::pipe2(wake_fd_, O_CLOEXEC | O_NONBLOCK) != 0) fail_errno("pipe2");
 }
 
@@ -233,11 +231,12 @@ void socketmap_server::run() noexcept {
     };
     std::vector<client> clients;
     std::vector<pollfd> pfds;
+    std::uint64_t evicted = 0;
+    auto last_warning = std::chrono::steady_clock::time_point{};
     for (;;) {
         pfds.clear();
         pfds.push_back({wake_fd_[0], POLLIN, 0});
-        pfds.push_back(
-            {listen_fd_, static_cast<short>(clients.size() < max_connections ? POLLIN : 0), 0});
+        pfds.push_back({listen_fd_, POLLIN, 0});  // always: a full table evicts, never refuses
         for (auto& c : clients)
             pfds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
         int n = ::poll(pfds.data(), pfds.size(), 1000);
@@ -264,7 +263,6 @@ void socketmap_server::run() noexcept {
                     c.closing = true;
                     c.out.clear();
                 }
-                c.last = now;
             }
             if (re & (POLLIN | POLLHUP)) {
                 char buf[4096];
@@ -276,7 +274,6 @@ void socketmap_server::run() noexcept {
                     }
                     continue;
                 }
-                c.last = now;
                 c.in.append(buf, static_cast<std::size_t>(r));
                 // Answer every complete request (Postfix sends one at a time, but a client
                 // may pipeline).
@@ -293,6 +290,7 @@ void socketmap_server::run() noexcept {
                     if (!req) break;
                     c.in.erase(0, req->second);
                     c.out += netstring(socketmap_answer(st_, req->first));
+                    c.last = now;  // only answered requests count as activity
                 }
                 // Try to send right away: replies are small and the socket usually writable.
                 if (!c.out.empty()) {
@@ -301,10 +299,11 @@ void socketmap_server::run() noexcept {
                 }
             }
         }
-        // Drop finished, broken and idle clients.
+        // Drop finished, broken and idle clients (idle: no request answered for the timeout,
+        // whether the client sends nothing, trickles a partial request or reads no replies).
         for (std::size_t i = clients.size(); i-- > 0;) {
             auto& c = clients[i];
-            bool idle = now - c.last > std::chrono::milliseconds(idle_timeout_ms);
+            bool idle = now - c.last > socketmap_idle_timeout;
             if ((c.closing && c.out.empty()) || idle) {
                 ::close(c.fd);
                 clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(i));
@@ -314,9 +313,22 @@ void socketmap_server::run() noexcept {
             for (;;) {
                 int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) break;
-                if (clients.size() >= max_connections) {
-                    ::close(fd);
-                    break;
+                if (clients.size() >= socketmap_max_clients) {
+                    // Full: the quietest connection makes room, the new one is served. A
+                    // flood of idle connections thus only ever pushes out its own oldest.
+                    auto q = std::min_element(
+                        clients.begin(), clients.end(),
+                        [](const client& a, const client& b) { return a.last < b.last; });
+                    ::close(q->fd);
+                    clients.erase(q);
+                    ++evicted;
+                    if (now - last_warning > std::chrono::minutes(1)) {
+                        last_warning = now;
+                        spdlog::warn(
+                            "socketmap: {} connections open (the limit); closing the quietest "
+                            "for each new one ({} so far)",
+                            socketmap_max_clients, evicted);
+                    }
                 }
                 clients.push_back(client{fd, {}, {}, false, now});
             }

@@ -1,9 +1,12 @@
 #include "global/config.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +14,20 @@
 
 namespace mx {
 namespace {
+
+// HOST of an inet milter spec a loopback address? Numeric literals and "localhost" only: a
+// name that needs DNS is not known to be local.
+bool loopback_host(std::string host) {
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (host == "localhost") return true;
+    in_addr a4{};
+    if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    in6_addr a6{};
+    if (::inet_pton(AF_INET6, host.c_str(), &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
 
 nlohmann::json to_json(const toml::node& node) {
     if (auto* t = node.as_table()) {
@@ -192,6 +209,20 @@ config parse_config(std::string_view toml_text, const std::filesystem::path& ori
         c.milter.socket.rfind("inet6:", 0) != 0 && c.milter.socket.rfind("local:", 0) != 0)
         throw config_error(r.where("milter", "socket") +
                            ": must start with unix:, local:, inet: or inet6:");
+    r.get(m, "milter", "allow_remote", c.milter.allow_remote);
+    if (bool v6 = c.milter.socket.rfind("inet6:", 0) == 0;
+        v6 || c.milter.socket.rfind("inet:", 0) == 0) {
+        // libmilter binds every interface for "inet:PORT": make the default loopback.
+        auto at = c.milter.socket.find('@');
+        if (at == std::string::npos) {
+            c.milter.socket += v6 ? "@[::1]" : "@127.0.0.1";
+        } else if (!loopback_host(c.milter.socket.substr(at + 1)) && !c.milter.allow_remote) {
+            throw config_error(r.where("milter", "socket") + ": " + c.milter.socket.substr(at + 1) +
+                               " is not a loopback address: anybody who can reach it can ask "
+                               "which addresses have a mailbox here. Use inet:PORT (loopback) or "
+                               "set [milter] allow_remote = true and firewall the port");
+        }
+    }
 
     const auto& s = c.section("smtp");
     r.get(s, "smtp", "host", c.smtp.host);

@@ -33,7 +33,10 @@ struct smtp_server_config {
 };
 
 struct milter_config {
-    std::string socket;        // unix:PATH or inet:PORT@HOST
+    // unix:PATH or inet:PORT@HOST. "inet:PORT" / "inet6:PORT" mean loopback (127.0.0.1 / [::1]);
+    // any other HOST needs allow_remote (the milter tells who has a mailbox here).
+    std::string socket;
+    bool allow_remote = false;
     std::string socket_group;  // group that may connect (Postfix's), empty: keep
     unsigned socket_mode = 0660;
     bool reject_unknown_domains = false;  // domain of no connector: continue (Postfix decides)

@@ -96,4 +96,33 @@ void make_dirs(const std::filesystem::path& dir, unsigned mode) {
     }
 }
 
+bool make_dir_for(const std::filesystem::path& dir, unsigned mode, uid_t uid, gid_t gid) {
+    auto parent = dir.parent_path().empty() ? std::filesystem::path(".") : dir.parent_path();
+    int pfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) fail("open", parent);
+    fd_guard pg{pfd};
+    struct stat pst {};
+    if (::fstat(pfd, &pst) != 0) fail("fstat", parent);
+    // Another account able to write the parent could rename our new folder away and put its
+    // own (or a symlink) under the name between mkdirat and openat.
+    bool others_write = (pst.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(pst.st_mode & S_ISVTX);
+    if (::geteuid() == 0 && (pst.st_uid != 0 || others_write)) {
+        errno = EPERM;
+        fail("make_dir_for: parent writable by another account:", parent);
+    }
+    auto name = dir.filename();
+    if (::mkdirat(pfd, name.c_str(), static_cast<mode_t>(mode)) != 0) {
+        if (errno == EEXIST) return false;
+        fail("mkdir", dir);
+    }
+    int fd = ::openat(pfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) fail("open", dir);
+    fd_guard g{fd};
+    if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) fail("fchmod", dir);  // umask-proof
+    if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
+        ::fchown(fd, uid, gid) != 0)
+        fail("fchown", dir);
+    return true;
+}
+
 }  // namespace mx::util

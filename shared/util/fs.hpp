@@ -3,7 +3,12 @@
 // Promises: write_file_durable() leaves either the old file or the complete new one, never a
 // torn file: it writes a temporary in the same directory, fsyncs it, renames it into place
 // and fsyncs the directory. Errors throw std::system_error naming the path and the call.
+// Security: make_dir_for() is the one way root creates a folder for another account: never by
+// path after the mkdir (the new folder is opened O_NOFOLLOW and changed through its descriptor),
+// and only below a parent no other account can write.
 #pragma once
+
+#include <sys/types.h>
 
 #include <filesystem>
 #include <string>
@@ -19,5 +24,11 @@ std::string read_file(const std::filesystem::path& path);
 void rename_durable(const std::filesystem::path& from, const std::filesystem::path& to);
 // mkdir -p with a mode for newly created components.
 void make_dirs(const std::filesystem::path& dir, unsigned mode = 0750);
+// Creates the folder `dir` (its parent must exist) with `mode` and hands it to uid:gid
+// (-1: keep) through an O_NOFOLLOW|O_DIRECTORY descriptor. Returns false, changing nothing,
+// when `dir` already exists. Run as root, throws std::system_error when the parent is not
+// root's or is writable by others without the sticky bit (the new name could be swapped
+// before it is opened); also when a call fails.
+bool make_dir_for(const std::filesystem::path& dir, unsigned mode, uid_t uid, gid_t gid);
 
 }  // namespace mx::util

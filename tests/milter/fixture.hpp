@@ -39,6 +39,8 @@ struct installation {
     config cfg;
     pid_t pid = -1;
     std::string socketmap_spec;  // empty: "unix:" + socketmap_socket()
+    std::string milter_spec;     // empty: "unix:" + milter_socket()
+    std::string top_keys;        // extra top-level config lines (e.g. user = "...")
 
     explicit installation(const char* tag, const std::string& extra_milter_keys = "",
                           bool with_store = true) {
@@ -62,7 +64,10 @@ struct installation {
                             << "run_dir = \"" << (dir / "run").string() << "\"\n"
                             << "mail_root = \"" << (dir / "mail").string() << "\"\n"
                             << "log_level = \"info\"\n"
-                            << "[milter]\nsocket = \"unix:" << milter_socket() << "\"\n"
+                            << top_keys << "\n"
+                            << "[milter]\nsocket = \""
+                            << (milter_spec.empty() ? "unix:" + milter_socket() : milter_spec)
+                            << "\"\n"
                             << "socketmap = \""
                             << (socketmap_spec.empty() ? "unix:" + socketmap_socket()
                                                        : socketmap_spec)
@@ -110,9 +115,10 @@ struct installation {
             ::execl(binary.c_str(), binary.c_str(), "--config", conf.c_str(), (char*)nullptr);
             ::_exit(127);
         }
+        // is_socket(): a symlink planted at the path (rootsafe tests) is not the socket.
         for (int i = 0; i < 200; ++i) {
-            if (std::filesystem::exists(milter_socket()) &&
-                (!socketmap_spec.empty() || std::filesystem::exists(socketmap_socket())))
+            if ((!milter_spec.empty() || std::filesystem::is_socket(milter_socket())) &&
+                (!socketmap_spec.empty() || std::filesystem::is_socket(socketmap_socket())))
                 return;
             int st = 0;
             if (::waitpid(pid, &st, WNOHANG) == pid) {

@@ -208,6 +208,26 @@ class Mxctl(unittest.TestCase):
         full = json.loads(self.run_ok("export", "--with-secrets"))
         self.assertEqual(full["secrets"], {})
 
+    def test_webhook_credentials_never_over_plain_http(self):
+        self.demo()
+        for target in ("webhook:http://app.example/in#auth=bearer",
+                       "webhook:http://app.example/in#auth=basic&user=u",
+                       "webhook:http://u:pw@app.example/in"):
+            err = self.run_fail("mailbox", "set", "info@example.test", "target=" + target,
+                                expect="plain http://")
+            self.assertNotIn("pw", err)  # the message names no secret
+        self.run_fail("mailbox", "add", "x@example.test", "--connector", "demo", "--target",
+                      "webhook:http://192.0.2.1/#auth=bearer", expect="loopback")
+        self.run_fail("connector", "set", "demo", "default_target=webhook:http://app.example/#auth=bearer",
+                      expect="https://")
+        # https, loopback, and http without credentials are fine.
+        for target in ("webhook:https://app.example/in#auth=bearer",
+                       "webhook:http://127.0.0.1:8080/in#auth=bearer",
+                       "webhook:http://[::1]:8080/in#auth=basic&user=u",
+                       "webhook:http://localhost/in#auth=bearer",
+                       "webhook:http://app.example/in"):
+            self.run_ok("mailbox", "set", "info@example.test", "target=" + target)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=1)
