@@ -262,7 +262,8 @@ int run(const options& opts) {
         smap = socketmap_spec(st->cfg);
         st->tables = std::make_unique<postfix_tables_writer>(
             table_path(st->cfg, "virtual_map", "virtual_mailbox.regexp"),
-            table_path(st->cfg, "domain_table", "domains"));
+            table_path(st->cfg, "domain_table", "domains"),
+            table_path(st->cfg, "drop_table", "virtual_mailbox"));
     } catch (const std::exception& e) {
         std::cerr << "mx-milter: " << e.what() << "\n";
         return ex_config;

@@ -141,13 +141,27 @@ domain_entries render_domain_table(store_view& v);
 // mx::lmdb::error / std::system_error naming the call.
 void write_domain_table(const std::string& table, const domain_entries& entries);
 
+// virtual(8)'s drop table (lmdb:, listed before the regexp table in virtual_mailbox_maps):
+// "@domain" -> drop folder value for every exact connector domain, plus the key
+// drop_table_stamp_key -> a digest of the regexp table's text. virtual(8) re-opens its tables
+// when an lmdb: file was replaced (checked before every delivery request), but never notices
+// a changed regexp file; because every regexp change also replaces this file, long-lived
+// virtual(8) processes always deliver with current tables (no max_use=1: no process per
+// delivery). Subdomain and "." patterns stay in the regexp table.
+inline constexpr const char* drop_table_stamp_key = "#regexp";
+domain_entries render_drop_table(store_view& v, std::string_view regexp_text);
+
 // Keeps virtual(8)'s regexp map and the lmdb: domain table in step with the store. Either path
 // may be empty (that file is not written).
 class postfix_tables_writer {
   public:
-    postfix_tables_writer(std::string virtual_map = {}, std::string domain_table = {})
-        : vmap_path_(std::move(virtual_map)), domain_path_(std::move(domain_table)) {}
+    postfix_tables_writer(std::string virtual_map = {}, std::string domain_table = {},
+                          std::string drop_table = {})
+        : vmap_path_(std::move(virtual_map))
+        , domain_path_(std::move(domain_table))
+        , drop_path_(std::move(drop_table)) {}
     bool enabled() const { return !vmap_path_.empty() || !domain_path_.empty(); }
+    const std::string& drop_table_path() const { return drop_path_; }
     const std::string& virtual_map_path() const { return vmap_path_; }
     const std::string& domain_table_path() const { return domain_path_; }
     // Store generation the files on disk reflect (0: not written yet).
@@ -168,7 +182,7 @@ class postfix_tables_writer {
     std::chrono::steady_clock::duration removal_grace = std::chrono::minutes(10);
 
   private:
-    std::string vmap_path_, domain_path_;
+    std::string vmap_path_, domain_path_, drop_path_;
     mutable std::mutex removed_mu_;  // not mu_: RCPTs must not wait for a file write
     domain_entries removed_;
     std::chrono::steady_clock::time_point removed_at_{};
@@ -177,6 +191,7 @@ class postfix_tables_writer {
     bool written_ = false;
     std::string last_vmap_;
     domain_entries last_domains_;
+    domain_entries last_drops_;
     std::atomic<std::uint64_t> known_generation_{0};
 };
 

@@ -20,6 +20,7 @@
 #include "global/logging.hpp"
 #include "milter.hpp"
 #include "util/fs.hpp"
+#include "util/hex.hpp"
 
 namespace mx::milter {
 namespace {
@@ -85,6 +86,30 @@ std::string render_virtual_map(store_view& v, std::uint64_t generation) {
     return out;
 }
 
+domain_entries render_drop_table(store_view& v, std::string_view regexp_text) {
+    domain_entries out;
+    std::map<std::string, std::string, std::less<>> folder_of;
+    for (const auto& c : v.connectors()) folder_of[c.name] = drop_folder_value(c);
+    for (const auto& [pattern, owner] : v.domains()) {
+        if (pattern.empty() || pattern.front() == '.' || !plain_domain(pattern)) continue;
+        auto it = folder_of.find(owner);
+        if (it == folder_of.end() || it->second.empty()) continue;
+        out.emplace("@" + pattern, it->second);
+    }
+    // The stamp covers the table lines, not the comment naming the store generation: only a
+    // routing change restarts virtual(8), never a mailbox change.
+    std::string lines;
+    for (std::size_t pos = 0; pos < regexp_text.size();) {
+        auto nl = regexp_text.find('\n', pos);
+        if (nl == std::string_view::npos) nl = regexp_text.size();
+        auto line = regexp_text.substr(pos, nl - pos);
+        if (!line.empty() && line.front() != '#') lines.append(line).push_back('\n');
+        pos = nl + 1;
+    }
+    out.emplace(drop_table_stamp_key, util::sha256_hex(lines));
+    return out;
+}
+
 std::string drop_folder_value(const connector& c) {
     std::string p = c.drop_folder;
     // Only absolute, normalised, one-line paths: virtual(8) concatenates base "/" and this.
@@ -107,12 +132,18 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
         struct rendered {
             std::string vmap;
             domain_entries domains;
+            domain_entries drops;
         };
         auto r = store.with_view([&](store_view& v) -> std::optional<rendered> {
             gen = v.generation();
             if (!force && written_ && gen == generation_) return std::nullopt;
             rendered out;
-            if (!vmap_path_.empty()) out.vmap = render_virtual_map(v, gen);
+            if (!vmap_path_.empty()) {
+                out.vmap = render_virtual_map(v, gen);
+                // The stamp ignores the generation comment line: mailbox-only changes must not
+                // restart virtual(8).
+                if (!drop_path_.empty()) out.drops = render_drop_table(v, out.vmap);
+            }
             if (!domain_path_.empty()) out.domains = render_domain_table(v);
             return out;
         });
@@ -124,6 +155,14 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
             ::chmod(vmap_path_.c_str(), 0644);  // whatever the umask: Postfix reads it
             spdlog::info("virtual(8) map {} rewritten (store generation {})", vmap_path_, gen);
             last_vmap_ = std::move(r->vmap);
+        }
+        // After the regexp file: a virtual(8) process that sees the new drop table restarts
+        // and reads the new regexp too.
+        if (!drop_path_.empty() && !vmap_path_.empty() && (!written_ || r->drops != last_drops_)) {
+            write_domain_table(drop_path_, r->drops);
+            spdlog::info("drop table lmdb:{} rewritten: {} domain(s) (store generation {})",
+                         drop_path_, r->drops.size() - 1, gen);
+            last_drops_ = std::move(r->drops);
         }
         if (!domain_path_.empty() && (!written_ || r->domains != last_domains_)) {
             write_domain_table(domain_path_, r->domains);
@@ -155,6 +194,11 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
                 !std::filesystem::exists(domain_path_ + ".lmdb")) {
                 write_domain_table(domain_path_, {});
                 spdlog::info("domain table lmdb:{} created empty (no store yet)", domain_path_);
+            }
+            if (!drop_path_.empty() && !vmap_path_.empty() && !written_ &&
+                !std::filesystem::exists(drop_path_ + ".lmdb")) {
+                write_domain_table(drop_path_, {{drop_table_stamp_key, "none"}});
+                spdlog::info("drop table lmdb:{} created empty (no store yet)", drop_path_);
             }
         } catch (const std::exception& e) {
             spdlog::error("cannot write the Postfix tables: {}", log_safe(e.what()));

@@ -266,6 +266,47 @@ class MilterPostfix(unittest.TestCase):
         self.assertRegex(reply, r"^(451 4\.3\.0 <x@brief\.test>: Recipient address rejected: "
                                 r"domain is being reconfigured|554 5\.7\.1 )")
 
+    def test_12_virtual_processes_live_long_and_follow_routing_changes(self):
+        # No process per delivery: two messages in a row are delivered by one virtual(8)
+        # process. Then a subdomain connector (regexp only) is added while that process lives:
+        # the drop table is replaced, virtual(8) restarts before its next delivery and the
+        # message reaches the new folder (a stale regexp would bounce it as "unknown user").
+        pids = []
+        for _ in range(2):
+            marker = "live-" + uuid.uuid4().hex
+            out, replies = self.swaks("info@example.test", body=marker)
+            self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+            self.assertEqual(len(self.wait_for_files(f"{self.drop}/demo", marker, 1)), 1)
+            m = None
+            deadline = time.time() + 10
+            while not m and time.time() < deadline:
+                m = list(re.finditer(r"postfix/virtual\[(\d+)\]: \w+: to=<info@example\.test>.*"
+                                     r"status=sent", self.maillog_text()))
+                time.sleep(0.1)
+            pids.append(m[-1].group(1))
+        self.assertEqual(pids[0], pids[1], "one virtual(8) process per delivery")
+        table = os.path.join(self.dir, "run", "virtual_mailbox")
+        pfconf = os.path.join(self.dir, "postfix", "etc")
+        p = run(["postmap", "-c", pfconf, "-q", "@example.test", f"lmdb:{table}"], check=False)
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, f"{self.drop}/demo/".lstrip("/")))
+        ino = os.stat(table + ".lmdb").st_ino
+        self.mxctl("mailbox", "add", "sales2@example.test", "--connector", "demo")
+        self.assertTrue(self.rcpt_reply("sales2@example.test").startswith("250"))
+        self.assertEqual(os.stat(table + ".lmdb").st_ino, ino, "a mailbox change restarts virtual(8)")
+        self.mxctl("connector", "add", "wild", "--drop-folder", f"{self.drop}/wild",
+                   "--domain", ".wild.test")
+        try:
+            self.mxctl("mailbox", "add", "x@a.wild.test", "--connector", "wild")
+            marker = "wild-" + uuid.uuid4().hex
+            out, replies = self.swaks("x@a.wild.test", body=marker)
+            self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
+            self.assertEqual(len(self.wait_for_files(f"{self.drop}/wild", marker, 1)), 1)
+            self.assertTrue(self.wait_log(rf"postfix/virtual\[{pids[0]}\]: table lmdb:"
+                                          rf"{re.escape(table)}\S* has changed -- restarting"))
+        finally:
+            self.mxctl("connector", "remove", "wild", "--force")
+            self.mxctl("mailbox", "remove", "sales2@example.test")
+
     def test_10_dot_connector_is_final_destination_not_relay(self):
         self.mxctl("connector", "add", "all", "--drop-folder", f"{self.drop}/all",
                    "--domain", ".")
