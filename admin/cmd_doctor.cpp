@@ -40,6 +40,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -48,6 +49,7 @@
 #include "global/smtp_route.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
+#include "util/privdrop.hpp"
 
 namespace mx::admin {
 namespace {
@@ -743,6 +745,21 @@ class doctor {
         return std::find(o_.skip.begin(), o_.skip.end(), c) == o_.skip.end();
     }
     const config& cfg() { return ctx_.cfg(); }
+
+    // Runs fn as the state owner when doctor runs as root with `user` set, like every other
+    // verb that reads state (admin/context.cpp): the store, secrets and OAuth cache live in
+    // folders the daemon account can plant symlinks in, and LMDB opens lock.mdb read-write by
+    // path. Doctor itself keeps root for what needs it (Postfix's tables, processes, sockets).
+    std::string read_state(const std::function<std::string()>& fn) {
+        std::optional<util::account> owner;
+        try {
+            owner = ctx_.state_owner();
+        } catch (const std::exception&) {
+            // `user` names no account: reported by the config check; nobody can own state.
+        }
+        if (!owner) return fn();
+        return util::run_as(*owner, fn);
+    }
     std::string cmd_prefix() {
         std::string s = "mxctl";
         if (!ctx_.config_path.empty()) s += " --config " + ctx_.config_path;
@@ -789,12 +806,22 @@ class doctor {
             return;
         }
         try {
-            auto s = store::open(dir, true);
-            auto v = s.read();
-            auto conns = v.connectors();
+            auto j = nlohmann::json::parse(read_state([&] {
+                auto s = store::open(dir, true);
+                auto v = s.read();
+                nlohmann::json out = {{"generation", v.generation()},
+                                      {"mailboxes", v.mailbox_count()},
+                                      {"connectors", nlohmann::json::array()}};
+                for (const auto& c : v.connectors()) out["connectors"].push_back(to_json(c));
+                return out.dump();
+            }));
+            std::vector<connector> conns;
+            for (const auto& c : j.at("connectors")) conns.push_back(connector_from_json(c));
             r_.ok("store", "store " + dir.string() + " readable: " + std::to_string(conns.size()) +
-                               " connector(s), " + std::to_string(v.mailbox_count()) +
-                               " mailbox(es), generation " + std::to_string(v.generation()));
+                               " connector(s), " +
+                               std::to_string(j.at("mailboxes").get<std::uint64_t>()) +
+                               " mailbox(es), generation " +
+                               std::to_string(j.at("generation").get<std::uint64_t>()));
             connectors_ = std::move(conns);
             have_store_ = true;
         } catch (const std::exception& e) {
@@ -1069,8 +1096,9 @@ class doctor {
                         "Postfix cannot read " + type + ": tables (virtual_mailbox_domains = " +
                             item + "): every RCPT to a connector domain gets 451 4.3.0",
                         type == "lmdb" ? std::string("apt install postfix-lmdb && postfix reload")
-                                       : "install Postfix's " + type + " map support (postconf -m "
-                                                                       "lists what is there)");
+                                       : "install Postfix's " + type +
+                                             " map support (postconf -m "
+                                             "lists what is there)");
                 ++missing;
             }
         }
@@ -1274,40 +1302,81 @@ class doctor {
 
     void check_oauth() {
         if (!have_store_) return;
+        // One pass as the state owner: the OAuth mailboxes, whether each has a refresh token
+        // (never the token itself), and the token cache.
         std::vector<std::pair<mailbox, auth_method>> mbs;
+        std::map<std::string, bool> refresh_known;  // address -> has a refresh token
+        bool secrets_readable = true;
+        std::string secrets_error;
+        nlohmann::json cache = nlohmann::json::object();
         try {
-            auto s = store::open(cfg().store_dir(), true);
-            auto v = s.read();
-            for (const auto& c : connectors_) {
-                if (c.smtp.auth != auth_method::google && c.smtp.auth != auth_method::microsoft)
-                    continue;
-                v.for_each_mailbox(
-                    [&](const mailbox& m) {
-                        mbs.emplace_back(m, c.smtp.auth);
-                        return mbs.size() < 10000;
-                    },
-                    c.name);
+            auto j = nlohmann::json::parse(read_state([&] {
+                nlohmann::json out = {{"mailboxes", nlohmann::json::array()},
+                                      {"secrets_error", nullptr},
+                                      {"cache", nlohmann::json::object()}};
+                auto s = store::open(cfg().store_dir(), true);
+                auto v = s.read();
+                std::size_t n = 0;
+                for (const auto& c : connectors_) {
+                    if (c.smtp.auth != auth_method::google && c.smtp.auth != auth_method::microsoft)
+                        continue;
+                    v.for_each_mailbox(
+                        [&](const mailbox& m) {
+                            out["mailboxes"].push_back(
+                                {{"mailbox", to_json(m)},
+                                 {"address", m.address},
+                                 {"method", std::string(to_string(c.smtp.auth))}});
+                            return ++n < 10000;
+                        },
+                        c.name);
+                }
+                if (n == 0) return out.dump();
+                try {
+                    auto secrets = secret_store::open(cfg(), true);
+                    for (auto& e : out["mailboxes"]) {
+                        bool has = true;
+                        try {
+                            has = secrets
+                                      .get(secret_name::oauth_refresh_token(
+                                          e["address"].get<std::string>()))
+                                      .has_value();
+                        } catch (const std::exception&) {
+                        }
+                        e["has_refresh"] = has;
+                    }
+                } catch (const std::exception& e) {
+                    out["secrets_error"] = e.what();
+                }
+                try {
+                    out["cache"] = nlohmann::json::parse(
+                        util::read_file(cfg().state_dir / "oauth" / "tokens.json"));
+                } catch (const std::exception&) {
+                    // No cache yet (nothing sent so far): only the secrets are checked.
+                }
+                return out.dump();
+            }));
+            for (const auto& e : j.at("mailboxes")) {
+                auto address = e.at("address").get<std::string>();
+                auto method = e.at("method").get<std::string>() == to_string(auth_method::google)
+                                  ? auth_method::google
+                                  : auth_method::microsoft;
+                mbs.emplace_back(mailbox_from_json(address, e.at("mailbox")), method);
+                if (e.contains("has_refresh")) refresh_known[address] = e["has_refresh"];
             }
+            if (!j.at("secrets_error").is_null()) {
+                secrets_readable = false;
+                secrets_error = j["secrets_error"].get<std::string>();
+            }
+            cache = j.at("cache");
         } catch (const std::exception& e) {
             r_.fail("oauth", std::string("cannot list mailboxes: ") + e.what(), "see store above");
             return;
         }
         if (mbs.empty()) return;
-        std::optional<secret_store> secrets;
-        try {
-            secrets = secret_store::open(cfg(), true);
-        } catch (const std::exception& e) {
-            r_.warn("oauth", std::string("secret store not readable by this account: ") + e.what(),
+        if (!secrets_readable)
+            r_.warn("oauth", "secret store not readable by this account: " + secrets_error,
                     "run mxctl doctor as root or as " +
                         (user_ ? user_->name : std::string("the daemon user")));
-        }
-        nlohmann::json cache = nlohmann::json::object();
-        try {
-            auto text = util::read_file(cfg().state_dir / "oauth" / "tokens.json");
-            cache = nlohmann::json::parse(text);
-        } catch (const std::exception&) {
-            // No cache yet (nothing sent so far) or not readable: only the secrets are checked.
-        }
         auto now = static_cast<std::int64_t>(std::time(nullptr));
         std::size_t good = 0;
         for (const auto& [m, method] : mbs) {
@@ -1320,13 +1389,8 @@ class doctor {
                 continue;
             }
             bool has_refresh = true;
-            if (secrets) {
-                try {
-                    has_refresh =
-                        secrets->get(secret_name::oauth_refresh_token(m.address)).has_value();
-                } catch (const std::exception&) {
-                }
-            }
+            if (auto it = refresh_known.find(m.address); it != refresh_known.end())
+                has_refresh = it->second;
             if (!has_refresh) {
                 r_.fail("oauth", who + ": no refresh token stored: mail cannot be sent", fix);
                 continue;
