@@ -32,6 +32,7 @@
 #include <spdlog/spdlog.h>
 
 #include "util/sandbox.hpp"
+#include "util/sanitizers.hpp"
 
 namespace mx::importer {
 namespace {
@@ -495,7 +496,7 @@ void parse_worker::start() {
         struct rlimit rl {
             opts_.memory_limit, opts_.memory_limit
         };
-        ::setrlimit(RLIMIT_AS, &rl);
+        if (util::address_space_limit_usable) ::setrlimit(RLIMIT_AS, &rl);
         struct rlimit core {
             0, 0
         };

@@ -52,6 +52,7 @@
 
 #include "message_parse.hpp"
 #include "target_http.hpp"
+#include "util/sanitizers.hpp"
 
 namespace mx::importer {
 namespace {
@@ -678,7 +679,8 @@ child_outcome run_converter(const std::filesystem::path& file, const json_body_o
         struct rlimit as {
             o.memory_limit, o.memory_limit
         };
-        ::setrlimit(RLIMIT_AS, &as);
+        // Not in ASan/TSan builds: their shadow memory is far above any limit (sanitizers.hpp).
+        if (util::address_space_limit_usable) ::setrlimit(RLIMIT_AS, &as);
         rlim_t cpu = static_cast<rlim_t>(o.timeout.count() / 1000 + 2);
         struct rlimit c {
             cpu, cpu
