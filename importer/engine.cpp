@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>  // renameat2, RENAME_NOREPLACE
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -157,6 +158,16 @@ bool ends_with_eml(const std::string& n) {
     std::string suf = n.substr(n.size() - 4);
     for (char& c : suf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return suf == ".eml";
+}
+
+// Test-only fault injection (MX_IMPORTER_FAULT_INJECTION=1 in the environment, never in
+// production): a drop file whose name contains "mx-test-journal-fault-<step>" makes that
+// step's journal write fail for this file, as a full disk or a refused key would.
+void inject_journal_fault(const std::string& name, const char* step) {
+    const char* e = std::getenv("MX_IMPORTER_FAULT_INJECTION");
+    if (!e || std::string_view(e) != "1") return;
+    if (name.find(std::string("mx-test-journal-fault-") + step) != std::string::npos)
+        throw lmdb::error("mdb_put", MDB_BAD_VALSIZE);
 }
 
 struct failure_def {
@@ -655,6 +666,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
 
     // 4. pending records with their planned locations, before anything becomes visible
     auto write_pending = [&](lmdb::txn& t, item& it) {
+        inject_journal_fault(it.name, "pending");
         for (auto& r : it.rcpts)
             if (r.to_deliver && r.target && !r.planned.empty())
                 journal_.put_delivery(t, it.pr.fingerprint, r.key,
@@ -761,6 +773,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                               {"last_error", last_error}};
     };
     auto write_final = [&](lmdb::txn& t, item& it) {
+        inject_journal_fault(it.name, "final");
         if (it.vanished) {
             journal_.del_retry(t, it.work.string());
             return;

@@ -392,3 +392,33 @@ TEST_CASE("journal_days: default 30, configurable, never negative", "[engine][jo
         mx::parse_config("state_dir = \"/tmp/x\"\n[importer]\njournal_days = -1\n", "x.toml");
     CHECK_THROWS(settings::from(bad));
 }
+
+TEST_CASE("a journal write that fails for one file defers that file only", "[engine][journal]") {
+    ::setenv("MX_IMPORTER_FAULT_INJECTION", "1", 1);
+    fixture fx("retry_base_seconds = 0\n");
+    for (const char* n : {"a", "mx-test-journal-fault-final", "mx-test-journal-fault-pending", "b"})
+        spit(fx.root / "drop" / "new" / n,
+             msg_with_id("info@example.test", std::string("<") + n + "@remote.test>", n));
+    auto b1 = fx.eng->run_batch(fx.fold, &*fx.st);
+    CHECK(b1.files == 4);
+    CHECK(b1.imported == 2);  // a and b: the batch went on
+    CHECK(b1.deferred == 2);
+    CHECK(work_files(fx) == 2);
+    {
+        auto t = fx.jr->read();
+        for (const char* n : {"mx-test-journal-fault-final", "mx-test-journal-fault-pending"}) {
+            INFO(n);
+            auto r = fx.jr->retry(
+                t, (fx.root / "drop" / ".work" / "test.host" / (std::string("n,") + n)).string());
+            REQUIRE(r);
+            CHECK((*r)["attempts"] == 1);
+        }
+    }
+    // "final": delivered, its record still pending; "pending": nothing delivered yet
+    CHECK(fx.count(fx.maildir_new("info@example.test")) == 3);
+    ::unsetenv("MX_IMPORTER_FAULT_INJECTION");
+    auto b2 = fx.drain();
+    CHECK(b2.imported == 2);  // the recovered one counts once, now
+    CHECK(work_files(fx) == 0);
+    CHECK(fx.count(fx.maildir_new("info@example.test")) == 4);  // each message exactly once
+}
