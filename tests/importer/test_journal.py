@@ -5,7 +5,8 @@ once like every other, .work/ ends empty and the webhook receives exactly one PO
 `mxctl import-status --message-id` finds the long id; `mxctl stats` shows the journal's size.
 Second part: a long drop folder path and host name make the work path (the retry key) longer
 than LMDB's 511-byte key limit; a temporarily failing file still gets its retry record and the
-importer does not spin on it."""
+importer does not spin on it. Third part: retention — with a tiny `journal_days` the running
+daemon prunes imported records and their index entries (seen through `mxctl stats --json`)."""
 import json
 import os
 import subprocess
@@ -142,10 +143,40 @@ def long_retry_key(a):
         env.cleanup(keep=a.keep)
 
 
+def retention(a):
+    # journal_days = 0.0001: records older than ~8 s go; the prune runs every second
+    env = mxenv.Env(a.importer, a.mxctl,
+                    extra="journal_days = 0.0001\njournal_prune_seconds = 1\n")
+    try:
+        env.setup_demo(("info@example.test",))
+        for i in range(3):
+            mxenv.write_maildir(env.drop, "ret%d" % i, mxenv.message("ret%d" % i,
+                                                                      "info@example.test"))
+        env.start(log=os.path.join(env.root, "importer.log"))
+
+        def entries():
+            st = json.loads(env.ctl("stats", "--json").stdout)
+            return st.get("journal", {}).get("entries", {})
+        env.wait_until(lambda: entries().get("deliveries") == 3, timeout=60, what="3 imported")
+        env.wait_until(lambda: entries().get("deliveries") == 0, timeout=120, what="pruned")
+        e = entries()
+        check(e.get("files") == 0 and e.get("msgids") == 0,
+              "index entries pruned with their records: %s" % e)
+        check(len(env.files(env.maildir_new("info@example.test"))) == 3,
+              "the mailbox keeps its messages")
+        log = open(os.path.join(env.root, "importer.log"), errors="replace").read()
+        check("journal: pruned" in log, "the daemon logs the prune")
+    except AssertionError as e:
+        check(False, str(e))
+    finally:
+        env.cleanup(keep=a.keep)
+
+
 def main():
     a = mxenv.args()
     long_message_id(a)
     long_retry_key(a)
+    retention(a)
     if FAILS:
         print("%d check(s) failed" % len(FAILS))
         return 1
