@@ -3,8 +3,9 @@
 // linking the importer.
 //
 // Schema (schema_version 1):
-//   deliveries  "<fingerprint> <recipient>" -> JSON record (state pending|imported|failed,
-//               recipient, ...)
+//   deliveries  "<fingerprint> <recipient>" -> JSON record (state pending|imported|failed|
+//               held, recipient, ...); held: a permanent failure of a file not finished yet
+//               (another recipient is temporary), its bounce not spooled
 //   files       "<drop file name> <fingerprint>" -> JSON {connector, recipients, time}
 //   msgids      "<message-id> <fingerprint>" -> ""
 //   queueids    "<queue id> <fingerprint>" -> ""
@@ -22,6 +23,8 @@
 // whether the delivery happened (no duplicate, no loss). Every write is one transaction;
 // MDB_MAP_FULL grows the map and retries. Fingerprint = SHA-256 of the file's bytes, so the
 // same bytes dropped twice (Postfix redelivery after a crash) are imported once per recipient.
+// Retention: prune() removes final records (imported, failed) older than a time, their index
+// entries and retry records of vanished files; pending and held records are never pruned.
 #pragma once
 
 #include <sys/stat.h>
