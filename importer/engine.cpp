@@ -73,6 +73,40 @@ std::string bounded_name(const std::string& n, std::size_t max) {
     return n.substr(0, keep) + "~" + h;
 }
 
+// Work file names are valid UTF-8 without control characters: they travel in JSON (parse
+// worker requests, reason files, journal records) and log lines. Other bytes become '_' and
+// the name gets "~" + 16 hex of SHA-256 of the original, so different names stay different.
+std::string safe_name(const std::string& n) {
+    std::string out;
+    bool changed = false;
+    for (std::size_t i = 0; i < n.size();) {
+        auto c = static_cast<unsigned char>(n[i]);
+        std::size_t len = c < 0x80         ? 1
+                          : (c >> 5) == 6  ? 2
+                          : (c >> 4) == 14 ? 3
+                          : (c >> 3) == 30 ? 4
+                                           : 0;
+        bool ok = len > 0 && i + len <= n.size() && !(len == 1 && (c < 0x20 || c == 0x7f)) &&
+                  !(len == 2 && c < 0xc2) && !(len == 4 && c > 0xf4);
+        if (ok && len >= 3) {  // no overlong forms, no surrogates, nothing above U+10FFFF
+            auto c1 = static_cast<unsigned char>(n[i + 1]);
+            ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0) &&
+                 !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+        }
+        for (std::size_t k = 1; ok && k < len; ++k)
+            ok = (static_cast<unsigned char>(n[i + k]) & 0xC0) == 0x80;
+        if (!ok) {
+            out.push_back('_');
+            changed = true;
+            ++i;
+            continue;
+        }
+        out.append(n, i, len);
+        i += len;
+    }
+    return changed ? out + "~" + hash_hex(n, 8) : out;
+}
+
 // Moves src to dst only if dst does not exist: 0, or an errno (EEXIST: dst exists; ENOENT:
 // another importer won the file, or it vanished). rename() would silently replace an older
 // claim of the same name.
@@ -396,13 +430,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                     return true;
                 }
             }
-            std::string wn = bounded_name(n, max_work_name);
+            std::string wn = bounded_name(safe_name(n), max_work_name);
             auto dst = work / (std::string(1, origin) + "," + wn);
             int rc = claim_rename(src, dst);
             for (int i = 0; rc == EEXIST && i < 8; ++i) {
                 // An older claim of the same name is still here (a retry, a crash): both
                 // stay; the newcomer gets a unique suffix.
-                wn = bounded_name(n + "." +
+                wn = bounded_name(safe_name(n) + "." +
                                       short_hash(dst.string() + std::to_string(now) +
                                                  std::to_string(i) + std::to_string(items.size())),
                                   max_work_name);
@@ -489,7 +523,14 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
         };
         if (pr.st == parse_result::status::io_error) {
             if (pr.err == ENOENT) {
-                it.vanished = true;
+                struct stat sb {};
+                if (::lstat(it.work.c_str(), &sb) != 0) {
+                    it.vanished = true;
+                    return;
+                }
+                // Still there, yet the parser found no such file: it can never read this one
+                // (it would loop forever as "vanished"): the file's failure, not a retry.
+                fail_all("unparseable", "5.6.0", "the parser cannot open the file: " + pr.error);
                 return;
             }
             if (pr.err == ELOOP || pr.err == EINVAL) {  // a symlink or not a regular file

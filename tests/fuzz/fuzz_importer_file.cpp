@@ -15,6 +15,7 @@
 //
 // Built with -DMX_FUZZ=ON (clang, libFuzzer). Without it the same source becomes
 // replay_importer_file, which ctest runs over the corpus in the normal test suite.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -33,6 +34,14 @@
 #include "global/store.hpp"
 #include "importer.hpp"
 #include "journal.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MX_FUZZ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MX_FUZZ_ASAN 1
+#endif
+#endif
 
 namespace fs = std::filesystem;
 using namespace mx::importer;
@@ -54,7 +63,8 @@ struct world {
     std::size_t runs = 0;
 
     world() {
-        spdlog::set_level(spdlog::level::off);
+        // MX_FUZZ_LOG=1 keeps the importer's log (to understand a finding).
+        if (!std::getenv("MX_FUZZ_LOG")) spdlog::set_level(spdlog::level::off);
         root = fs::temp_directory_path() / ("mx-fuzz-importer-" + std::to_string(::getpid()));
         fs::remove_all(root);
         fs::create_directories(root / "drop" / "new");
@@ -89,6 +99,11 @@ struct world {
         auto s = settings::from(cfg);
         s.worker.exec_path.clear();  // fork mode: no second binary needed
         s.parse_workers = 1;
+#ifdef MX_FUZZ_ASAN
+        // AddressSanitizer's shadow memory makes any RLIMIT_AS fail the worker's first mmap:
+        // every file would be "unparseable" and the journal-key paths never reached.
+        s.worker.memory_limit = RLIM_INFINITY;
+#endif
         eng = std::make_unique<engine>(cfg, s, *jr, nullptr);
         fold = folder::from(*st->read().find_connector("demo"));
     }
@@ -146,10 +161,16 @@ std::string file_name(std::string_view line) {
     return n;
 }
 
+// One installation for the whole run (set up once, cleaned after every input).
+world& the_world() {
+    static world w;
+    return w;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    static world w;
+    world& w = the_world();
     std::string_view in(reinterpret_cast<const char*>(data), size);
     auto nl = in.find('\n');
     std::string name =
@@ -181,6 +202,14 @@ int main(int argc, char** argv) {
             ++n;
         }
     std::printf("replayed %zu input(s)\n", n);
+    // The per-file path really ran: the seed with a 600-character Message-ID is in the index.
+    auto& w = the_world();
+    auto t = w.jr->read();
+    if (w.jr->lookup(t, journal::by::message_id, "<" + std::string(600, 'x') + "@remote.test>")
+            .empty()) {
+        std::printf("the long Message-ID of corpus/importer_file/long_message_id is not indexed\n");
+        return 1;
+    }
     return n > 0 ? 0 : 1;
 }
 #endif

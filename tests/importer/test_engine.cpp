@@ -422,3 +422,25 @@ TEST_CASE("a journal write that fails for one file defers that file only", "[eng
     CHECK(work_files(fx) == 0);
     CHECK(fx.count(fx.maildir_new("info@example.test")) == 4);  // each message exactly once
 }
+
+TEST_CASE("drop file names with control characters or invalid UTF-8 are imported, not looped",
+          "[engine][hostile]") {
+    // Found by fuzz_importer_file: such a name did not survive the parse worker's JSON request,
+    // the file looked "vanished" and was retried every batch, forever.
+    fixture fx;
+    const std::string bad = std::string("bad\x1f") + "name\xc8\xff" + "\xed\xa0\x80";
+    spit(fx.root / "drop" / "new" / bad, msg_with_id("info@example.test", "<u@remote.test>", "u"));
+    spit(fx.root / "drop" / "new" / (bad + "x"),
+         msg_with_id("nobody@example.test", "<v@remote.test>", "v"));
+    auto b = fx.eng->run_batch(fx.fold, &*fx.st);
+    CHECK(b.imported == 1);
+    CHECK(b.failed == 1);
+    CHECK(work_files(fx) == 0);
+    CHECK(fx.count(fx.maildir_new("info@example.test")) == 1);
+    CHECK(fx.drain().files == 0);
+    for (const auto& e : fs::directory_iterator(fx.root / "drop" / "ImportFailed")) {
+        auto n = e.path().filename().string();
+        CHECK(n.rfind("bad_name__", 0) == 0);
+        CHECK(n.find('\x1f') == std::string::npos);
+    }
+}
