@@ -3,10 +3,14 @@
 // writes the Prometheus format atomically (temporary file + rename) for node_exporter's
 // textfile collector, e.g. from a systemd timer or cron every minute.
 // Process up/down comes from the heartbeats the daemons write into the segment every second.
+// The import journal's size (bytes of data.mdb, entries per database) is read from the journal
+// itself (read-only); without a journal (or no right to read it) it is simply left out.
 #include <ctime>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
+#include "../importer/journal.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
 #include "util/prometheus.hpp"
@@ -56,6 +60,28 @@ constexpr std::int64_t heartbeat_fresh_seconds = 15;
 
 bool heartbeat_up(std::uint64_t hb, std::int64_t now) {
     return hb != 0 && now - static_cast<std::int64_t>(hb) <= heartbeat_fresh_seconds;
+}
+
+std::optional<importer::journal::size_info> journal_size(const config& cfg) {
+    std::error_code ec;
+    if (!std::filesystem::exists(cfg.journal_dir() / "data.mdb", ec)) return std::nullopt;
+    try {
+        auto j = importer::journal::open(cfg.journal_dir(), true);
+        return j.size(cfg.journal_dir());
+    } catch (const std::exception&) {
+        return std::nullopt;  // not readable by this account: the counters still show
+    }
+}
+
+std::string human_bytes(std::uint64_t b) {
+    const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(b);
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, ++u;
+    std::ostringstream o;
+    o.precision(u == 0 ? 0 : 1);
+    o << std::fixed << v << " " << unit[u];
+    return o.str();
 }
 
 }  // namespace
@@ -129,6 +155,19 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
                     << util::prometheus_label_value(s->name) << "\"} "
                     << (t > 0 && now > t ? now - t : 0) << "\n";
             }
+            if (auto js = journal_size(ctx.cfg())) {
+                metric_head("mxconnector_journal_bytes",
+                            "Size of the import journal's data file (data.mdb).", true);
+                out << "mxconnector_journal_bytes " << js->bytes << "\n";
+                metric_head("mxconnector_journal_entries", "Entries in the import journal.", true);
+                const std::pair<const char*, std::uint64_t> dbs[] = {{"deliveries", js->deliveries},
+                                                                     {"files", js->files},
+                                                                     {"msgids", js->msgids},
+                                                                     {"queueids", js->queueids},
+                                                                     {"retries", js->retries}};
+                for (auto [db, n] : dbs)
+                    out << "mxconnector_journal_entries{db=\"" << db << "\"} " << n << "\n";
+            }
             if (!o->textfile.empty()) {
                 // Atomic for the collector: it never reads a half-written file.
                 util::write_file_durable(o->textfile, out.str(), 0644);
@@ -155,6 +194,15 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
             conns[s->name] = c;
         }
         j["connectors"] = conns;
+        auto js = journal_size(ctx.cfg());
+        if (js)
+            j["journal"] = {{"bytes", js->bytes},
+                            {"entries",
+                             {{"deliveries", js->deliveries},
+                              {"files", js->files},
+                              {"msgids", js->msgids},
+                              {"queueids", js->queueids},
+                              {"retries", js->retries}}}};
         if (o->json) return print_json(j);
         if (!shm) std::cout << "no counters yet (no daemon has run since boot)\n";
         std::cout << "mx-milter " << (j["processes"]["mx-milter"].get<bool>() ? "up" : "DOWN")
@@ -170,6 +218,9 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
             rows.push_back(r);
         }
         if (rows.size() > 1) print_table(rows);
+        if (js)
+            std::cout << "journal " << human_bytes(js->bytes) << ", " << js->deliveries
+                      << " deliveries, " << js->retries << " retries\n";
     });
 }
 

@@ -1,6 +1,7 @@
 // daemon: mx-importer's main loop — connectors from the store (followed through the shm
 // generation plus a periodic rescan), inotify on the active drop folders, batches through the
-// engine, counters and heartbeat into shared memory, and the periodic tasks (bounce sender).
+// engine, counters and heartbeat into shared memory, and the periodic tasks (bounce sender,
+// journal retention).
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -100,6 +101,15 @@ int daemon::run() {
         spdlog::warn("shared memory not available ({}); running without counters", e.what());
     }
     engine_ = std::make_unique<engine>(cfg_, s_, *journal_, shm_ ? &*shm_ : nullptr);
+    if (s_.journal_retention.count() > 0) {
+        // Retention keeps the journal bounded; first run one interval after the start.
+        add_task({"journal-prune", s_.prune_interval, [this] {
+                      auto before = static_cast<std::int64_t>(::time(nullptr)) -
+                                    static_cast<std::int64_t>(s_.journal_retention.count());
+                      auto n = journal_->prune(before);
+                      if (n > 0) spdlog::info("journal: pruned {} old entries", n);
+                  }});
+    }
     spdlog::info("mx-importer started (host {}, journal {}, durability {})", s_.host,
                  cfg_.journal_dir().string(),
                  s_.durability == sync_set::mode::syncfs ? "syncfs" : "fsync");

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>  // renameat2, RENAME_NOREPLACE
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -37,17 +39,137 @@ std::string iso_time(std::int64_t t) {
     return buf;
 }
 
-std::string short_hash(std::string_view s) {
+// The first `bytes` bytes of SHA-256(s) in hex.
+std::string hash_hex(std::string_view s, unsigned bytes) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
     static const char* d = "0123456789abcdef";
     std::string out;
-    for (unsigned i = 0; i < 6 && i < len; ++i) {
+    for (unsigned i = 0; i < bytes && i < len; ++i) {
         out.push_back(d[md[i] >> 4]);
         out.push_back(d[md[i] & 15]);
     }
     return out;
+}
+
+std::string short_hash(std::string_view s) {
+    return hash_hex(s, 6);
+}
+
+// File names derived from a drop file's name stay below NAME_MAX (255) with everything added
+// to them: "<origin>," in .work/, ".<12 hex>" (a name taken) + ".json" in ImportFailed, and
+// the temporary name of a durable write (".<name>.tmp<20 digits>").
+constexpr std::size_t max_work_name = 253;    // + "n," = 255
+constexpr std::size_t max_failed_name = 160;  // + 13 + 5 + 25 < 255
+
+// `n` itself when at most `max` bytes; else a readable prefix (not cutting a UTF-8 sequence),
+// "~" and 16 hex of SHA-256 of the whole name: exactly `max` bytes or less.
+std::string bounded_name(const std::string& n, std::size_t max) {
+    if (n.size() <= max) return n;
+    std::string h = hash_hex(n, 8);
+    std::size_t keep = max - 1 - h.size();
+    while (keep > 0 && (static_cast<unsigned char>(n[keep]) & 0xC0) == 0x80) --keep;
+    return n.substr(0, keep) + "~" + h;
+}
+
+// Work file names are valid UTF-8 without control characters: they travel in JSON (parse
+// worker requests, reason files, journal records) and log lines. Other bytes become '_' and
+// the name gets "~" + 16 hex of SHA-256 of the original, so different names stay different.
+std::string safe_name(const std::string& n) {
+    std::string out;
+    bool changed = false;
+    for (std::size_t i = 0; i < n.size();) {
+        auto c = static_cast<unsigned char>(n[i]);
+        std::size_t len = c < 0x80         ? 1
+                          : (c >> 5) == 6  ? 2
+                          : (c >> 4) == 14 ? 3
+                          : (c >> 3) == 30 ? 4
+                                           : 0;
+        bool ok = len > 0 && i + len <= n.size() && !(len == 1 && (c < 0x20 || c == 0x7f)) &&
+                  !(len == 2 && c < 0xc2) && !(len == 4 && c > 0xf4);
+        if (ok && len >= 3) {  // no overlong forms, no surrogates, nothing above U+10FFFF
+            auto c1 = static_cast<unsigned char>(n[i + 1]);
+            ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0) &&
+                 !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+        }
+        for (std::size_t k = 1; ok && k < len; ++k)
+            ok = (static_cast<unsigned char>(n[i + k]) & 0xC0) == 0x80;
+        if (!ok) {
+            out.push_back('_');
+            changed = true;
+            ++i;
+            continue;
+        }
+        out.append(n, i, len);
+        i += len;
+    }
+    return changed ? out + "~" + hash_hex(n, 8) : out;
+}
+
+// Moves src to dst only if dst does not exist: 0, or an errno (EEXIST: dst exists; ENOENT:
+// another importer won the file, or it vanished). rename() would silently replace an older
+// claim of the same name.
+int claim_rename(const std::filesystem::path& src, const std::filesystem::path& dst) {
+    if (::renameat2(AT_FDCWD, src.c_str(), AT_FDCWD, dst.c_str(), RENAME_NOREPLACE) == 0) return 0;
+    int e = errno;
+    if (e != EINVAL && e != ENOSYS) return e;
+    // No RENAME_NOREPLACE on this filesystem (some network filesystems): link + unlink. Of
+    // two importers that both linked, only one unlink succeeds; the other drops its link.
+    if (::link(src.c_str(), dst.c_str()) != 0) return errno;
+    if (::unlink(src.c_str()) != 0) {
+        e = errno;
+        ::unlink(dst.c_str());
+        return e;
+    }
+    return 0;
+}
+
+// A claimed file another account owns, or with hard links outside our folders, could be
+// changed after the import by whoever holds it, and the Maildir target hard-links the claimed
+// file into the mailbox: replace it by a copy of our own (temporary dot name, fsync, rename
+// over). Returns an error text, empty when the file is ours (or was made ours).
+std::string make_private(const std::filesystem::path& work_dir, const std::filesystem::path& p) {
+    struct stat sb {};
+    if (::lstat(p.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return {};  // the parser decides
+    if (sb.st_uid == ::geteuid() && sb.st_nlink <= 1) return {};
+    int in = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (in < 0) return std::string("open: ") + std::strerror(errno);
+    auto tmp = work_dir / (".private." + short_hash(p.string()) + ".tmp");
+    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0) {
+        int e = errno;
+        ::close(in);
+        return std::string("open ") + tmp.string() + ": " + std::strerror(e);
+    }
+    std::string err;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            err = std::string("read: ") + std::strerror(errno);
+            break;
+        }
+        if (n == 0) break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = ::write(out, buf + off, static_cast<std::size_t>(n - off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                err = std::string("write: ") + std::strerror(errno);
+                break;
+            }
+            off += w;
+        }
+        if (!err.empty()) break;
+    }
+    ::close(in);
+    if (err.empty() && ::fsync(out) != 0) err = std::string("fsync: ") + std::strerror(errno);
+    if (::close(out) != 0 && err.empty()) err = std::string("close: ") + std::strerror(errno);
+    if (err.empty() && ::rename(tmp.c_str(), p.c_str()) != 0)
+        err = std::string("rename: ") + std::strerror(errno);
+    if (!err.empty()) ::unlink(tmp.c_str());
+    return err;
 }
 
 // Names in a folder we own, in directory order; dot files (temporaries) are skipped.
@@ -70,6 +192,16 @@ bool ends_with_eml(const std::string& n) {
     std::string suf = n.substr(n.size() - 4);
     for (char& c : suf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return suf == ".eml";
+}
+
+// Test-only fault injection (MX_IMPORTER_FAULT_INJECTION=1 in the environment, never in
+// production): a drop file whose name contains "mx-test-journal-fault-<step>" makes that
+// step's journal write fail for this file, as a full disk or a refused key would.
+void inject_journal_fault(const std::string& name, const char* step) {
+    const char* e = std::getenv("MX_IMPORTER_FAULT_INJECTION");
+    if (!e || std::string_view(e) != "1") return;
+    if (name.find(std::string("mx-test-journal-fault-") + step) != std::string::npos)
+        throw lmdb::error("mdb_put", MDB_BAD_VALSIZE);
 }
 
 struct failure_def {
@@ -107,6 +239,11 @@ settings settings::from(const config& cfg) {
     s.parse_workers = static_cast<std::size_t>(std::clamp(num("parse_workers", 2), 1.0, 16.0));
     s.worker.limits.max_header_bytes =
         static_cast<std::size_t>(num("max_header_bytes", 100 * 1024));
+    double days = num("journal_days", 30);
+    if (days < 0) throw config_error("[importer] journal_days must be 0 (keep) or more");
+    s.journal_retention = std::chrono::seconds(static_cast<long>(days * 86400));
+    s.prune_interval = std::chrono::milliseconds(
+        static_cast<long>(std::max(1.0, num("journal_prune_seconds", 3600)) * 1000));
     std::string dur = j.value("durability", std::string("syncfs"));
     if (dur == "fsync")
         s.durability = sync_set::mode::fsync;
@@ -144,6 +281,7 @@ struct engine::item {
         bool settled = false;      // nothing to do (duplicate / already failed)
         bool bounce_done = false;  // a bounce was spooled for this failure earlier
         bool was_failed = false;
+        bool to_deliver = false;  // planned in this batch (pending record, then deliver)
     };
     std::filesystem::path work;
     std::string name;  // original name
@@ -155,6 +293,28 @@ struct engine::item {
     std::vector<rcpt> rcpts;
     bool vanished = false;
     std::string failed_path;
+    bool journal_failed = false;  // its final records could not be written: kept for retry
+
+    bool any_temporary() const {
+        for (const auto& r : rcpts)
+            if (r.res.kind == result_kind::temporary) return true;
+        return false;
+    }
+    // This file waits for another try (its own failure, never the batch's): every outcome not
+    // yet settled becomes temporary and nothing more is delivered in this batch.
+    void defer(const std::string& status, const std::string& detail) {
+        for (auto& r : rcpts) {
+            if (r.settled) continue;
+            r.res = {result_kind::temporary, status, detail, {}};
+            r.target = nullptr;
+            r.to_deliver = false;
+        }
+        if (rcpts.empty()) {
+            rcpt r;
+            r.res = {result_kind::temporary, status, detail, {}};
+            rcpts.push_back(std::move(r));
+        }
+    }
 };
 
 engine::engine(const config& cfg, settings s, journal& j, shm_state* shm)
@@ -233,6 +393,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                 note_waiting(p);
                 return true;
             }
+            if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
+                if (m->second > now) {
+                    note_waiting(p);
+                    return true;
+                }
+                unrecorded_retries_.erase(m);
+            }
             item it;
             it.work = p;
             auto comma = n.find(',');
@@ -263,17 +430,33 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                     return true;
                 }
             }
-            std::string wn = std::string(1, origin) + "," + n;
-            auto dst = work / wn;
-            if (::rename(src.c_str(), dst.c_str()) != 0) {
-                if (errno != ENOENT)  // ENOENT: another importer won, or it vanished
+            std::string wn = bounded_name(safe_name(n), max_work_name);
+            auto dst = work / (std::string(1, origin) + "," + wn);
+            int rc = claim_rename(src, dst);
+            for (int i = 0; rc == EEXIST && i < 8; ++i) {
+                // An older claim of the same name is still here (a retry, a crash): both
+                // stay; the newcomer gets a unique suffix.
+                wn = bounded_name(safe_name(n) + "." +
+                                      short_hash(dst.string() + std::to_string(now) +
+                                                 std::to_string(i) + std::to_string(items.size())),
+                                  max_work_name);
+                dst = work / (std::string(1, origin) + "," + wn);
+                rc = claim_rename(src, dst);
+            }
+            if (rc != 0) {
+                if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
                     spdlog::warn("connector {}: cannot claim {}: {}", f.connector,
-                                 log_safe(src.string()), std::strerror(errno));
+                                 log_safe(src.string()), std::strerror(rc));
                 return true;
             }
+            if (auto err = make_private(work, dst); !err.empty())
+                spdlog::warn(
+                    "connector {}: cannot make a private copy of {} ({}); importing "
+                    "it as it is",
+                    f.connector, log_safe(wn), err);
             item it;
             it.work = dst;
-            it.name = n;
+            it.name = wn;
             it.origin = origin;
             items.push_back(std::move(it));
             return true;
@@ -323,8 +506,9 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     const auto policy = check_policy::from(cfg_);
     sync_set sync(s_.durability);
     auto rt = journal_.read();
-    std::vector<item::rcpt*> to_plan;
-    for (auto& it : items) {
+    bool any_planned = false;
+    // Per file: duplicates by the journal, mailbox, target, planned location.
+    auto plan_file = [&](item& it) {
         auto& pr = it.pr;
         if (it.first_seen == 0) it.first_seen = pr.mtime ? pr.mtime : now;
         auto fail_all = [&](const std::string& reason, const std::string& status,
@@ -340,17 +524,24 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
         };
         if (pr.st == parse_result::status::io_error) {
             if (pr.err == ENOENT) {
-                it.vanished = true;
-                continue;
+                struct stat sb {};
+                if (::lstat(it.work.c_str(), &sb) != 0) {
+                    it.vanished = true;
+                    return;
+                }
+                // Still there, yet the parser found no such file: it can never read this one
+                // (it would loop forever as "vanished"): the file's failure, not a retry.
+                fail_all("unparseable", "5.6.0", "the parser cannot open the file: " + pr.error);
+                return;
             }
             if (pr.err == ELOOP || pr.err == EINVAL) {  // a symlink or not a regular file
                 fail_all("unparseable", "5.6.0", "not a regular file: " + pr.error);
-                continue;
+                return;
             }
             item::rcpt r;  // EACCES, EIO, ...: an administrator can fix it; retry
             r.res = {result_kind::temporary, "4.3.0", "cannot read the file: " + pr.error, {}};
             it.rcpts.push_back(std::move(r));
-            continue;
+            return;
         }
         if (pr.st != parse_result::status::ok) {
             for (const auto& raw : pr.info.env.recipients) {  // from the envelope-only pass
@@ -361,11 +552,11 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                 it.rcpts.push_back(std::move(r));
             }
             fail_all("unparseable", "5.6.0", "message could not be parsed: " + pr.error);
-            continue;
+            return;
         }
         if (pr.size == 0) {
             fail_all("unparseable", "5.6.0", "empty file");
-            continue;
+            return;
         }
         const auto& env = pr.info.env;
         std::vector<std::string> raws = env.recipients;
@@ -403,13 +594,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
             fail_all("unparseable", "5.6.0",
                      "no envelope recipient (no X-Receiver, Delivered-To, X-Original-To, nor a "
                      "To/Cc address of this connector)");
-            continue;
+            return;
         }
         if (f.max_size > 0 && pr.size > f.max_size) {
             fail_all("too-large", "5.3.4",
                      "message size " + std::to_string(pr.size) + " exceeds the connector's limit " +
                          std::to_string(f.max_size));
-            continue;
+            return;
         }
         for (auto& r : it.rcpts) {
             if (r.res.kind == result_kind::permanent && !r.reason.empty()) continue;
@@ -435,6 +626,17 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                         ++bs.duplicates;
                         continue;
                     }
+                }
+                if (state == "held") {
+                    // A permanent outcome of an earlier try of this file, whose bounce waits
+                    // until the file is finished: it stands (the target is not asked again).
+                    r.res = {result_kind::permanent,
+                             rec->value("status", ""),
+                             rec->value("diagnostic", ""),
+                             {}};
+                    r.reason = rec->value("reason", "");
+                    r.mailbox = rec->value("mailbox", "");
+                    continue;
                 }
                 if (state == "pending") {
                     std::string spec = rec->value("target", ""), loc = rec->value("location", "");
@@ -486,36 +688,71 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
             delivery d{it.work,     pr.size,        r.key,         r.mailbox,
                        f.connector, pr.fingerprint, it.first_seen, &pr.info};
             r.planned = r.target->plan(d);
-            to_plan.push_back(&r);
+            r.to_deliver = true;
+            any_planned = true;
+        }
+    };
+    for (auto& it : items) {
+        try {
+            plan_file(it);
+        } catch (const std::exception& e) {
+            // Whatever went wrong is this file's problem: it waits for a retry, the batch goes on.
+            spdlog::error("connector {}: cannot plan {}: {}; will retry", f.connector,
+                          log_safe(it.name), e.what());
+            it.defer("4.3.0", std::string("planning failed: ") + e.what());
         }
     }
     rt.abort();
 
     // 4. pending records with their planned locations, before anything becomes visible
-    if (!to_plan.empty()) {
-        journal_.write([&](lmdb::txn& t) {
-            for (auto& it : items)
-                for (auto& r : it.rcpts)
-                    if (r.target && r.res.kind != result_kind::imported && !r.planned.empty() &&
-                        std::find(to_plan.begin(), to_plan.end(), &r) != to_plan.end())
-                        journal_.put_delivery(t, it.pr.fingerprint, r.key,
-                                              {{"state", "pending"},
-                                               {"connector", f.connector},
-                                               {"mailbox", r.mailbox},
-                                               {"target", r.spec},
-                                               {"location", r.planned},
-                                               {"file", it.name},
-                                               {"time", now},
-                                               {"host", s_.host}});
-        });
+    auto write_pending = [&](lmdb::txn& t, item& it) {
+        inject_journal_fault(it.name, "pending");
+        for (auto& r : it.rcpts)
+            if (r.to_deliver && r.target && !r.planned.empty())
+                journal_.put_delivery(t, it.pr.fingerprint, r.key,
+                                      {{"state", "pending"},
+                                       {"connector", f.connector},
+                                       {"mailbox", r.mailbox},
+                                       {"target", r.spec},
+                                       {"location", r.planned},
+                                       {"file", it.name},
+                                       {"time", now},
+                                       {"host", s_.host}});
+    };
+    if (any_planned) {
+        try {
+            journal_.write([&](lmdb::txn& t) {
+                for (auto& it : items) write_pending(t, it);
+            });
+        } catch (const std::exception& e) {
+            // Maybe one file's record is what fails: each file alone, so only that one waits.
+            spdlog::warn("connector {}: journal write of the batch failed ({}); file by file",
+                         f.connector, e.what());
+            for (auto& it : items) {
+                bool planned = false;
+                for (auto& r : it.rcpts) planned |= r.to_deliver;
+                if (!planned) continue;
+                try {
+                    journal_.write([&](lmdb::txn& t) { write_pending(t, it); });
+                } catch (const std::exception& e2) {
+                    spdlog::error("connector {}: journal write for {} failed: {}; will retry",
+                                  f.connector, log_safe(it.name), e2.what());
+                    it.defer("4.3.0", std::string("journal: ") + e2.what());
+                }
+            }
+        }
     }
     // 5. deliver, then one sync for the whole batch
     for (auto& it : items)
         for (auto& r : it.rcpts) {
-            if (!r.target || r.planned.empty() || r.res.kind == result_kind::imported) continue;
+            if (!r.to_deliver || !r.target || r.planned.empty()) continue;
             delivery d{it.work,     it.pr.size,        r.key,         r.mailbox,
                        f.connector, it.pr.fingerprint, it.first_seen, &it.pr.info};
-            r.res = r.target->deliver(d, r.planned, sync);
+            try {
+                r.res = r.target->deliver(d, r.planned, sync);
+            } catch (const std::exception& e) {
+                r.res = {result_kind::temporary, "4.3.0", std::string("deliver: ") + e.what(), {}};
+            }
             if (r.res.kind == result_kind::permanent) r.reason = "refused";
         }
     try {
@@ -529,11 +766,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                     r.res = {result_kind::temporary, "4.3.0", std::string("sync: ") + e.what(), {}};
     }
 
-    // 6. decide per file; late failures go to ImportFailed (bounce spooled first)
+    // 6. decide per file; a file is finished when no recipient is temporary: then its
+    // permanent failures (of this try and held from earlier ones) go to ImportFailed with one
+    // bounce. While a recipient is temporary, permanent outcomes are held (journal state
+    // "held"): no bounce, no count, no "failed" line yet.
     for (auto& it : items) {
         if (it.vanished) continue;
-        bool any_temp = false;
-        for (auto& r : it.rcpts) any_temp |= r.res.kind == result_kind::temporary;
+        bool any_temp = it.any_temporary();
         if (any_temp && now - it.first_seen > s_.max_age.count()) {
             for (auto& r : it.rcpts)
                 if (r.res.kind == result_kind::temporary) {
@@ -564,70 +803,106 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     }
 
     // 7. final journal records, indexes, retry schedule
-    journal_.write([&](lmdb::txn& t) {
-        for (auto& it : items) {
-            if (it.vanished) {
-                journal_.del_retry(t, it.work.string());
+    auto retry_record = [&](const item& it, const std::string& last_error) {
+        int attempts = it.attempts + 1;
+        auto delay = s_.retry_base.count() << std::min(attempts - 1, 20);
+        delay = std::min<long>(delay, s_.retry_max.count());
+        return nlohmann::json{{"attempts", attempts},
+                              {"next", now + delay},
+                              {"first_seen", it.first_seen},
+                              {"last_error", last_error}};
+    };
+    auto write_final = [&](lmdb::txn& t, item& it) {
+        inject_journal_fault(it.name, "final");
+        if (it.vanished) {
+            journal_.del_retry(t, it.work.string());
+            return;
+        }
+        bool any_temp = it.any_temporary();
+        nlohmann::json rcpt_list = nlohmann::json::array();
+        std::string last_error;
+        for (auto& r : it.rcpts) {
+            if (r.res.kind == result_kind::temporary) {
+                last_error = r.res.status + " " + r.res.detail;
                 continue;
             }
-            bool any_temp = false;
-            nlohmann::json rcpt_list = nlohmann::json::array();
-            std::string last_error;
-            for (auto& r : it.rcpts) {
-                if (r.res.kind == result_kind::temporary) {
-                    any_temp = true;
-                    last_error = r.res.status + " " + r.res.detail;
-                    continue;
-                }
-                rcpt_list.push_back(r.key);
-                if (r.settled || it.pr.fingerprint.empty()) continue;
-                nlohmann::json rec = {{"connector", f.connector},
-                                      {"mailbox", r.mailbox},
-                                      {"file", it.name},
-                                      {"message_id", it.pr.info.message_id},
-                                      {"queue_id", it.pr.info.queue_id},
-                                      {"size", it.pr.size},
-                                      {"time", now},
-                                      {"host", s_.host},
-                                      {"status", r.res.status}};
-                if (r.res.kind == result_kind::imported) {
-                    rec["state"] = "imported";
-                    rec["target"] = r.spec;
-                    rec["location"] = r.planned;
-                    rec["path"] = r.res.location;
-                } else {
-                    rec["state"] = "failed";
-                    rec["reason"] = r.reason;
-                    rec["diagnostic"] = r.res.detail;
-                    rec["failed_path"] = it.failed_path;
-                    rec["bounce_spooled"] = true;
-                }
-                journal_.put_delivery(t, it.pr.fingerprint, r.key, rec);
-            }
-            if (!it.pr.fingerprint.empty())
-                journal_.index(t, it.name, it.pr.fingerprint, it.pr.info.message_id,
-                               it.pr.info.queue_id,
-                               {{"connector", f.connector},
-                                {"recipients", rcpt_list},
-                                {"time", now},
-                                {"message_id", it.pr.info.message_id},
-                                {"queue_id", it.pr.info.queue_id}});
-            if (any_temp) {
-                int attempts = it.attempts + 1;
-                auto delay = s_.retry_base.count() << std::min(attempts - 1, 20);
-                delay = std::min<long>(delay, s_.retry_max.count());
-                journal_.put_retry(t, it.work.string(),
-                                   {{"attempts", attempts},
-                                    {"next", now + delay},
-                                    {"first_seen", it.first_seen},
-                                    {"last_error", last_error}});
+            rcpt_list.push_back(r.key);
+            if (r.settled || it.pr.fingerprint.empty()) continue;
+            nlohmann::json rec = {{"connector", f.connector},
+                                  {"mailbox", r.mailbox},
+                                  {"file", it.name},
+                                  {"message_id", it.pr.info.message_id},
+                                  {"queue_id", it.pr.info.queue_id},
+                                  {"size", it.pr.size},
+                                  {"time", now},
+                                  {"host", s_.host},
+                                  {"status", r.res.status}};
+            if (r.res.kind == result_kind::imported) {
+                rec["state"] = "imported";
+                rec["target"] = r.spec;
+                rec["location"] = r.planned;
+                rec["path"] = r.res.location;
             } else {
-                journal_.del_retry(t, it.work.string());
+                // Finished: in ImportFailed with its bounce. Not finished: held (see step 6).
+                rec["state"] = any_temp ? "held" : "failed";
+                rec["reason"] = r.reason;
+                rec["diagnostic"] = r.res.detail;
+                rec["failed_path"] = it.failed_path;
+                rec["bounce_spooled"] = !any_temp && !it.failed_path.empty();
+            }
+            journal_.put_delivery(t, it.pr.fingerprint, r.key, rec);
+        }
+        if (!it.pr.fingerprint.empty())
+            journal_.index(t, it.name, it.pr.fingerprint, it.pr.info.message_id,
+                           it.pr.info.queue_id,
+                           {{"connector", f.connector},
+                            {"recipients", rcpt_list},
+                            {"time", now},
+                            {"message_id", it.pr.info.message_id},
+                            {"queue_id", it.pr.info.queue_id}});
+        if (any_temp)
+            journal_.put_retry(t, it.work.string(), retry_record(it, last_error));
+        else
+            journal_.del_retry(t, it.work.string());
+    };
+    try {
+        journal_.write([&](lmdb::txn& t) {
+            for (auto& it : items) write_final(t, it);
+        });
+    } catch (const std::exception& e) {
+        spdlog::warn("connector {}: journal write of the batch failed ({}); file by file",
+                     f.connector, e.what());
+        for (auto& it : items) {
+            try {
+                journal_.write([&](lmdb::txn& t) { write_final(t, it); });
+                continue;
+            } catch (const std::exception& e2) {
+                spdlog::error("connector {}: journal write for {} failed: {}; will retry",
+                              f.connector, log_safe(it.name), e2.what());
+                it.journal_failed = true;
+                if (it.vanished || !it.failed_path.empty()) continue;  // not in .work any more
+                // Its deliveries stay "pending" in the journal: the next try finds them
+                // delivered and records them then (the crash recovery path).
+                it.defer("4.3.0", std::string("journal: ") + e2.what());
+            }
+            try {
+                journal_.write([&](lmdb::txn& t) {
+                    journal_.put_retry(t, it.work.string(),
+                                       retry_record(it, "4.3.0 journal write failed"));
+                });
+            } catch (const std::exception& e3) {
+                // Not even a retry record: remember the schedule in memory so this file
+                // never blocks the folder (a restart retries it at once).
+                auto next = retry_record(it, "").value("next", now + s_.retry_base.count());
+                unrecorded_retries_[it.work.string()] = next;
+                spdlog::error("connector {}: no retry record for {}: {}", f.connector,
+                              log_safe(it.name), e3.what());
             }
         }
-    });
+    }
 
-    // 8. the claimed copies that are done go away; log and count
+    // 8. the claimed copies that are done go away; log and count (permanent outcomes once:
+    // when the file is finished)
     for (auto& it : items) {
         ++bs.files;
         if (it.vanished) {
@@ -635,13 +910,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                          log_safe(it.name));
             continue;
         }
-        bool any_temp = false;
-        for (auto& r : it.rcpts) any_temp |= r.res.kind == result_kind::temporary;
+        bool any_temp = it.any_temporary();
         auto* cc = shm_ ? &shm_->counters(f.connector) : nullptr;
         for (auto& r : it.rcpts) {
             const char* outcome = r.settled                              ? "duplicate"
                                   : r.res.kind == result_kind::imported  ? "imported"
                                   : r.res.kind == result_kind::temporary ? "deferred"
+                                  : any_temp                             ? "held"
                                                                          : "failed";
             spdlog::info(
                 "import connector={} rcpt=<{}> mailbox={} msgid={} size={} queue_id={} outcome={} "
@@ -653,7 +928,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
             if (r.res.kind == result_kind::imported) {
                 ++bs.imported;
                 if (cc) cc->imported.fetch_add(1, std::memory_order_relaxed);
-            } else if (r.res.kind == result_kind::permanent) {
+            } else if (r.res.kind == result_kind::permanent && !any_temp) {
                 ++bs.failed;
                 if (cc) (cc->*counter_for(r.reason)).fetch_add(1, std::memory_order_relaxed);
             }
@@ -671,7 +946,9 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
 void engine::finish_failed(const folder& f, item& it) {
     const std::int64_t now = now_unix();
     const auto& info = it.pr.info;
-    std::string fname = it.name;
+    // Bounded: a drop file name near NAME_MAX plus ".json" and a temporary suffix would not
+    // fit, and the file would never leave .work/. The reason file keeps the original name.
+    std::string fname = bounded_name(it.name, max_failed_name);
     auto dir = f.failed_dir();
     struct stat sb {};
     if (::lstat((dir / fname).c_str(), &sb) == 0)

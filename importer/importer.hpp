@@ -11,8 +11,11 @@
 //   4. journal commit: "pending" + planned locations
 //   5. deliver (hard link / copy), then ONE sync of the whole batch (syncfs or fsyncs)
 //   6. late failures: reason JSON -> spool bounce -> move the file to ImportFailed
-//   7. journal commit: "imported"/"failed", indexes, retry schedule
+//   7. journal commit: "imported"/"failed"/"held", indexes, retry schedule
 //   8. unlink the claimed files that are done
+// One file's trouble is that file's alone: an exception while planning or delivering it, or a
+// journal write that fails for it (the batch's transactions are redone file by file), defers
+// only that file (retry record), never the batch.
 // A crash anywhere leaves the file in the work folder and the journal consistent with the
 // mailboxes: the restart re-runs the batch, and pending records are checked against the
 // target (delivered(planned)) — never a duplicate, never a loss.
@@ -52,10 +55,14 @@ struct settings {
     // multi-threaded process without exec is avoided). [importer] parse_workers.
     std::size_t parse_workers = 2;
     std::string host;  // work folder name and "importer_host" (config hostname)
+    // Journal retention: final delivery records (imported, failed) older than this are pruned
+    // with their index entries, and retry records of files that are gone. 0: keep forever.
+    std::chrono::seconds journal_retention{30 * 86400};
+    std::chrono::milliseconds prune_interval{3600 * 1000};
 
     // [importer] keys: max_age_days, retry_base_seconds, retry_max_seconds, batch_size,
     // durability ("syncfs"|"fsync"), rescan_seconds, eml_settle_seconds, parse_timeout_seconds,
-    // parse_memory_mb, max_header_bytes.
+    // parse_memory_mb, max_header_bytes, journal_days, journal_prune_seconds.
     static settings from(const config& cfg);
 };
 
@@ -102,6 +109,9 @@ class engine {
     std::vector<parse_result> parse_all(const std::vector<std::filesystem::path>& paths,
                                         const std::vector<std::uint64_t>& sizes);
     target_cache targets_;
+    // Work files whose retry record could not be written (journal failing): their next try,
+    // so one file never makes the folder spin. Lost on restart, which then retries at once.
+    std::map<std::string, std::int64_t> unrecorded_retries_;
 };
 
 // A periodic task of the daemon's main loop (see daemon::add_task).

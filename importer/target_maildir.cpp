@@ -2,10 +2,11 @@
 // "<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>".
 //
 // Fast path: a hard link from the claimed file into new/ (same filesystem: no bytes copied;
-// link() is atomic, so new/ never shows a partial message). Otherwise: copy into tmp/, fsync,
-// rename into new/. Durability of data and directory entries is left to the batch's sync_set.
-// Errors: ENOSPC/EDQUOT/EIO/EROFS/EACCES are temporary (an administrator can fix them);
-// nothing here is permanent except a target that cannot exist (path is a file).
+// link() is atomic, so new/ never shows a partial message). Otherwise (other filesystem, or a
+// file another account owns): copy into tmp/, fsync, rename into new/. Folders are 0750 (the
+// application reads through the group). Durability of data and directory entries is left to the
+// batch's sync_set. Errors: ENOSPC/EDQUOT/EIO/EROFS/EACCES are temporary (an administrator can fix
+// them); nothing here is permanent except a target that cannot exist (path is a file).
 #include <fcntl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -77,6 +78,12 @@ class maildir_target final : public import_target {
     result deliver(const delivery& d, const std::string& planned, sync_set& s) override {
         if (auto err = ensure_dirs()) return *err;
         auto dest = root_ / "new" / planned;
+        // A file another account owns stays theirs through a hard link (they could change
+        // the message in the mailbox): copy it. (The engine already replaces such claimed
+        // files by private copies; this holds for every caller.)
+        struct stat sb {};
+        if (::lstat(d.source.c_str(), &sb) == 0 && sb.st_uid != ::geteuid())
+            return copy(d, planned, dest, s);
         if (::link(d.source.c_str(), dest.c_str()) == 0) {
             s.add_file(dest);
             s.add_dir(root_ / "new");
@@ -120,7 +127,7 @@ class maildir_target final : public import_target {
         if (ready_) return std::nullopt;
         for (const char* sub : {"tmp", "new", "cur"}) {
             try {
-                util::make_dirs(root_ / sub, 0700);
+                util::make_dirs(root_ / sub, 0750);  // docs/architecture.md: 0750
             } catch (const std::system_error& e) {
                 return from_errno(e.code().value(), "mkdir " + (root_ / sub).string());
             }

@@ -41,21 +41,24 @@ struct fixture {
     std::unique_ptr<engine> eng;
     folder fold;
 
-    explicit fixture(const std::string& extra_toml = "") {
+    // `hostname` names the work folder (.work/<hostname>); `drop_sub` is the drop folder
+    // below the root (deep paths make long work paths).
+    explicit fixture(const std::string& extra_toml = "", const std::string& hostname = "test.host",
+                     const std::string& drop_sub = "drop") {
         std::random_device rd;
         root = std::filesystem::temp_directory_path() /
                ("mx-importer-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
         std::filesystem::create_directories(root);
-        std::string toml =
-            "state_dir = \"" + (root / "state").string() + "\"\n" + "run_dir = \"" +
-            (root / "run").string() + "\"\n" + "mail_root = \"" + (root / "mail").string() +
-            "\"\n" + "hostname = \"test.host\"\n[importer]\neml_settle_seconds = 0\n" + extra_toml;
+        std::string toml = "state_dir = \"" + (root / "state").string() + "\"\n" + "run_dir = \"" +
+                           (root / "run").string() + "\"\n" + "mail_root = \"" +
+                           (root / "mail").string() + "\"\n" + "hostname = \"" + hostname +
+                           "\"\n[importer]\neml_settle_seconds = 0\n" + extra_toml;
         cfg = parse_config(toml, root / "mx.toml");
         st = store::open(cfg.store_dir(), false);
         st->write([&](store_tx& tx) {
             connector c;
             c.name = "demo";
-            c.drop_folder = (root / "drop").string();
+            c.drop_folder = (root / drop_sub).string();
             c.domains = {"example.test"};
             tx.add_connector(c);
             for (const char* a : {"info@example.test", "sales@example.test"}) {
@@ -65,7 +68,7 @@ struct fixture {
                 tx.add_mailbox(m);
             }
         });
-        std::filesystem::create_directories(root / "drop" / "new");
+        std::filesystem::create_directories(root / drop_sub / "new");
         jr = journal::open(cfg.journal_dir(), false);
         auto s = settings::from(cfg);
         s.worker.exec_path.clear();  // fork mode
