@@ -14,30 +14,16 @@
 
 #include <iostream>
 
-#include <openssl/evp.h>
-
 #include "global/mail_header.hpp"
 #include "import_target.hpp"
 #include "message_parse.hpp"
 #include "mxctl.hpp"
 #include "target_http.hpp"
 #include "util/fs.hpp"
+#include "util/hex.hpp"
 
 namespace mx::admin {
 namespace {
-
-std::string sha256_hex(std::string_view s) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
-    static const char* d = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out.push_back(d[md[i] >> 4]);
-        out.push_back(d[md[i] & 15]);
-    }
-    return out;
-}
 
 struct temp_file {
     std::filesystem::path path;
@@ -83,8 +69,8 @@ int run_target_test(mxctl_context& ctx, const std::string& address_arg, bool jso
     util::write_file_durable(tf.path, m, 0600);
 
     importer::message_info info = importer::analyse_message(m);  // our own bytes: safe
-    importer::delivery d{tf.path,       m.size(),      rcpt, mb->address,
-                         mb->connector, sha256_hex(m), now,  &info};
+    importer::delivery d{tf.path, m.size(), rcpt, mb->address, mb->connector, util::sha256_hex(m),
+                         now,     &info};
     std::unique_ptr<importer::import_target> target;
     try {
         target = importer::make_target(cfg, spec);

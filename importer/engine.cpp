@@ -13,7 +13,6 @@
 #include <set>
 #include <thread>
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include "global/address.hpp"
@@ -22,6 +21,7 @@
 #include "global/recipient_check.hpp"
 #include "importer.hpp"
 #include "util/fs.hpp"
+#include "util/hex.hpp"
 
 namespace mx::importer {
 namespace {
@@ -41,16 +41,7 @@ std::string iso_time(std::int64_t t) {
 
 // The first `bytes` bytes of SHA-256(s) in hex.
 std::string hash_hex(std::string_view s, unsigned bytes) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
-    static const char* d = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < bytes && i < len; ++i) {
-        out.push_back(d[md[i] >> 4]);
-        out.push_back(d[md[i] & 15]);
-    }
-    return out;
+    return util::sha256_hex(s).substr(0, 2 * bytes);
 }
 
 std::string short_hash(std::string_view s) {

@@ -37,10 +37,10 @@
 #include <string>
 #include <vector>
 
-#include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 
 #include "util/fs.hpp"
+#include "util/hex.hpp"
 #include "util/lmdb.hpp"
 
 namespace mx::importer {
@@ -77,15 +77,7 @@ class journal {
     // SHA-256 hex of the whole of `s`: key_part_max bytes.
     static std::string key_part(std::string_view s) {
         if (s.size() < key_part_max) return std::string(s);
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
-        static const char* hex = "0123456789abcdef";
-        std::string h;
-        for (unsigned i = 0; i < len; ++i) {
-            h.push_back(hex[md[i] >> 4]);
-            h.push_back(hex[md[i] & 15]);
-        }
+        const std::string h = util::sha256_hex(s);
         std::size_t keep = key_part_max - 1 - h.size();
         while (keep > 0 && (static_cast<unsigned char>(s[keep]) & 0xC0) == 0x80) --keep;
         std::string out(s.substr(0, keep));

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <iconv.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -31,6 +30,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "util/hex.hpp"
 #include "util/sandbox.hpp"
 #include "util/sanitizers.hpp"
 
@@ -39,23 +39,8 @@ namespace {
 
 constexpr auto json_replace = nlohmann::json::error_handler_t::replace;
 
-std::string hex(const unsigned char* p, std::size_t n) {
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    s.reserve(n * 2);
-    for (std::size_t i = 0; i < n; ++i) {
-        s.push_back(digits[p[i] >> 4]);
-        s.push_back(digits[p[i] & 15]);
-    }
-    return s;
-}
-
 std::string sha256(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
-        throw std::runtime_error("EVP_Digest failed");
-    return hex(md, len);
+    return util::sha256_hex(data);
 }
 
 bool write_all(int fd, std::string_view s) {

@@ -12,11 +12,11 @@
 #include <system_error>
 #include <thread>
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include "target_http.hpp"
 #include "util/fs.hpp"
+#include "util/hex.hpp"
 
 namespace mx::importer {
 
@@ -122,15 +122,7 @@ std::optional<slot_guard> slot_guard::acquire(const std::filesystem::path& dir,
                                               std::string_view key, unsigned limit,
                                               std::chrono::milliseconds wait) {
     if (limit == 0) limit = 1;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(key.data(), key.size(), md, &len, EVP_sha256(), nullptr);
-    static const char* hexd = "0123456789abcdef";
-    std::string base;
-    for (unsigned i = 0; i < 8 && i < len; ++i) {
-        base.push_back(hexd[md[i] >> 4]);
-        base.push_back(hexd[md[i] & 15]);
-    }
+    const std::string base = util::sha256_hex(key).substr(0, 16);
     std::vector<int> fds;
     struct closer {
         std::vector<int>& v;
