@@ -23,4 +23,9 @@ inline constexpr bool address_space_limit_usable = true;
 inline constexpr bool address_space_limit_usable = true;
 #endif
 
+// True in ASan/TSan builds. Their runtimes make system calls of their own where a release build
+// makes none (abort() reporting, leak checks at exit), which a seccomp-sandboxed process is
+// killed for: tests that expect a specific signal from a sandboxed process accept SIGSYS there.
+inline constexpr bool sanitizer_build = !address_space_limit_usable;
+
 }  // namespace mx::util
