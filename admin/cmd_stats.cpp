@@ -13,6 +13,7 @@
 #include "../importer/journal.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
+#include "util/privdrop.hpp"
 #include "util/prometheus.hpp"
 
 namespace mx::admin {
@@ -62,12 +63,32 @@ bool heartbeat_up(std::uint64_t hb, std::int64_t now) {
     return hb != 0 && now - static_cast<std::int64_t>(hb) <= heartbeat_fresh_seconds;
 }
 
-std::optional<importer::journal::size_info> journal_size(const config& cfg) {
+// Read as the state owner when run as root with `user` set: LMDB opens (and may create and
+// truncate) lock.mdb by path even read-only, in a folder the daemon account owns. The rest of
+// stats keeps root (a --textfile usually goes to a root-owned collector folder).
+std::optional<importer::journal::size_info> journal_size(mxctl_context& ctx) {
+    const auto& cfg = ctx.cfg();
     std::error_code ec;
     if (!std::filesystem::exists(cfg.journal_dir() / "data.mdb", ec)) return std::nullopt;
     try {
-        auto j = importer::journal::open(cfg.journal_dir(), true);
-        return j.size(cfg.journal_dir());
+        auto read = [&] {
+            auto j = importer::journal::open(cfg.journal_dir(), true);
+            auto z = j.size(cfg.journal_dir());
+            return nlohmann::json{{"bytes", z.bytes},       {"deliveries", z.deliveries},
+                                  {"files", z.files},       {"msgids", z.msgids},
+                                  {"queueids", z.queueids}, {"retries", z.retries}}
+                .dump();
+        };
+        auto owner = ctx.state_owner();
+        auto j = nlohmann::json::parse(owner ? util::run_as(*owner, read) : read());
+        importer::journal::size_info z;
+        z.bytes = j.at("bytes");
+        z.deliveries = j.at("deliveries");
+        z.files = j.at("files");
+        z.msgids = j.at("msgids");
+        z.queueids = j.at("queueids");
+        z.retries = j.at("retries");
+        return z;
     } catch (const std::exception&) {
         return std::nullopt;  // not readable by this account: the counters still show
     }
@@ -155,7 +176,7 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
                     << util::prometheus_label_value(s->name) << "\"} "
                     << (t > 0 && now > t ? now - t : 0) << "\n";
             }
-            if (auto js = journal_size(ctx.cfg())) {
+            if (auto js = journal_size(ctx)) {
                 metric_head("mxconnector_journal_bytes",
                             "Size of the import journal's data file (data.mdb).", true);
                 out << "mxconnector_journal_bytes " << js->bytes << "\n";
@@ -194,7 +215,7 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
             conns[s->name] = c;
         }
         j["connectors"] = conns;
-        auto js = journal_size(ctx.cfg());
+        auto js = journal_size(ctx);
         if (js)
             j["journal"] = {{"bytes", js->bytes},
                             {"entries",

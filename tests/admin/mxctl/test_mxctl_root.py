@@ -111,6 +111,25 @@ class RootMxctl(unittest.TestCase):
         with open(v_store) as f:
             self.assertEqual(f.read(), "secret\n")
 
+    def test_stats_reads_the_journal_as_the_daemon_account(self):
+        # stats keeps root (its --textfile goes to root's collector folder) but reads the
+        # journal's size as the daemon account: LMDB opens lock.mdb read-write by path, creating
+        # and truncating it, even for a read-only look.
+        self.demo()
+        journal = os.path.join(self.state, "journal")
+        os.mkdir(journal, 0o750)
+        os.chown(journal, PW.pw_uid, PW.pw_gid)
+        with open(os.path.join(journal, "data.mdb"), "wb"):
+            pass
+        os.chown(os.path.join(journal, "data.mdb"), PW.pw_uid, PW.pw_gid)
+        v = self.victim()
+        os.symlink(v, os.path.join(journal, "lock.mdb"))
+        for verb in (["stats"], ["stats", "--json"], ["stats", "--prometheus"]):
+            self.mxctl(*verb)
+        self.assert_untouched(v, 0o600)
+        with open(v) as f:
+            self.assertEqual(f.read(), "secret\n")
+
     def test_state_is_created_as_the_daemon_account(self):
         self.assertFalse(os.path.exists(self.state))
         self.demo()
