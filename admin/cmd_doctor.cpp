@@ -751,14 +751,12 @@ class doctor {
     // folders the daemon account can plant symlinks in, and LMDB opens lock.mdb read-write by
     // path. Doctor itself keeps root for what needs it (Postfix's tables, processes, sockets).
     std::string read_state(const std::function<std::string()>& fn) {
-        std::optional<util::account> owner;
         try {
-            owner = ctx_.state_owner();
+            (void)ctx_.state_owner();
         } catch (const std::exception&) {
-            // `user` names no account: reported by the config check; nobody can own state.
+            return fn();  // `user` names no account: reported by the config check
         }
-        if (!owner) return fn();
-        return util::run_as(*owner, fn);
+        return ctx_.read_as_state_owner(fn);
     }
     std::string cmd_prefix() {
         std::string s = "mxctl";

@@ -13,7 +13,6 @@
 #include "../importer/journal.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
-#include "util/privdrop.hpp"
 #include "util/prometheus.hpp"
 
 namespace mx::admin {
@@ -71,24 +70,11 @@ std::optional<importer::journal::size_info> journal_size(mxctl_context& ctx) {
     std::error_code ec;
     if (!std::filesystem::exists(cfg.journal_dir() / "data.mdb", ec)) return std::nullopt;
     try {
-        auto read = [&] {
+        auto text = ctx.read_as_state_owner([&] {
             auto j = importer::journal::open(cfg.journal_dir(), true);
-            auto z = j.size(cfg.journal_dir());
-            return nlohmann::json{{"bytes", z.bytes},       {"deliveries", z.deliveries},
-                                  {"files", z.files},       {"msgids", z.msgids},
-                                  {"queueids", z.queueids}, {"retries", z.retries}}
-                .dump();
-        };
-        auto owner = ctx.state_owner();
-        auto j = nlohmann::json::parse(owner ? util::run_as(*owner, read) : read());
-        importer::journal::size_info z;
-        z.bytes = j.at("bytes");
-        z.deliveries = j.at("deliveries");
-        z.files = j.at("files");
-        z.msgids = j.at("msgids");
-        z.queueids = j.at("queueids");
-        z.retries = j.at("retries");
-        return z;
+            return nlohmann::json(j.size(cfg.journal_dir())).dump();
+        });
+        return nlohmann::json::parse(text).get<importer::journal::size_info>();
     } catch (const std::exception&) {
         return std::nullopt;  // not readable by this account: the counters still show
     }

@@ -35,6 +35,11 @@ std::optional<util::account> mxctl_context::state_owner() {
     return acct;
 }
 
+std::string mxctl_context::read_as_state_owner(const std::function<std::string()>& fn) {
+    auto owner = state_owner();
+    return owner ? util::run_as(*owner, fn) : fn();
+}
+
 void mxctl_context::as_state_owner() {
     if (state_owner_checked_) return;
     auto acct = state_owner();

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -50,6 +51,10 @@ struct mxctl_context {
     // The account as_state_owner() switches to; nullopt when not root or no `user` is set.
     // Throws cli_error when `user` names no account.
     std::optional<util::account> state_owner();
+    // For a verb that keeps root for something else (mail logs, a --textfile, Postfix): runs
+    // fn as the state owner in a child (util::run_as) when there is one, else here, and
+    // returns its result. LMDB opens lock files read-write by path even for a read-only look.
+    std::string read_as_state_owner(const std::function<std::string()>& fn);
 
   private:
     std::optional<config> cfg_;

@@ -282,6 +282,8 @@ class journal {
     // Entries per database and bytes of data.mdb (for `mxctl stats`).
     struct size_info {
         std::uint64_t bytes = 0, deliveries = 0, files = 0, msgids = 0, queueids = 0, retries = 0;
+        NLOHMANN_DEFINE_TYPE_INTRUSIVE(size_info, bytes, deliveries, files, msgids, queueids,
+                                       retries)
     };
     size_info size(const std::filesystem::path& dir) {
         size_info s;

@@ -10,7 +10,6 @@
 
 #include "../mxctl.hpp"
 #include "connector_map.hpp"
-#include "util/privdrop.hpp"
 
 namespace mx::logreport {
 namespace {
@@ -31,9 +30,7 @@ connector_map load_connector_map(admin::mxctl_context& ctx, std::string& why_not
     connector_map map;
     try {
         const auto dir = ctx.cfg().store_dir();
-        auto owner = ctx.state_owner();
-        std::string text =
-            owner ? util::run_as(*owner, [&] { return read_domains(dir); }) : read_domains(dir);
+        std::string text = ctx.read_as_state_owner([&] { return read_domains(dir); });
         if (text.empty()) {
             why_not = "no store at " + dir.string();
             return map;
