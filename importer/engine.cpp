@@ -124,43 +124,10 @@ std::string make_private(const std::filesystem::path& work_dir, const std::files
     struct stat sb {};
     if (::lstat(p.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return {};  // the parser decides
     if (sb.st_uid == ::geteuid() && sb.st_nlink <= 1) return {};
-    int in = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (in < 0) return std::string("open: ") + std::strerror(errno);
     auto tmp = work_dir / (".private." + short_hash(p.string()) + ".tmp");
-    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (out < 0) {
-        int e = errno;
-        ::close(in);
-        return std::string("open ") + tmp.string() + ": " + std::strerror(e);
-    }
-    std::string err;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            err = std::string("read: ") + std::strerror(errno);
-            break;
-        }
-        if (n == 0) break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = ::write(out, buf + off, static_cast<std::size_t>(n - off));
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0) {
-                err = std::string("write: ") + std::strerror(errno);
-                break;
-            }
-            off += w;
-        }
-        if (!err.empty()) break;
-    }
-    ::close(in);
-    if (err.empty() && ::fsync(out) != 0) err = std::string("fsync: ") + std::strerror(errno);
-    if (::close(out) != 0 && err.empty()) err = std::string("close: ") + std::strerror(errno);
-    if (err.empty() && ::rename(tmp.c_str(), p.c_str()) != 0)
-        err = std::string("rename: ") + std::strerror(errno);
-    if (!err.empty()) ::unlink(tmp.c_str());
-    return err;
+    if (int err = util::copy_file_synced(p, tmp, p))
+        return "copy to " + tmp.string() + ": " + std::strerror(err);
+    return {};
 }
 
 // Names in a folder we own, in directory order; dot files (temporaries) are skipped.
@@ -193,6 +160,32 @@ void inject_journal_fault(const std::string& name, const char* step) {
     if (!e || std::string_view(e) != "1") return;
     if (name.find(std::string("mx-test-journal-fault-") + step) != std::string::npos)
         throw lmdb::error("mdb_put", MDB_BAD_VALSIZE);
+}
+
+// One journal transaction for all items; when it fails (one file's record may be what fails),
+// one transaction per item, so that only the items whose own write fails are affected
+// (on_fail(item, what)): one file never holds up its batch.
+template <typename Item, typename Write, typename OnFail>
+void write_each(journal& j, const std::string& connector, std::vector<Item>& items,
+                const Write& write, const OnFail& on_fail) {
+    try {
+        j.write([&](lmdb::txn& t) {
+            for (auto& it : items) write(t, it);
+        });
+        return;
+    } catch (const std::exception& e) {
+        spdlog::warn("connector {}: journal write of the batch failed ({}); file by file",
+                     connector, e.what());
+    }
+    for (auto& it : items) {
+        try {
+            j.write([&](lmdb::txn& t) { write(t, it); });
+        } catch (const std::exception& e) {
+            spdlog::error("connector {}: journal write for {} failed: {}; will retry", connector,
+                          log_safe(it.name), e.what());
+            on_fail(it, e.what());
+        }
+    }
 }
 
 struct failure_def {
@@ -284,7 +277,6 @@ struct engine::item {
     std::vector<rcpt> rcpts;
     bool vanished = false;
     std::string failed_path;
-    bool journal_failed = false;  // its final records could not be written: kept for retry
 
     bool any_temporary() const {
         for (const auto& r : rcpts)
@@ -697,6 +689,9 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
 
     // 4. pending records with their planned locations, before anything becomes visible
     auto write_pending = [&](lmdb::txn& t, item& it) {
+        bool planned = false;
+        for (const auto& r : it.rcpts) planned |= r.to_deliver;
+        if (!planned) return;
         inject_journal_fault(it.name, "pending");
         for (auto& r : it.rcpts)
             if (r.to_deliver && r.target && !r.planned.empty())
@@ -710,29 +705,10 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                                        {"time", now},
                                        {"host", s_.host}});
     };
-    if (any_planned) {
-        try {
-            journal_.write([&](lmdb::txn& t) {
-                for (auto& it : items) write_pending(t, it);
-            });
-        } catch (const std::exception& e) {
-            // Maybe one file's record is what fails: each file alone, so only that one waits.
-            spdlog::warn("connector {}: journal write of the batch failed ({}); file by file",
-                         f.connector, e.what());
-            for (auto& it : items) {
-                bool planned = false;
-                for (auto& r : it.rcpts) planned |= r.to_deliver;
-                if (!planned) continue;
-                try {
-                    journal_.write([&](lmdb::txn& t) { write_pending(t, it); });
-                } catch (const std::exception& e2) {
-                    spdlog::error("connector {}: journal write for {} failed: {}; will retry",
-                                  f.connector, log_safe(it.name), e2.what());
-                    it.defer("4.3.0", std::string("journal: ") + e2.what());
-                }
-            }
-        }
-    }
+    if (any_planned)
+        write_each(
+            journal_, f.connector, items, write_pending,
+            [](item& it, const std::string& what) { it.defer("4.3.0", "journal: " + what); });
     // 5. deliver, then one sync for the whole batch
     for (auto& it : items)
         for (auto& r : it.rcpts) {
@@ -856,41 +832,25 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
         else
             journal_.del_retry(t, it.work.string());
     };
-    try {
-        journal_.write([&](lmdb::txn& t) {
-            for (auto& it : items) write_final(t, it);
-        });
-    } catch (const std::exception& e) {
-        spdlog::warn("connector {}: journal write of the batch failed ({}); file by file",
-                     f.connector, e.what());
-        for (auto& it : items) {
-            try {
-                journal_.write([&](lmdb::txn& t) { write_final(t, it); });
-                continue;
-            } catch (const std::exception& e2) {
-                spdlog::error("connector {}: journal write for {} failed: {}; will retry",
-                              f.connector, log_safe(it.name), e2.what());
-                it.journal_failed = true;
-                if (it.vanished || !it.failed_path.empty()) continue;  // not in .work any more
-                // Its deliveries stay "pending" in the journal: the next try finds them
-                // delivered and records them then (the crash recovery path).
-                it.defer("4.3.0", std::string("journal: ") + e2.what());
-            }
-            try {
-                journal_.write([&](lmdb::txn& t) {
-                    journal_.put_retry(t, it.work.string(),
-                                       retry_record(it, "4.3.0 journal write failed"));
-                });
-            } catch (const std::exception& e3) {
-                // Not even a retry record: remember the schedule in memory so this file
-                // never blocks the folder (a restart retries it at once).
-                auto next = retry_record(it, "").value("next", now + s_.retry_base.count());
-                unrecorded_retries_[it.work.string()] = next;
-                spdlog::error("connector {}: no retry record for {}: {}", f.connector,
-                              log_safe(it.name), e3.what());
-            }
+    write_each(journal_, f.connector, items, write_final, [&](item& it, const std::string& what) {
+        if (it.vanished || !it.failed_path.empty()) return;  // not in .work any more
+        // Its deliveries stay "pending" in the journal: the next try finds them delivered and
+        // records them then (the crash recovery path).
+        it.defer("4.3.0", "journal: " + what);
+        try {
+            journal_.write([&](lmdb::txn& t) {
+                journal_.put_retry(t, it.work.string(),
+                                   retry_record(it, "4.3.0 journal write failed"));
+            });
+        } catch (const std::exception& e) {
+            // Not even a retry record: remember the schedule in memory so this file never
+            // blocks the folder (a restart retries it at once).
+            auto next = retry_record(it, "").value("next", now + s_.retry_base.count());
+            unrecorded_retries_[it.work.string()] = next;
+            spdlog::error("connector {}: no retry record for {}: {}", f.connector,
+                          log_safe(it.name), e.what());
         }
-    }
+    });
 
     // 8. the claimed copies that are done go away; log and count (permanent outcomes once:
     // when the file is finished)

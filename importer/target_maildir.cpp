@@ -8,7 +8,6 @@
 // batch's sync_set. Errors: ENOSPC/EDQUOT/EIO/EROFS/EACCES are temporary (an administrator can fix
 // them); nothing here is permanent except a target that cannot exist (path is a file).
 #include <fcntl.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -149,40 +148,9 @@ class maildir_target final : public import_target {
 
     result copy(const delivery& d, const std::string& planned, const std::filesystem::path& dest,
                 sync_set& s) {
-        auto tmp = root_ / "tmp" / planned;
-        int in = ::open(d.source.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (in < 0) return from_errno(errno, "open " + d.source.string());
-        int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (out < 0) {
-            int e = errno;
-            ::close(in);
-            return from_errno(e, "open " + tmp.string());
-        }
-        struct stat st {};
-        ::fstat(in, &st);
-        off_t off = 0;
-        int err = 0;
-        while (off < st.st_size) {
-            ssize_t n = ::copy_file_range(in, &off, out, nullptr,
-                                          static_cast<std::size_t>(st.st_size - off), 0);
-            if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL))
-                n = ::sendfile(out, in, &off, static_cast<std::size_t>(st.st_size - off));
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                err = errno;
-                break;
-            }
-            if (n == 0) break;
-        }
         // Data of a copy is fsynced right away: the copy is the slow path anyway.
-        if (!err && ::fsync(out) != 0) err = errno;
-        ::close(in);
-        if (::close(out) != 0 && !err) err = errno;
-        if (!err && ::rename(tmp.c_str(), dest.c_str()) != 0) err = errno;
-        if (err) {
-            ::unlink(tmp.c_str());
+        if (int err = util::copy_file_synced(d.source, root_ / "tmp" / planned, dest))
             return from_errno(err, "copy to " + dest.string());
-        }
         s.add_dir(root_ / "new");
         s.add_dir(root_ / "tmp");
         return {result_kind::imported, "2.0.0", "copied", dest.string()};

@@ -1,6 +1,7 @@
 #include "util/fs.hpp"
 
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,42 @@ struct fd_guard {
 };
 
 }  // namespace
+
+int copy_file_synced(const std::filesystem::path& from, const std::filesystem::path& tmp,
+                     const std::filesystem::path& to) {
+    // O_NONBLOCK: a FIFO put in place of the file must not block the caller.
+    int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (in < 0) return errno;
+    fd_guard gin{in};
+    struct stat st {};
+    if (::fstat(in, &st) != 0) return errno;
+    if (!S_ISREG(st.st_mode)) return EINVAL;
+    int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0) return errno;
+    int err = 0;
+    {
+        fd_guard gout{out};
+        off_t off = 0;
+        while (off < st.st_size) {
+            auto left = static_cast<std::size_t>(st.st_size - off);
+            ssize_t n = ::copy_file_range(in, &off, out, nullptr, left, 0);
+            if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL))
+                n = ::sendfile(out, in, &off, left);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                err = errno;
+                break;
+            }
+            if (n == 0) break;  // the file shrank under us: copy what is there
+        }
+        if (!err && ::fsync(out) != 0) err = errno;
+        gout.fd = -1;
+        if (::close(out) != 0 && !err) err = errno;
+    }
+    if (!err && ::rename(tmp.c_str(), to.c_str()) != 0) err = errno;
+    if (err) ::unlink(tmp.c_str());
+    return err;
+}
 
 void fsync_dir(const std::filesystem::path& dir) {
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

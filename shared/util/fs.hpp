@@ -22,6 +22,12 @@ void write_file_durable(const std::filesystem::path& path, std::string_view data
 std::string read_file(const std::filesystem::path& path);
 // rename(2) then fsync of the destination directory (and the source's, when different).
 void rename_durable(const std::filesystem::path& from, const std::filesystem::path& to);
+// Copies the regular file `from` (opened O_NOFOLLOW) into `tmp` (created 0600, O_NOFOLLOW),
+// fsyncs it and renames it to `to`: `to` is the old file or the complete copy, never a torn
+// one. Returns 0, or the errno of the call that failed (`tmp` is removed then). The directory
+// is not fsynced: callers batch that (sync_set) or do not need it.
+int copy_file_synced(const std::filesystem::path& from, const std::filesystem::path& tmp,
+                     const std::filesystem::path& to);
 // mkdir -p with a mode for newly created components.
 void make_dirs(const std::filesystem::path& dir, unsigned mode = 0750);
 // Creates the folder `dir` (its parent must exist) with `mode` and hands it to uid:gid
