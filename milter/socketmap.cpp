@@ -7,6 +7,11 @@
 //                                served domain (virtual(8) Maildir with virtual_mailbox_base = /);
 //                                the milter has already refused unknown users at RCPT time.
 //   connector key: an address or domain  OK <connector name>
+//   mailertable key: a domain   OK mxdrop:<drop folder>  (Sendmail's socket map class:
+//                               FEATURE(`mailertable', `socket ...') in postfix-conf/sendmail.mc;
+//                               "mxdrop" is the mailer defined there). Sendmail also asks
+//                               ".parent" and "." keys after a miss; the full domain already
+//                               covers every pattern, so those are NOTFOUND.
 // Postfix sends socketmaps only full keys (no "@domain" or extension-stripped partial keys),
 // so one answer per address is enough. Any other map name, a malformed netstring or a request
 // above 100000 octets gets a PERM reply (and the connection is closed after a framing error);
@@ -56,6 +61,28 @@ std::string ok(std::string_view data) {
     return "OK " + std::string(data);
 }
 
+// Sendmail's mailertable: "mxdrop:" + the drop folder. Only paths Sendmail's tokenizer
+// rebuilds unchanged (no blanks, quotes, parentheses, '<>', ',', ';', '\\', '$'): anything
+// else is a PERM answer naming the connector, never a wrong path.
+std::string mailertable_answer(daemon_state& st, std::string_view key) {
+    if (key.front() == '.') return "NOTFOUND ";
+    auto d = normalize_domain(key);
+    if (!d) return "NOTFOUND ";
+    return st.store->with_view([&](store_view& v) -> std::string {
+        auto m = v.match_domain(*d);
+        if (!m) return "NOTFOUND ";
+        auto c = v.find_connector(m->connector);
+        if (!c) return "TEMP domain names a missing connector";
+        auto value = drop_folder_value(*c);
+        while (value.size() > 1 && value.back() == '/') value.pop_back();
+        bool usable = !value.empty();
+        for (char ch : value)
+            if (std::strchr(" \t\"'()<>,;\\$@:", ch) != nullptr) usable = false;
+        if (!usable) return "PERM connector " + c->name + " has no drop folder usable by Sendmail";
+        return ok("mxdrop:/" + value);
+    });
+}
+
 }  // namespace
 
 std::string socketmap_answer(daemon_state& st, std::string_view request) {
@@ -79,6 +106,7 @@ std::string socketmap_answer(daemon_state& st, std::string_view request) {
                 return ok(m->connector);
             });
         }
+        if (name == "mailertable") return mailertable_answer(st, key);
         if (name == "mailbox" || name == "connector") {
             std::string domain;
             if (key.find('@') == std::string_view::npos) {
@@ -108,7 +136,7 @@ std::string socketmap_answer(daemon_state& st, std::string_view request) {
                 return ok(value);
             });
         }
-        return "PERM unknown map name (use domain, mailbox or connector)";
+        return "PERM unknown map name (use domain, mailbox, connector or mailertable)";
     } catch (const store_unavailable& e) {
         return "TEMP store not available yet";
     } catch (const std::exception& e) {
