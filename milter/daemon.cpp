@@ -273,6 +273,7 @@ int run(const options& opts) {
         return 0;
     }
     setup_logging(st->cfg, "mx-milter");
+    if (st->cfg.log_sink != "syslog") use_buffered_stderr_log("mx-milter");
     st->policy = std::make_shared<const check_policy>(check_policy::from(st->cfg));
     st->store = std::make_unique<store_holder>(st->cfg.store_dir());
 
@@ -395,6 +396,7 @@ int run(const options& opts) {
         }
         // Also catches changes made without shared memory (reads the store's own generation).
         s.tables->refresh(*s.store, false);
+        flush_log();  // decision lines reach stderr within a second
     }
     milter_thread.join();
     if (smap_server) smap_server->stop();
@@ -405,6 +407,7 @@ int run(const options& opts) {
         return 1;
     }
     spdlog::info("mx-milter stopped");
+    flush_log();
     return milter_rc == MI_SUCCESS ? 0 : 1;
 }
 

@@ -152,8 +152,14 @@ class MilterPostfix(unittest.TestCase):
         # The milter asks Postfix only for the queue id macro; its decision lines carry it once
         # Postfix has one (after the first accepted RCPT), matching Postfix's own log.
         qid = re.search(r"250 2\.0\.0 Ok: queued as (\w+)", " ".join(replies)).group(1)
-        with open(os.path.join(self.dir, "log", "mx-milter.log"), encoding="utf-8") as f:
-            mlog = f.read()
+        # mx-milter writes its decision lines at least once a second (buffered, not per line).
+        deadline = time.time() + 5
+        while True:
+            with open(os.path.join(self.dir, "log", "mx-milter.log"), encoding="utf-8") as f:
+                mlog = f.read()
+            if "rcpt=<sales@example.test>" in mlog or time.time() > deadline:
+                break
+            time.sleep(0.2)
         self.assertRegex(mlog, rf"{qid}: client=\S+ rcpt=<sales@example\.test> decision=accept")
         self.assertRegex(mlog, rf"{qid}: client=\S+ rcpt=<nobody@example\.test> decision=reject")
 

@@ -164,6 +164,12 @@ TEST_CASE("socketmap answers and virtual(8) map from the store", "[units]") {
     CHECK(socketmap_answer(*st, std::string("mailbox a\0b@example.test", 24)) == "NOTFOUND ");
     CHECK(socketmap_answer(*st, "mailbox " + std::string(5000, 'a')) == "NOTFOUND ");
     CHECK(socketmap_answer(*st, "other x").rfind("PERM", 0) == 0);
+    // Sendmail's mailertable (postfix-conf/sendmail.mc): the mxdrop mailer, the folder as host.
+    std::string demo_path = "/" + demo.substr(0, demo.size() - 1);
+    CHECK(socketmap_answer(*st, "mailertable example.test") == "OK mxdrop:" + demo_path);
+    CHECK(socketmap_answer(*st, "mailertable a.b.sub.test").rfind("OK mxdrop:/", 0) == 0);
+    CHECK(socketmap_answer(*st, "mailertable .sub.test") == "NOTFOUND ");  // Sendmail's retry
+    CHECK(socketmap_answer(*st, "mailertable nope.test") == "NOTFOUND ");
 
     auto text = st->store->with_view([](store_view& v) { return render_virtual_map(v, 7); });
     // exact domains first, then subdomain patterns; each maps to its drop folder
