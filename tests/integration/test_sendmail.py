@@ -132,7 +132,11 @@ class Sendmail(unittest.TestCase):
         cls.mxctl("connector", "add", "off", "--drop-folder", f"{cls.drop}/off",
                   "--domain", "off.test", "--inactive")
         cls.sm = os.path.join(cls.dir, "sendmail")
-        cls.start_sendmail()
+        try:
+            cls.start_sendmail()
+        except BaseException:
+            cls.tearDownClass()  # unittest does not call it when setUpClass fails
+            raise
 
     @classmethod
     def start_sendmail(cls):
@@ -174,7 +178,7 @@ class Sendmail(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        pid_file = os.path.join(cls.sm, "sendmail.pid")
+        pid_file = os.path.join(cls.dir, "sendmail", "sendmail.pid")
         if os.path.exists(pid_file):
             with open(pid_file) as f:
                 pid = int(f.readline())

@@ -18,9 +18,9 @@
 
 static long mailboxes = -1; /* < 0: accept everything */
 
-static sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1,
-                             unsigned long f2, unsigned long f3, unsigned long* pf0,
-                             unsigned long* pf1, unsigned long* pf2, unsigned long* pf3) {
+static sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                             unsigned long f3, unsigned long* pf0, unsigned long* pf1,
+                             unsigned long* pf2, unsigned long* pf3) {
     (void)f2;
     (void)f3;
     unsigned long steps = SMFIP_NOHELO | SMFIP_NOHDRS | SMFIP_NOBODY | SMFIP_NOEOH |
