@@ -14,7 +14,7 @@
 
 #include <iostream>
 
-#include "global/mail_header.hpp"
+#include "global/mail_compose.hpp"
 #include "import_target.hpp"
 #include "message_parse.hpp"
 #include "mxctl.hpp"

@@ -475,7 +475,7 @@ std::string boundary_of(const std::string& content_type) {
 // - RFC 5322/2045 end a header block (the message's, a body part's, an embedded message's)
 //   with an empty line; broken senders leave it out. Readers start the body at the first line
 //   that cannot be a header field; GMime skips such a line, losing text. Every header block
-//   is scanned with message_parse's header rule (scan_headers) and an empty line is inserted
+//   is scanned with the header rule of mail::parse_header_block and an empty line is inserted
 //   where a block ends without one.
 // - A multipart cut off before its close delimiter: readers end its last part at the end of
 //   the file, the final line break being the delimiter's (RFC 2046 5.1.1); GMime keeps it in
@@ -500,14 +500,14 @@ std::string_view with_header_boundaries(std::string_view data, std::string& stor
     // the body starts.
     auto header_block_at = [&](std::size_t at) -> std::size_t {
         for (int embedded = 0; embedded < 8; ++embedded) {
-            header_block h = scan_headers(d.substr(at), limits);
+            mail::header_block h = mail::parse_header_block(d.substr(at), limits);
             std::string type;
             for (const auto& f : h.fields)
                 if (g_ascii_strcasecmp(f.name.c_str(), "Content-Type") == 0) type = f.value;
             std::string lower_type = lower(std::string(trimmed(type)));
             if (lower_type.rfind("multipart/", 0) == 0 && open.size() < limits.max_mime_multiparts)
                 if (std::string b = boundary_of(type); !b.empty()) open.push_back(std::move(b));
-            std::size_t body = at + h.end;
+            std::size_t body = at + h.section_bytes;
             if (!h.complete && !h.truncated && body < d.size()) edits.push_back({body, 0});
             if (h.truncated || body >= d.size() || lower_type.rfind("message/rfc822", 0) != 0)
                 return body;
@@ -591,7 +591,7 @@ nlohmann::json message_to_json(std::string_view data, std::uint64_t inline_max) 
     if (!msg) {
         // GMime builds no message from a file without any header field (empty, or nothing but
         // body text): then it is all body, text/plain; charset=us-ascii.
-        if (!scan_headers(input).fields.empty())
+        if (!mail::parse_header_block(input).fields.empty())
             throw target_error("GMime could not parse the message");
         std::string_view body = input;
         if (!body.empty() && body.front() == '\n') body.remove_prefix(1);
