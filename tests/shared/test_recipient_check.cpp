@@ -139,6 +139,9 @@ TEST_CASE("a store error is a 451, never a 5xx", "[decision]") {
     f.s->write([](mx::store_tx& tx) { tx.clear_all(); });
     auto r = f.check("<info@example.test>");
     CHECK(r.verdict == mx::decision::not_ours);
+    CHECK(r.cause == mx::check_cause::table);
+    // Callers act on the cause, never on the reason's text.
+    CHECK(f.check("<no-at-sign").cause == mx::check_cause::malformed);
     // Simulate a broken store: a store opened on a directory that is not one.
     fs::path broken = f.dir / "broken";
     fs::create_directories(broken);
