@@ -24,8 +24,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "../importer/journal.hpp"
-#include "../importer/target_http.hpp"
+#include "global/journal.hpp"
+#include "target_http.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
 

@@ -36,7 +36,7 @@
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
 #include "import_target.hpp"
-#include "journal.hpp"
+#include "global/journal.hpp"
 #include "parse_worker.hpp"
 
 namespace mx::importer {

@@ -33,7 +33,7 @@
 #include "global/config.hpp"
 #include "global/store.hpp"
 #include "importer.hpp"
-#include "journal.hpp"
+#include "global/journal.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MX_FUZZ_ASAN 1

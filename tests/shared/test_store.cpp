@@ -9,22 +9,13 @@
 #include "global/secrets.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
+#include "lib/test_support.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/mx-test-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using mx::test::temp_dir;
 
 mx::connector make_connector(std::string name, std::vector<std::string> domains,
                              bool active = true) {
