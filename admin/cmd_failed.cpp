@@ -25,8 +25,8 @@
 #include <sstream>
 
 #include "global/journal.hpp"
-#include "target_http.hpp"
 #include "mxctl.hpp"
+#include "target_http.hpp"
 #include "util/fs.hpp"
 
 namespace mx::admin {

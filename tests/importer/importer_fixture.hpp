@@ -14,9 +14,9 @@
 #include <string>
 
 #include "global/config.hpp"
+#include "global/journal.hpp"
 #include "global/store.hpp"
 #include "importer.hpp"
-#include "global/journal.hpp"
 #include "lib/test_support.hpp"
 
 namespace mx::importer::testing {

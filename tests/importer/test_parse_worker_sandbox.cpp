@@ -20,9 +20,9 @@
 
 #include "global/secrets.hpp"
 #include "importer_fixture.hpp"
+#include "lib/test_support.hpp"
 #include "parse_worker.hpp"
 #include "util/sanitizers.hpp"
-#include "lib/test_support.hpp"
 
 using namespace mx::importer;
 using mx::importer::testing::spit;

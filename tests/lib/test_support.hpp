@@ -17,7 +17,7 @@
 namespace mx::test {
 
 class temp_dir {
-public:
+  public:
     explicit temp_dir(const std::string& tag = "test") {
         std::string tmpl = (std::filesystem::temp_directory_path() / ("mx-" + tag + "-XXXXXX"));
         if (!::mkdtemp(tmpl.data()))

@@ -10,10 +10,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "lib/test_support.hpp"
 #include "message_json.hpp"
 #include "message_parse.hpp"
 #include "target_http.hpp"
-#include "lib/test_support.hpp"
 
 using namespace mx::importer;
 namespace fs = std::filesystem;

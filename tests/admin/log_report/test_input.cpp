@@ -15,9 +15,9 @@
 #include <sstream>
 
 #include "input.hpp"
+#include "lib/test_support.hpp"
 #include "report.hpp"
 #include "test_util.hpp"
-#include "lib/test_support.hpp"
 
 using namespace mx::logreport;
 using namespace mx::logreport::test;
