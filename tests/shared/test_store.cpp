@@ -9,30 +9,15 @@
 #include "global/secrets.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
-#include "lib/test_support.hpp"
+#include "lib/store_fixture.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
+using mx::test::make_connector;
+using mx::test::make_mailbox;
 using mx::test::temp_dir;
-
-mx::connector make_connector(std::string name, std::vector<std::string> domains,
-                             bool active = true) {
-    mx::connector c;
-    c.name = std::move(name);
-    c.drop_folder = "/srv/drop/" + c.name;
-    c.domains = std::move(domains);
-    c.active = active;
-    return c;
-}
-
-mx::mailbox make_mailbox(std::string address, std::string conn) {
-    mx::mailbox m;
-    m.address = std::move(address);
-    m.connector = std::move(conn);
-    return m;
-}
 
 }  // namespace
 
