@@ -42,6 +42,7 @@ void add_check_command(CLI::App& app, mxctl_context& ctx) {
         } catch (const std::exception& e) {
             // Same as the milter: no usable store is a temporary failure, never "user unknown".
             r.verdict = decision::tempfail;
+            r.cause = check_cause::store_error;
             r.code = "451";
             r.dsn = "4.3.0";
             r.text = arg + ": Temporary lookup failure";

@@ -24,9 +24,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "../importer/journal.hpp"
-#include "../importer/target_http.hpp"
+#include "global/journal.hpp"
 #include "mxctl.hpp"
+#include "target_http.hpp"
 #include "util/fs.hpp"
 
 namespace mx::admin {

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "global/mail_compose.hpp"
 #include "global/mail_header.hpp"
 #include "global/smtp_submit.hpp"
 #include "mxctl.hpp"

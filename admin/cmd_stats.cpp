@@ -10,7 +10,7 @@
 #include <optional>
 #include <sstream>
 
-#include "../importer/journal.hpp"
+#include "global/journal.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
 #include "util/prometheus.hpp"

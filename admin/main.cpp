@@ -4,11 +4,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "log_report/log_report.hpp"
 #include "mxctl.hpp"
 #include "util/lmdb.hpp"
-#ifdef MX_HAVE_LOG_REPORT
-#include "log_report/log_report.hpp"
-#endif
 
 int main(int argc, char** argv) {
     using namespace mx::admin;
@@ -29,9 +27,7 @@ int main(int argc, char** argv) {
     add_smtp_commands(app, ctx);
     add_target_commands(app, ctx);
     add_doctor_command(app, ctx);
-#ifdef MX_HAVE_LOG_REPORT
     add_log_report_command(app, ctx);
-#endif
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

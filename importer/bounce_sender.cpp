@@ -11,6 +11,7 @@
 
 #include "global/address.hpp"
 #include "global/logging.hpp"
+#include "global/mail_compose.hpp"
 #include "global/mail_header.hpp"
 #include "util/fs.hpp"
 

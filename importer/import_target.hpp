@@ -1,8 +1,8 @@
 // import_target: where an imported message goes (a mailbox store), behind one small interface.
 //
-// A mailbox's target is a string "scheme:rest": "maildir:PATH" (target_maildir.cpp), later
-// "webhook:URL" and "exec:COMMAND" (their own files; add them to make_target() in
-// target_factory.cpp). Empty: the connector's default_target; empty too: a Maildir under
+// A mailbox's target is a string "scheme:rest": "maildir:PATH" (target_maildir.cpp),
+// "webhook:URL" (target_webhook.cpp) or "exec:COMMAND" (target_exec.cpp), built by make_target()
+// in target_factory.cpp. Empty: the connector's default_target; empty too: a Maildir under
 // mail_root (mailbox_maildir()).
 //
 // Contract, in the order the importer calls it for a batch:
@@ -56,7 +56,7 @@ struct result {
     std::string detail;  // for logs, reason files, bounces
     std::string location;
     // Temporary results only: the least delay the target asks for before the next attempt (an
-    // HTTP receiver's Retry-After). Unset: the engine's own backoff. (issue 8, additive)
+    // HTTP receiver's Retry-After). Unset: the engine's own backoff.
     std::optional<std::chrono::seconds> retry_after = std::nullopt;
 };
 

@@ -32,11 +32,11 @@
 #include <vector>
 
 #include "global/config.hpp"
+#include "global/journal.hpp"
 #include "global/model.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
 #include "import_target.hpp"
-#include "journal.hpp"
 #include "parse_worker.hpp"
 
 namespace mx::importer {

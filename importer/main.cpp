@@ -13,6 +13,8 @@
 #include "bounce_sender.hpp"
 #include "global/logging.hpp"
 #include "importer.hpp"
+#include "message_json.hpp"
+#include "target_http.hpp"
 #include "util/privdrop.hpp"
 #include "util/service.hpp"
 
@@ -42,7 +44,18 @@ int main(int argc, char** argv) {
     app.add_flag("--parse-worker", worker, "internal: run as the parse worker");
     app.add_option("--max-header-bytes", max_header_bytes, "internal: parse worker header cap");
     app.add_flag("--no-parse-sandbox", no_sandbox, "internal: parse worker without seccomp");
+    std::string message_json, top_json = "{}";
+    std::uint64_t inline_max = 0;
+    app.add_option("--message-json", message_json,
+                   "internal: the webhook JSON document of FILE (mxctl's converter child)");
+    app.add_option("--inline-max", inline_max, "internal: with --message-json");
+    app.add_option("--top", top_json, "internal: with --message-json");
     CLI11_PARSE(app, argc, argv);
+
+    if (!message_json.empty())
+        return mx::importer::message_json_main(message_json, inline_max, top_json);
+    // The webhook target's converter child runs the GMime walk in-process (after fork).
+    mx::importer::set_message_converter(&mx::importer::message_document);
 
     if (worker) {
         mx::importer::parse_limits limits;
@@ -59,8 +72,6 @@ int main(int argc, char** argv) {
         mx::importer::daemon d(cfg, o);
 
         // ---- periodic tasks of the main loop: ONE line each ---------------------------------
-        // Bounce sender (issue 5, importer/bounce_sender.hpp) hooks in here, e.g.:
-        //   d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
         d.add_task({"bounce-sender", std::chrono::seconds(2), mx::bounce_sender_tick(cfg)});
         d.add_task({"sd-notify", std::chrono::seconds(1), [] {  // systemd: READY once, WATCHDOG
                         mx::util::service::notify_ready();

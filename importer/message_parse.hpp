@@ -1,9 +1,8 @@
 // message_parse: what the importer needs to know about one dropped file, from its bytes.
 //
 // Promises:
-// - scan_headers() walks the header block once, linearly, with hard caps (bytes scanned,
-//   bytes kept per header, number of headers); it never allocates more than the caps allow and
-//   never throws on any input. Values are unfolded; CR/LF/NUL never appear in them.
+// - Headers are read by mail::parse_header_block (global/mail_header.hpp: caps, truncation
+//   flags, unfolding, address lists); this file adds only what is the importer's own.
 // - extract_envelope() applies the documented envelope precedence (docs/importer.md):
 //   leading X-Sender/X-Receiver block (IIS/Exchange pickup) > topmost Delivered-To (Postfix
 //   virtual/pipe) > topmost X-Original-To > To/Cc (last resort; the caller logs it).
@@ -23,31 +22,15 @@
 #include <string_view>
 #include <vector>
 
+#include "global/mail_header.hpp"
+
 namespace mx::importer {
 
-struct parse_limits {
-    std::size_t max_header_bytes = 100 * 1024;       // per header (Postfix header_size_limit)
-    std::size_t max_header_block = 8 * 1024 * 1024;  // scanned before giving up on the block
-    std::size_t max_headers = 10000;
+// The header caps (mail::header_limits) plus what only the importer bounds.
+struct parse_limits : mail::header_limits {
     std::size_t max_recipients = 1000;
     std::size_t max_mime_multiparts = 256;  // more boundary= parameters: structure not parsed
 };
-
-struct header_field {
-    std::string name;   // as written
-    std::string value;  // unfolded, leading blanks trimmed, capped
-    bool truncated = false;
-};
-
-struct header_block {
-    std::vector<header_field> fields;
-    std::size_t end = 0;           // offset of the first body byte
-    bool complete = false;         // an empty line ended the block
-    bool truncated = false;        // some cap was hit
-    bool leading_garbage = false;  // the first line was not a header
-};
-
-header_block scan_headers(std::string_view data, const parse_limits& limits = {});
 
 struct envelope {
     std::string sender;  // empty with sender_known: the null sender <>
@@ -57,13 +40,7 @@ struct envelope {
     std::string source;  // x-receiver | delivered-to | x-original-to | to-cc | none
 };
 
-envelope extract_envelope(const header_block& h, const parse_limits& limits = {});
-
-// "<a@b>", "Name <a@b>", "a@b (comment)" -> "a@b"; "<>" -> "". Never throws.
-std::string extract_address(std::string_view value);
-// Addresses of an address-list header (To/Cc) without mimetic: quotes, comments, groups and
-// <> are handled; tokens without '@' are dropped.
-std::vector<std::string> extract_address_list(std::string_view value, std::size_t max);
+envelope extract_envelope(const mail::header_block& h, const parse_limits& limits = {});
 
 // RFC 2047 encoded words -> UTF-8 (GMime), then control characters replaced, capped.
 std::string decode_header_text(std::string_view raw, std::size_t max_len = 998);

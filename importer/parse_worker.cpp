@@ -376,7 +376,7 @@ nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only
     if (!envelope_only) note = fault_injection(data);
     message_info info;
     if (envelope_only) {
-        auto h = scan_headers(data, limits);
+        auto h = mail::parse_header_block(data, limits);
         info.env = extract_envelope(h, limits);
         info.has_header_block = !h.fields.empty();
         info.note = "envelope only";

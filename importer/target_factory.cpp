@@ -10,6 +10,7 @@
 #include "import_target.hpp"
 #include "mailbox_path.hpp"
 #include "target_http.hpp"
+#include "util/hex.hpp"
 
 namespace mx::importer {
 
@@ -28,21 +29,9 @@ std::string_view to_string(result_kind k) {
 std::string encode_path_component(std::string_view s) {
     static const std::string_view safe =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&'*+=?^_`{|}~.-";
-    static const char* hexd = "0123456789ABCDEF";
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        unsigned char c = static_cast<unsigned char>(s[i]);
-        bool ok =
-            safe.find(static_cast<char>(c)) != std::string_view::npos && !(i == 0 && c == '.');
-        if (ok) {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hexd[c >> 4]);
-            out.push_back(hexd[c & 15]);
-        }
-    }
-    return out;
+    return util::percent_encode(s, [](unsigned char c, std::size_t i) {
+        return safe.find(static_cast<char>(c)) != std::string_view::npos && !(i == 0 && c == '.');
+    });
 }
 
 std::optional<std::filesystem::path> mailbox_maildir(const std::filesystem::path& mail_root,
@@ -75,7 +64,7 @@ std::unique_ptr<import_target> make_target(const config& cfg, std::string_view s
                                "'");
         return make_maildir_target(p.lexically_normal(), cfg.hostname);
     }
-    if (scheme == "webhook") return make_webhook_target(cfg, rest);  // issue 8, target_http.hpp
+    if (scheme == "webhook") return make_webhook_target(cfg, rest);  // target_http.hpp
     if (scheme == "exec") return make_exec_target(cfg, rest);
     throw target_error("unknown target scheme '" + std::string(scheme) + "' in '" +
                        std::string(spec) + "'");

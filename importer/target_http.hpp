@@ -139,8 +139,12 @@ struct json_body_options {
 // imported (body filled) or a failure for the delivery. key = idempotency key.
 result build_json_body(const delivery& d, const std::string& key, const json_body_options& o,
                        std::string& body);
-// The child's work, in-process (fuzzing, tests): file bytes -> JSON document.
-nlohmann::json message_to_json(std::string_view data, std::uint64_t inline_max);
+// The converter the child runs (message_json.hpp: message_document). Registered by programs
+// that link mx_message_json (mx-importer, tests); without one the child execs
+// `mx-importer --message-json` from the running executable's directory (mxctl).
+using message_converter = std::string (*)(std::string_view data, std::uint64_t inline_max,
+                                          nlohmann::json top);
+void set_message_converter(message_converter fn);
 // message_to_json for a file, in a forked child under the limits of `o` (mxctl failed show:
 // the admin sees what an application would). nullopt with `why` when it cannot be converted.
 std::optional<nlohmann::json> message_file_to_json(const std::filesystem::path& file,

@@ -21,19 +21,10 @@
 namespace mx::importer {
 
 std::string idempotency_key(std::string_view fingerprint, std::string_view recipient) {
-    static const char* hexd = "0123456789ABCDEF";
-    std::string out(fingerprint);
-    out.push_back(':');
-    for (unsigned char c : recipient) {
-        if (c > 0x20 && c < 0x7f && c != '%') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hexd[c >> 4]);
-            out.push_back(hexd[c & 15]);
-        }
-    }
-    return out;
+    return std::string(fingerprint) + ":" +
+           util::percent_encode(recipient, [](unsigned char c, std::size_t) {
+               return c > 0x20 && c < 0x7f && c != '%';
+           });
 }
 
 std::int64_t config_number(const nlohmann::json& section, const char* key, std::int64_t def) {

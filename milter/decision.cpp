@@ -26,10 +26,6 @@ std::string_view log_view(std::string_view v, std::string& spare, std::size_t ma
     return spare;
 }
 
-bool is_store_error(const check_result& r) {
-    return r.verdict == decision::tempfail && r.code == "451" &&
-           r.reason.rfind("store error", 0) == 0;
-}
 }  // namespace
 
 daemon_state& state() {
@@ -88,7 +84,7 @@ check_result store_holder::check(const check_policy& p, std::string_view arg) {
         {
             std::shared_lock lk(map_mu_);
             auto r = check_recipient(*store_, p, arg, true);
-            if (!is_store_error(r)) return r;
+            if (r.cause != check_cause::store_error) return r;
         }
         // A failed read transaction may be MDB_MAP_RESIZED: re-map (no transaction of ours is
         // open under the exclusive lock) and decide once more.
@@ -116,6 +112,7 @@ std::optional<check_result> check_recipient_syntax_only(const check_policy& p,
         r.code = "501";
         r.dsn = "5.1.3";
         r.text = "Bad recipient address syntax";
+        r.cause = check_cause::malformed;
         r.reason = "malformed address: " + err->reason;
         return r;
     }
@@ -125,6 +122,7 @@ std::optional<check_result> check_recipient_syntax_only(const check_policy& p,
 check_result internal_error_result(std::string_view arg, std::string reason) {
     check_result r;
     r.verdict = decision::tempfail;
+    r.cause = check_cause::internal_error;
     r.code = "451";
     r.dsn = "4.3.0";
     parse_options po;

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "global/mail_compose.hpp"
+
 namespace mx::dsn {
 
 const char* const default_template =

@@ -1,28 +1,13 @@
 #include "global/mail_header.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <ctime>
-#include <random>
-#include <thread>
+#include <cctype>
 
 namespace mx::mail {
 namespace {
 
 bool is_wsp(char c) {
     return c == ' ' || c == '\t';
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (is_wsp(s.front()) || s.front() == '\r' || s.front() == '\n'))
-        s.remove_prefix(1);
-    while (!s.empty() && (is_wsp(s.back()) || s.back() == '\r' || s.back() == '\n'))
-        s.remove_suffix(1);
-    return s;
 }
 
 bool valid_field_name(std::string_view n) {
@@ -33,65 +18,46 @@ bool valid_field_name(std::string_view n) {
     });
 }
 
-// Length of a valid UTF-8 sequence starting at s[i], 0 if invalid.
-std::size_t utf8_len(std::string_view s, std::size_t i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return 0;
-    for (std::size_t k = 1; k < n; ++k)
-        if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return 0;
-    return n;
+// Header values never carry NUL/CR/LF (they end up in JSON, logs, reason files and bounces).
+void append_clean(std::string& out, std::string_view add) {
+    for (char c : add) out.push_back(c == '\0' || c == '\r' || c == '\n' ? ' ' : c);
 }
 
-std::uint64_t random64() {
-    static std::atomic<std::uint64_t> counter{0};
-    thread_local std::mt19937_64 rng{[] {
-        std::random_device rd;
-        std::uint64_t seed = (std::uint64_t{rd()} << 32) ^ rd();
-        seed ^= std::hash<std::thread::id>{}(std::this_thread::get_id());
-        seed ^= static_cast<std::uint64_t>(::getpid()) << 17;
-        seed ^=
-            static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-        return seed;
-    }()};
-    // The counter keeps two values from one thread distinct even if the generator repeated.
-    return rng() ^ (counter.fetch_add(1, std::memory_order_relaxed) * 0x9E3779B97F4A7C15ULL);
-}
-
-const char* b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64(std::string_view in) {
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                     (static_cast<unsigned char>(in[i + 1]) << 8) |
-                     static_cast<unsigned char>(in[i + 2]);
-        out += b64[(v >> 18) & 63];
-        out += b64[(v >> 12) & 63];
-        out += b64[(v >> 6) & 63];
-        out += b64[v & 63];
+// Appends a continuation line (blanks kept: RFC 5322 2.2.3 unfolding) within the field cap.
+void append_continuation(header_block& h, std::string_view line, const header_limits& limits) {
+    auto& f = h.fields.back();
+    if (f.value.size() >= limits.max_header_bytes) {
+        f.truncated = h.truncated = true;
+        return;
     }
-    if (i < in.size()) {
-        unsigned v = static_cast<unsigned char>(in[i]) << 16;
-        if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-        out += b64[(v >> 18) & 63];
-        out += b64[(v >> 12) & 63];
-        out += i + 1 < in.size() ? b64[(v >> 6) & 63] : '=';
-        out += '=';
+    std::size_t room = limits.max_header_bytes - f.value.size();
+    if (line.size() > room) {
+        line = line.substr(0, room);
+        f.truncated = h.truncated = true;
+    }
+    append_clean(f.value, line);
+}
+
+// Removes the characters of an address that are blanks outside a quoted string.
+std::string without_blanks(std::string_view s) {
+    std::string out;
+    bool quoted = false;
+    for (char c : s) {
+        if (c == '"') quoted = !quoted;
+        if (quoted || !is_wsp(c)) out += c;
     }
     return out;
 }
 
-std::string clean_host(std::string_view host) {
-    std::string h;
-    for (char c : host)
-        if (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') h += c;
-    return h.empty() ? std::string("localhost") : h;
-}
-
 }  // namespace
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (is_wsp(s.front()) || s.front() == '\r' || s.front() == '\n'))
+        s.remove_prefix(1);
+    while (!s.empty() && (is_wsp(s.back()) || s.back() == '\r' || s.back() == '\n'))
+        s.remove_suffix(1);
+    return s;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -111,9 +77,14 @@ bool is_ascii(std::string_view s) {
                        [](char c) { return static_cast<unsigned char>(c) < 128; });
 }
 
-std::optional<std::string> header_block::get(std::string_view name) const {
+const header_field* header_block::find(std::string_view name) const {
     for (const auto& f : fields)
-        if (iequals(f.name, name)) return f.value;
+        if (iequals(f.name, name)) return &f;
+    return nullptr;
+}
+
+std::optional<std::string> header_block::get(std::string_view name) const {
+    if (const auto* f = find(name)) return f->value;
     return std::nullopt;
 }
 
@@ -136,75 +107,94 @@ std::string_view header_section(std::string_view m) {
     return m;
 }
 
-header_block parse_header_block(std::string_view m, std::size_t max_bytes) {
-    header_block hb;
+header_block parse_header_block(std::string_view data, const header_limits& limits) {
+    header_block h;
     std::size_t pos = 0;
-    bool first = true;
-    while (pos < m.size()) {
-        if (pos >= max_bytes) {
-            hb.truncated = true;
-            break;
+    const std::size_t scan_end = std::min(data.size(), limits.max_header_block);
+    bool first_line = true;
+    while (pos < scan_end) {
+        std::size_t eol = data.find('\n', pos);
+        bool cut = eol == std::string_view::npos || eol >= scan_end;
+        std::size_t line_end = cut ? scan_end : eol;
+        std::size_t next = cut ? scan_end : eol + 1;
+        std::string_view line = data.substr(pos, line_end - pos);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.empty()) {  // end of the header section
+            h.complete = true;
+            h.section_bytes = next;
+            return h;
         }
-        auto nl = m.find('\n', pos);
-        std::size_t end = nl == std::string_view::npos ? m.size() : nl + 1;
-        std::string_view line = m.substr(pos, end - pos);
-        std::string_view content = line;
-        while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
-            content.remove_suffix(1);
-        if (content.empty()) {
-            pos = end;
-            break;
-        }
-        if (is_wsp(content.front())) {
-            if (!hb.fields.empty()) {
-                auto& v = hb.fields.back().value;
-                if (v.size() < max_bytes) {
-                    v += ' ';
-                    v += trim(content);
-                }
-            }
-            pos = end;
-            first = false;
+        if (is_wsp(line.front())) {
+            if (!h.fields.empty()) {
+                append_continuation(h, line, limits);
+            } else if (first_line) {  // a continuation of nothing
+                h.well_formed = false;
+                h.section_bytes = pos;
+                return h;
+            }  // else: a stray continuation right after an mbox "From " line, skipped
+            first_line = false;
+            pos = next;
             continue;
         }
-        if (first && content.rfind("From ", 0) == 0) {  // mbox separator line
-            pos = end;
-            first = false;
-            continue;
-        }
-        auto colon = content.find(':');
+        std::size_t colon = line.find(':');
         std::string_view name =
-            colon == std::string_view::npos ? std::string_view{} : trim(content.substr(0, colon));
+            colon == std::string_view::npos ? std::string_view{} : line.substr(0, colon);
+        while (!name.empty() && is_wsp(name.back())) name.remove_suffix(1);
         if (!valid_field_name(name)) {
-            if (first) hb.well_formed = false;
-            break;  // the body starts here (no empty line)
+            // Not a header: the section ends here (a "From " mbox line first is skipped).
+            if (first_line && line.substr(0, 5) == "From ") {
+                pos = next;
+                first_line = false;
+                continue;
+            }
+            h.well_formed = !first_line;
+            h.section_bytes = pos;
+            return h;
         }
-        hb.fields.push_back({std::string(name), std::string(trim(content.substr(colon + 1)))});
-        pos = end;
-        first = false;
+        if (h.fields.size() >= limits.max_headers) {
+            h.truncated = true;
+            h.section_bytes = pos;
+            return h;
+        }
+        header_field f;
+        f.name = std::string(name);
+        std::string_view v = line.substr(colon + 1);
+        while (!v.empty() && is_wsp(v.front())) v.remove_prefix(1);
+        if (v.size() > limits.max_header_bytes) {
+            v = v.substr(0, limits.max_header_bytes);
+            f.truncated = h.truncated = true;
+        }
+        append_clean(f.value, v);
+        h.fields.push_back(std::move(f));
+        first_line = false;
+        pos = next;
     }
-    hb.section_bytes = pos;
-    return hb;
+    // Ran out of data (a message that is only headers) or hit the scan cap.
+    if (scan_end < data.size()) h.truncated = true;
+    h.section_bytes = pos;
+    return h;
 }
 
-std::vector<std::string> extract_addresses(std::string_view v) {
+std::vector<std::string> extract_addresses(std::string_view v, std::size_t max) {
     std::vector<std::string> out;
-    std::string element;  // text of the current element outside comments/quotes
+    std::string element;  // text of the current element outside comments
     std::string angle;    // content of <...>
     bool have_angle = false;
     auto flush = [&] {
-        std::string a = have_angle ? angle : element;
-        // Strip an obsolete source route "@a,@b:x@y".
-        if (have_angle && !a.empty() && a.front() == '@') {
-            auto c = a.find(':');
-            a = c == std::string::npos ? std::string() : a.substr(c + 1);
+        std::string a;
+        if (have_angle) {
+            std::string_view t = trim(angle);
+            if (!t.empty() && t.front() == '@') {  // obsolete source route "@a,@b:x@y"
+                auto c = t.find(':');
+                t = c == std::string_view::npos ? std::string_view{} : t.substr(c + 1);
+            }
+            a = without_blanks(t);
+        } else if (auto t = trim(element); t.find_first_of(" \t\"") == std::string_view::npos) {
+            a = std::string(t);  // a bare token with blanks or quotes is a display name
         }
-        auto t = trim(a);
-        std::string addr;
-        for (char c : t)
-            if (!is_wsp(c)) addr += c;
-        if (addr.find('@') != std::string::npos && addr.front() != '@' && addr.back() != '@')
-            out.push_back(addr);
+        if (out.size() < max && a.find('@') != std::string::npos && a.front() != '@' &&
+            a.back() != '@')
+            out.push_back(std::move(a));
         element.clear();
         angle.clear();
         have_angle = false;
@@ -232,12 +222,8 @@ std::vector<std::string> extract_addresses(std::string_view v) {
             std::string q = "\"";
             ++i;
             while (i < v.size() && v[i] != '"') {
-                if (v[i] == '\\' && i + 1 < v.size()) {
-                    q += v[i];
-                    ++i;
-                }
-                q += v[i];
-                ++i;
+                if (v[i] == '\\' && i + 1 < v.size()) q += v[i++];
+                q += v[i++];
             }
             q += '"';
             ++i;
@@ -246,9 +232,8 @@ std::vector<std::string> extract_addresses(std::string_view v) {
         }
         if (c == '<') {
             auto close = v.find('>', i + 1);
-            std::string_view inner = v.substr(
-                i + 1, close == std::string_view::npos ? std::string_view::npos : close - i - 1);
-            angle = std::string(inner);
+            angle = std::string(v.substr(
+                i + 1, close == std::string_view::npos ? std::string_view::npos : close - i - 1));
             have_angle = true;
             i = close == std::string_view::npos ? v.size() : close + 1;
             continue;
@@ -271,9 +256,31 @@ std::vector<std::string> extract_addresses(std::string_view v) {
 }
 
 std::optional<std::string> first_address(std::string_view v) {
-    auto a = extract_addresses(v);
+    auto a = extract_addresses(v, 1);
     if (a.empty()) return std::nullopt;
     return a.front();
+}
+
+std::string path_address(std::string_view value) {
+    std::string_view v = trim(value);
+    auto lt = v.find('<');
+    if (lt != std::string_view::npos) {
+        auto gt = v.find('>', lt + 1);
+        std::string_view inner =
+            v.substr(lt + 1, gt == std::string_view::npos ? v.npos : gt - lt - 1);
+        return std::string(trim(inner));
+    }
+    std::string out;  // "a@b (comment)": the comment goes
+    int depth = 0;
+    for (char c : v) {
+        if (c == '(')
+            ++depth;
+        else if (c == ')' && depth > 0)
+            --depth;
+        else if (depth == 0)
+            out.push_back(c);
+    }
+    return std::string(trim(out));
 }
 
 bool is_sendable_address(std::string_view a) {
@@ -289,168 +296,6 @@ bool is_sendable_address(std::string_view a) {
     auto domain = a.substr(at + 1);
     return domain.find('@') == std::string_view::npos && domain.front() != '.' &&
            domain.back() != '.' && domain.find("..") == std::string_view::npos;
-}
-
-std::string single_line(std::string_view v, std::size_t max_len) {
-    std::string out;
-    out.reserve(std::min(v.size(), max_len));
-    bool space = false;
-    for (std::size_t i = 0; i < v.size();) {
-        auto u = static_cast<unsigned char>(v[i]);
-        if (u == '\r' || u == '\n' || u == '\t' || u == ' ') {
-            space = !out.empty();
-            ++i;
-            continue;
-        }
-        if (u < 32 || u == 127) {
-            ++i;
-            continue;
-        }
-        std::size_t n = utf8_len(v, i);
-        std::string_view piece = n ? v.substr(i, n) : std::string_view("?");
-        if (out.size() + (space ? 1 : 0) + piece.size() > max_len) break;
-        if (space) out += ' ';
-        space = false;
-        out += piece;
-        i += n ? n : 1;
-    }
-    return out;
-}
-
-std::string encode_words(std::string_view text) {
-    if (is_ascii(text)) return std::string(text);
-    std::string out;
-    std::size_t i = 0;
-    while (i < text.size()) {
-        // <= 45 bytes per word: "=?UTF-8?B?" + 60 + "?=" = 72 columns.
-        std::size_t end = i;
-        while (end < text.size()) {
-            std::size_t n = utf8_len(text, end);
-            if (n == 0) n = 1;
-            if (end + n - i > 45) break;
-            end += n;
-        }
-        if (end == i) end = i + 1;
-        if (!out.empty()) out += ' ';
-        out += "=?UTF-8?B?" + base64(text.substr(i, end - i)) + "?=";
-        i = end;
-    }
-    return out;
-}
-
-std::string header_line(std::string_view name, std::string_view value) {
-    std::string out;
-    std::string line = std::string(name) + ":";
-    std::size_t i = 0;
-    bool first_word = true;
-    while (i < value.size()) {
-        while (i < value.size() && value[i] == ' ') ++i;
-        if (i >= value.size()) break;
-        auto sp = value.find(' ', i);
-        auto word = value.substr(i, sp == std::string_view::npos ? std::string_view::npos : sp - i);
-        i = sp == std::string_view::npos ? value.size() : sp;
-        if (!first_word && line.size() + 1 + word.size() > 78) {
-            out += line + "\r\n";
-            line = " ";
-            line += word;
-        } else {
-            line += ' ';
-            line += word;
-        }
-        first_word = false;
-    }
-    out += line + "\r\n";
-    return out;
-}
-
-std::string rfc5322_date(std::int64_t t) {
-    std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    return buf;
-}
-
-std::string iso8601(std::int64_t t) {
-    std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
-std::string make_message_id(std::string_view host) {
-    char buf[64];
-    auto now = std::chrono::system_clock::now().time_since_epoch();
-    std::snprintf(
-        buf, sizeof buf, "%lld.%016llx",
-        static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(now).count()),
-        static_cast<unsigned long long>(random64()));
-    return "<" + std::string(buf) + "@" + clean_host(host) + ">";
-}
-
-std::string make_boundary() {
-    static const char* alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    std::string b = "=_mx_";
-    for (int k = 0; k < 4; ++k) {
-        auto r = random64();
-        for (int j = 0; j < 8; ++j) {
-            b += alnum[r % 62];
-            r /= 62;
-        }
-    }
-    return b;
-}
-
-std::string quoted_printable(std::string_view text) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    std::size_t pos = 0;
-    while (pos <= text.size()) {
-        auto nl = text.find('\n', pos);
-        std::string_view line =
-            text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        std::string cur;
-        for (std::size_t i = 0; i < line.size(); ++i) {
-            auto u = static_cast<unsigned char>(line[i]);
-            bool last = i + 1 == line.size();
-            std::string piece;
-            if ((u >= 33 && u <= 126 && u != '=') || ((u == ' ' || u == '\t') && !last))
-                piece = std::string(1, static_cast<char>(u));
-            else
-                piece = {'=', hex[u >> 4], hex[u & 15]};
-            if (cur.size() + piece.size() > 75) {
-                out += cur + "=\r\n";
-                cur.clear();
-            }
-            cur += piece;
-        }
-        out += cur;
-        if (nl == std::string_view::npos) break;
-        out += "\r\n";
-        pos = nl + 1;
-    }
-    return out;
-}
-
-std::string to_crlf(std::string_view d) {
-    std::string out;
-    out.reserve(d.size() + d.size() / 40);
-    for (std::size_t i = 0; i < d.size(); ++i) {
-        char c = d[i];
-        if (c == '\r') {
-            out += "\r\n";
-            if (i + 1 < d.size() && d[i + 1] == '\n') ++i;
-        } else if (c == '\n') {
-            out += "\r\n";
-        } else {
-            out += c;
-        }
-    }
-    return out;
 }
 
 std::string remove_fields(std::string_view m, const std::vector<std::string>& names) {

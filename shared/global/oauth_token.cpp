@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "global/logging.hpp"
-#include "global/mail_header.hpp"
+#include "global/mail_compose.hpp"
 #include "util/curl.hpp"
 #include "util/fs.hpp"
 

@@ -167,8 +167,10 @@ check_result check_recipient(store& s, const check_policy& p, std::string_view a
     po.smtputf8 = p.smtputf8;
     auto parsed = parse_address(arg, po);
     if (auto* err = std::get_if<address_error>(&parsed)) {
-        return make(decision::reject, "501", "5.1.3", "Bad recipient address syntax",
-                    "malformed address: " + err->reason);
+        auto r = make(decision::reject, "501", "5.1.3", "Bad recipient address syntax",
+                      "malformed address: " + err->reason);
+        r.cause = check_cause::malformed;
+        return r;
     }
     const auto& a = std::get<address>(parsed);
     try {
@@ -178,6 +180,7 @@ check_result check_recipient(store& s, const check_policy& p, std::string_view a
         auto r =
             make(decision::tempfail, "451", "4.3.0", "<" + a.str() + ">: Temporary lookup failure",
                  std::string("store error: ") + e.what());
+        r.cause = check_cause::store_error;
         r.recipient = a;
         return r;
     }

@@ -39,8 +39,18 @@ struct check_policy {
     static check_policy from(const config& cfg);
 };
 
+// What produced a verdict, for callers that act on it (the milter re-maps the store and
+// retries after a store_error); `reason` is text for humans, never parsed.
+enum class check_cause {
+    table,           // the decision table above decided
+    malformed,       // the argument did not parse (501 5.1.3)
+    store_error,     // the store could not be read (451 4.3.0)
+    internal_error,  // anything unexpected (451 4.3.0)
+};
+
 struct check_result {
     decision verdict = decision::tempfail;
+    check_cause cause = check_cause::table;
     std::string code;  // "550"; empty for accept / not-ours
     std::string dsn;   // "5.1.1"
     std::string text;  // reply text after code and dsn

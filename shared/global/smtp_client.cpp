@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "global/mail_compose.hpp"
 #include "global/mail_header.hpp"
 #include "util/curl.hpp"
 

@@ -21,4 +21,21 @@ std::string sha256_hex(std::string_view data) {
     return out;
 }
 
+std::string percent_encode(std::string_view s, bool (*keep)(unsigned char c, std::size_t pos)) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        auto c = static_cast<unsigned char>(s[i]);
+        if (keep(c, i)) {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(digits[c >> 4]);
+            out.push_back(digits[c & 15]);
+        }
+    }
+    return out;
+}
+
 }  // namespace mx::util

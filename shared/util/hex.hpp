@@ -1,7 +1,9 @@
 // hex: SHA-256 digests as lower-case hex (OpenSSL's EVP), for fingerprints, stamps and bounded
-// keys. Knows nothing about mail.
+// keys, and percent-encoding (RFC 3986 style, upper-case hex) for keys and path components.
+// Knows nothing about mail.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -9,5 +11,9 @@ namespace mx::util {
 
 // SHA-256 of data as 64 lower-case hex digits.
 std::string sha256_hex(std::string_view data);
+
+// Every byte for which keep(byte, position) is false becomes "%XX" (upper-case hex). '%'
+// itself should not be kept, or the encoding is not reversible.
+std::string percent_encode(std::string_view s, bool (*keep)(unsigned char c, std::size_t pos));
 
 }  // namespace mx::util

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "global/dsn.hpp"
+#include "global/mail_compose.hpp"
 #include "global/mail_header.hpp"
 
 using namespace mx;
@@ -53,7 +54,8 @@ TEST_CASE("DSN has the RFC 3464 structure") {
     CHECK(h.get("Subject").value() == "Undelivered Mail Returned to Sender");
     CHECK(h.get("In-Reply-To").value() == "<orig-1@sender.test>");
     CHECK(h.get("Message-ID").value() == m.message_id);
-    CHECK(h.get("Content-Type").value() ==
+    // Folded by the builder; RFC 5322 unfolding keeps the fold's tab, single_line collapses it.
+    CHECK(mail::single_line(h.get("Content-Type").value()) ==
           "multipart/report; report-type=delivery-status; boundary=\"" + m.boundary + "\"");
     CHECK(no_bare_lf_or_cr(m.bytes));
     // Three parts in order, closing delimiter last.
@@ -197,29 +199,3 @@ TEST_CASE("suppression rules (RFC 3834, RFC 3464, RFC 5321)") {
     CHECK(dsn::suppression_reason("a@b.c\r\nRCPT TO:<x@y>", plain));
 }
 
-TEST_CASE("address lists: names, quotes, comments, groups") {
-    using V = std::vector<std::string>;
-    CHECK(mail::extract_addresses("a@b.c") == V{"a@b.c"});
-    CHECK(mail::extract_addresses("\"Doe, John\" <j@d.e>, x@y.z (comment, here)") ==
-          V{"j@d.e", "x@y.z"});
-    CHECK(mail::extract_addresses("undisclosed-recipients:;").empty());
-    CHECK(mail::extract_addresses("undisclosed-recipients:").empty());
-    CHECK(mail::extract_addresses("team: a@b.c, <d@e.f>;, g@h.i") == V{"a@b.c", "d@e.f", "g@h.i"});
-    CHECK(mail::extract_addresses("<@route:a@b.c>") == V{"a@b.c"});
-    CHECK(mail::extract_addresses("\"unterminated <x@y.z>").size() <= 1);
-    CHECK(mail::extract_addresses("<<<>>>(((").empty());
-}
-
-TEST_CASE("header utilities") {
-    auto hb = mail::parse_header_block("From x\r\nSubject: a\r\n  b\r\nX: 1\r\n\r\nBody: no\r\n");
-    CHECK(hb.get("subject").value() == "a b");
-    CHECK(!hb.get("Body"));
-    CHECK(mail::remove_fields(
-              "To: a@b.c\r\nBcc: x@y.z,\r\n  w@v.u\r\nSubject: s\r\n\r\nBcc: body\r\n", {"Bcc"}) ==
-          "To: a@b.c\r\nSubject: s\r\n\r\nBcc: body\r\n");
-    CHECK(mail::single_line("a\r\nb\tc\x01") == "a b c");
-    CHECK(mail::quoted_printable("caf\xc3\xa9 = ok \n") == "caf=C3=A9 =3D ok=20\r\n");
-    auto folded = mail::header_line("Subject", std::string(50, 'a') + " " + std::string(50, 'b'));
-    CHECK(folded == "Subject: " + std::string(50, 'a') + "\r\n " + std::string(50, 'b') + "\r\n");
-    CHECK(mail::rfc5322_date(0) == "Thu, 01 Jan 1970 00:00:00 +0000");
-}

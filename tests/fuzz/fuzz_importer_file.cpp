@@ -31,9 +31,9 @@
 #include <spdlog/spdlog.h>
 
 #include "global/config.hpp"
+#include "global/journal.hpp"
 #include "global/store.hpp"
 #include "importer.hpp"
-#include "journal.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MX_FUZZ_ASAN 1

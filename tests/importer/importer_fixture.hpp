@@ -14,24 +14,15 @@
 #include <string>
 
 #include "global/config.hpp"
+#include "global/journal.hpp"
 #include "global/store.hpp"
 #include "importer.hpp"
-#include "journal.hpp"
+#include "lib/test_support.hpp"
 
 namespace mx::importer::testing {
 
-inline std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-inline void spit(const std::filesystem::path& p, const std::string& data) {
-    std::filesystem::create_directories(p.parent_path());
-    std::ofstream out(p, std::ios::binary);
-    out << data;
-}
+using mx::test::slurp;
+using mx::test::spit;
 
 struct fixture {
     std::filesystem::path root;

@@ -20,6 +20,7 @@
 
 #include "global/secrets.hpp"
 #include "importer_fixture.hpp"
+#include "lib/test_support.hpp"
 #include "parse_worker.hpp"
 #include "util/sanitizers.hpp"
 
@@ -29,15 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    explicit temp_dir(const std::string& tag) {
-        path = fs::temp_directory_path() / ("mx-sandbox-" + tag + "-" + std::to_string(::getpid()));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
+using mx::test::temp_dir;
 
 // Fault injection is read by the worker when it starts: set around the worker's life.
 struct fault_injection_on {

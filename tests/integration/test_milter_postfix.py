@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mx-milter against a real, private Postfix (scripts/mx-stack) driven with swaks.
 
-Covers issue 3's integration list: unknown -> 550 5.1.1 at RCPT (and Postfix's own
+Covers the milter's integration list: unknown -> 550 5.1.1 at RCPT (and Postfix's own
 "milter-reject: RCPT ... 550 5.1.1" log line); known -> 250 and the message lands in the
 connector's drop folder (virtual(8) Maildir with Delivered-To/X-Original-To/Return-Path);
 inactive -> 450 4.2.1; mixed recipients -> only the unknown ones refused; milter stopped ->

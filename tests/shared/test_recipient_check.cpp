@@ -6,56 +6,33 @@
 #include <filesystem>
 
 #include "global/recipient_check.hpp"
+#include "lib/store_fixture.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct fixture {
-    fs::path dir;
-    std::optional<mx::store> s;
+struct fixture : mx::test::store_fixture {
     mx::check_policy policy;
     fixture() {
-        char tmpl[] = "/tmp/mx-check-XXXXXX";
-        dir = mkdtemp(tmpl);
-        s = mx::store::open(dir / "store", false);
+        using mx::test::make_connector;
+        using mx::test::make_mailbox;
         s->write([](mx::store_tx& tx) {
-            mx::connector a;
-            a.name = "demo";
+            auto a = make_connector("demo", {"example.test", "xn--bcher-kva.example"});
             a.drop_folder = "/srv/drop";
-            a.domains = {"example.test", "xn--bcher-kva.example"};
             tx.add_connector(a);
-            mx::connector off;
-            off.name = "off";
+            auto off = make_connector("off", {"off.test"}, false);
             off.drop_folder = "/srv/off";
-            off.domains = {"off.test"};
-            off.active = false;
             tx.add_connector(off);
-            mx::connector ca;
-            ca.name = "ca";
+            auto ca = make_connector("ca", {"catchall.test"});
             ca.drop_folder = "/srv/ca";
-            ca.domains = {"catchall.test"};
             tx.add_connector(ca);
             for (auto addr :
-                 {"info@example.test", "sales@example.test", "user@xn--bcher-kva.example"}) {
-                mx::mailbox m;
-                m.address = addr;
-                m.connector = "demo";
-                tx.add_mailbox(m);
-            }
-            mx::mailbox m;
-            m.address = "x@off.test";
-            m.connector = "off";
-            tx.add_mailbox(m);
-            m.address = "@catchall.test";
-            m.connector = "ca";
-            tx.add_mailbox(m);
+                 {"info@example.test", "sales@example.test", "user@xn--bcher-kva.example"})
+                tx.add_mailbox(make_mailbox(addr, "demo"));
+            tx.add_mailbox(make_mailbox("x@off.test", "off"));
+            tx.add_mailbox(make_mailbox("@catchall.test", "ca"));
         });
-    }
-    ~fixture() {
-        s.reset();
-        std::error_code ec;
-        fs::remove_all(dir, ec);
     }
     mx::check_result check(std::string_view arg) { return mx::check_recipient(*s, policy, arg); }
 };
@@ -139,8 +116,11 @@ TEST_CASE("a store error is a 451, never a 5xx", "[decision]") {
     f.s->write([](mx::store_tx& tx) { tx.clear_all(); });
     auto r = f.check("<info@example.test>");
     CHECK(r.verdict == mx::decision::not_ours);
+    CHECK(r.cause == mx::check_cause::table);
+    // Callers act on the cause, never on the reason's text.
+    CHECK(f.check("<no-at-sign").cause == mx::check_cause::malformed);
     // Simulate a broken store: a store opened on a directory that is not one.
-    fs::path broken = f.dir / "broken";
+    fs::path broken = f.dir.path / "broken";
     fs::create_directories(broken);
     CHECK_THROWS(mx::store::open(broken / "missing", true));
 }

@@ -9,39 +9,15 @@
 #include "global/secrets.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
+#include "lib/store_fixture.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/mx-test-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-mx::connector make_connector(std::string name, std::vector<std::string> domains,
-                             bool active = true) {
-    mx::connector c;
-    c.name = std::move(name);
-    c.drop_folder = "/srv/drop/" + c.name;
-    c.domains = std::move(domains);
-    c.active = active;
-    return c;
-}
-
-mx::mailbox make_mailbox(std::string address, std::string conn) {
-    mx::mailbox m;
-    m.address = std::move(address);
-    m.connector = std::move(conn);
-    return m;
-}
+using mx::test::make_connector;
+using mx::test::make_mailbox;
+using mx::test::temp_dir;
 
 }  // namespace
 

@@ -1,4 +1,4 @@
-// Unit tests of the application targets (issue 8): signatures, spec parsing, HTTP verdicts,
+// Unit tests of the application targets: signatures, spec parsing, HTTP verdicts,
 // retry delays (deterministic jitter: no sleeping), command splitting and real commands.
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "lib/test_support.hpp"
+#include "message_json.hpp"
 #include "message_parse.hpp"
 #include "target_http.hpp"
 
@@ -18,17 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/mx-targets-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using mx::test::temp_dir;
 
 fs::path write(const fs::path& p, const std::string& s, unsigned mode = 0644) {
     std::ofstream(p, std::ios::binary) << s;
@@ -39,6 +31,11 @@ fs::path write(const fs::path& p, const std::string& s, unsigned mode = 0644) {
 const nlohmann::json no_section = nlohmann::json::object();
 
 }  // namespace
+
+// The JSON converter in-process (as mx-importer has it); mxctl's exec path is covered by
+// targets_integration (mxctl target-test).
+const bool converter_registered =
+    (mx::importer::set_message_converter(&mx::importer::message_document), true);
 
 TEST_CASE("signature is HMAC-SHA256 over timestamp.body, lower-case hex") {
     // python3: hmac.new(b'topsecret', b'1700000000.hello world', hashlib.sha256).hexdigest()

@@ -2,7 +2,7 @@
 """Import targets through the real importer path: files dropped into a connector's drop folder,
 mx-importer --drain, a local HTTP receiver (receiver.py) on ports 8100-8124 and small commands.
 
-Checks every outcome of issue 8: signed 2xx imports (raw and JSON bodies, bearer auth), 4xx ->
+Checks every outcome of the targets: signed 2xx imports (raw and JSON bodies, bearer auth), 4xx ->
 ImportFailed with the receiver's status and text (CRLF-safe) and a spooled bounce, 408/429/5xx/
 hang/dropped/refused -> kept for retry, expiry -> 5.4.7, exactly-once across an importer killed
 right after the receiver acknowledged (receiver deduplicates on Idempotency-Key), bounded

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "input.hpp"
+#include "lib/test_support.hpp"
 #include "report.hpp"
 #include "test_util.hpp"
 
@@ -24,15 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/mxlr-test.XXXXXX";
-        REQUIRE(mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
+using mx::test::slurp;
+using mx::test::temp_dir;
 
 void write_file(const fs::path& p, const std::string& s) {
     std::ofstream(p, std::ios::binary) << s;
@@ -43,11 +37,6 @@ void write_gz(const fs::path& p, const std::string& s) {
     REQUIRE(g != nullptr);
     REQUIRE(gzwrite(g, s.data(), static_cast<unsigned>(s.size())) == static_cast<int>(s.size()));
     gzclose(g);
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::vector<std::string> lines_of(byte_source& src) {

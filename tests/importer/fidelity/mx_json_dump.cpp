@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "message_json.hpp"
 #include "target_http.hpp"
 
 int main(int argc, char** argv) {

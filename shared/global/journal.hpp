@@ -1,5 +1,5 @@
 // journal: the importer's memory of what it did, in its own LMDB environment
-// (<state_dir>/journal). Header-only so `mxctl trace`/`mxctl failed` can read it without
+// (<state_dir>/journal). Header-only so `mxctl failed`/`mxctl import-status` can read it without
 // linking the importer.
 //
 // Schema (schema_version 1):
@@ -121,7 +121,7 @@ class journal {
         if (r.is_object()) r["recipient"] = std::string(rcpt);
         deliveries_.put(t, delivery_key(fp, rcpt), dump(r));
     }
-    // Index entries for the queries of `mxctl trace`.
+    // Index entries for the queries of `mxctl import-status`.
     void index(lmdb::txn& t, std::string_view file, std::string_view fp,
                std::string_view message_id, std::string_view queue_id,
                const nlohmann::json& file_rec) const {
