@@ -21,6 +21,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace mx::util {
 
@@ -28,10 +29,13 @@ struct account {
     std::string name;
     uid_t uid = 0;
     gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary groups (getgrouplist), primary included
 };
 
 // The account named `name`; nullopt when there is no such account.
 std::optional<account> lookup_account(const std::string& name);
+// The account with that uid; nullopt when no account has it.
+std::optional<account> lookup_uid(uid_t uid);
 
 // initgroups + setgid + setuid to `a`, then verified (see above). No-op when the process
 // already runs as exactly that uid/gid and is not root.
