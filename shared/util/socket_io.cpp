@@ -1,5 +1,6 @@
 #include "util/socket_io.hpp"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -49,6 +50,10 @@ unique_fd connect_addr(const sockaddr* sa, socklen_t len, int family, io_timeout
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &so, &sl) != 0) fail("getsockopt", errno);
         if (so != 0) fail("connect", so);
     }
+    // Blocking from here on: our own calls poll with deadlines, and a caller may use the fd
+    // with plain recv/send.
+    int fl = ::fcntl(fd.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) != 0) fail("fcntl", errno);
     return fd;
 }
 
@@ -95,7 +100,7 @@ void write_all(int fd, std::string_view data, io_timeout timeout) {
     auto deadline = clock::now() + timeout;
     while (!data.empty()) {
         if (!wait_for(fd, POLLOUT, deadline)) throw socket_error("send: timed out");
-        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n < 0) fail("send", errno);
         data.remove_prefix(static_cast<std::size_t>(n));
@@ -108,7 +113,7 @@ void read_until(int fd, std::string& buf, io_timeout timeout,
     char tmp[4096];
     while (!done(buf)) {
         if (!wait_for(fd, POLLIN, deadline)) throw socket_error("recv: timed out");
-        ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+        ssize_t n = ::recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n < 0) fail("recv", errno);
         if (n == 0) throw socket_error("recv: connection closed by the peer");

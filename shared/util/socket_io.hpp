@@ -5,6 +5,7 @@
 // local daemon or a mail server once (mxctl doctor, tests), not for servers.
 // Promises: every call ends within its time limit; failures throw socket_error naming the
 // call (connect, getaddrinfo, send, ...) and the reason; read_until() bounds what it buffers.
+// Connected sockets are blocking (reads and writes here poll first).
 // Security: sockets are CLOEXEC; send uses MSG_NOSIGNAL (a closed peer is an error, not a
 // SIGPIPE).
 #pragma once
