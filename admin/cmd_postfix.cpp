@@ -175,7 +175,9 @@ void edit_for_setup(postconf& pf, postconf& work, const postfix::wiring& w,
                     const std::vector<std::string>& chroot_off) {
     // One key per call: postconf -e appends new keys in its own order otherwise, and main.cf
     // reads better in the order of postfix-conf/main.cf.fragment.
-    for (const auto& [k, v] : w.main) must(work.run({"-e", k + " = " + v}), "postconf -e " + k);
+    // A key that already has the value is left alone (its spelling too).
+    for (const auto& [k, v] : w.main)
+        if (pf.get_explicit(k) != v) must(work.run({"-e", k + " = " + v}), "postconf -e " + k);
     if (!virtual_wired(pf, w)) {
         must(work.run({"-M", "virtual/unix=" + w.virtual_service}), "postconf -M virtual/unix");
         if (!w.virtual_maps.empty())

@@ -107,8 +107,8 @@ def doctor(st, pfconf, *extra):
     return p.returncode, rep, [f for f in rep["findings"] if f["status"] == "fail"]
 
 
-def missing_map_type():
-    have = set(run("postconf", "-m").stdout.split())
+def missing_map_type(pfconf):
+    have = set(run("postconf", "-c", pfconf, "-m").stdout.split())
     for t in ("cdb", "sqlite", "mysql", "pgsql", "ldap", "memcache"):
         if t not in have:
             return t
@@ -134,7 +134,7 @@ def check_stack(st):
     assert any("virtual(8) delivers example.test" in m for m in domains), domains
 
     # A domain table of a type this Postfix cannot open.
-    t = missing_map_type()
+    t = missing_map_type(pfconf)
     if t:
         vd = run("postconf", "-c", pfconf, "-h", "virtual_mailbox_domains").stdout.strip()
         run("postconf", "-c", pfconf, "-e", f"virtual_mailbox_domains = {t}:/etc/x, {vd}")
