@@ -68,18 +68,26 @@ void check_non_smtpd(doctor_state& d, const postfix::milter_endpoint& ours) {
     }
 }
 
-// A chrooted smtpd sees only what lies under the queue directory.
+// A chrooted smtpd (milter) or trivial-rewrite (socketmap lookups of
+// virtual_mailbox_domains) sees only what lies under the queue directory.
 void check_chroot(doctor_state& d, const postfix::milter_endpoint& ours) {
-    if (!ours.is_unix) return;
     auto q = d.pf->queue_dir();
-    if (postfix::inside_queue_dir(ours.path, q)) return;
+    std::string smap;
+    try {
+        smap = postfix::milter_tables_of(d.cfg()).socketmap;
+    } catch (const std::exception&) {
+    }
     for (const auto& s : d.pf->services()) {
-        if (s.command != "smtpd" || !s.chrooted()) continue;
+        if (!s.chrooted()) continue;
+        std::string path;
+        if (s.command == "smtpd" && ours.is_unix) path = ours.path;
+        if (s.command == "trivial-rewrite") path = smap;
+        if (path.empty() || postfix::inside_queue_dir(path, q)) continue;
         d.r.fail("postfix",
-                 "smtpd service " + s.id() + " runs chrooted in " + q + " but the milter socket " +
-                     ours.path + " lies outside it",
+                 s.command + " service " + s.id() + " runs chrooted in " + q + " but " + path +
+                     " lies outside it",
                  "postconf -c " + d.opt.postfix_dir + " -F " + s.id() +
-                     "/chroot=n && postfix reload (or move [milter] socket into " + q + ")");
+                     "/chroot=n && postfix reload (or: mxctl postfix setup)");
     }
 }
 

@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary bytes as what a socketmap client sends mx-milter, framed the way
-// the server reads them (shared/util/netstring.cpp): consume netstrings from the buffer until more
-// bytes are needed or the framing is refused. Checks that a parsed payload never exceeds the
+// the server reads them (shared/util/netstring.cpp): consume netstrings from the buffer until
+// more bytes are needed or the framing is refused. Checks that a parsed payload never exceeds the
 // limit, that the consumed length is inside the buffer and re-encodes to the same bytes, and
 // that framing a parsed payload again parses back to it; ASan/UBSan catch the rest.
 #include <cstddef>

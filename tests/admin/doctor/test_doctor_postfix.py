@@ -8,7 +8,7 @@ and mxctl postfix setup on a copy of Debian's stock Postfix configuration.
 2. On the working stack: setup --dry-run has nothing to change; doctor --probe passes with
    250 for a known, 550 for an unknown recipient and 450 for an inactive connector.
 3. Broken one at a time, doctor fails naming it: a domain table of a type this Postfix lacks,
-   mx-milter stopped, the milter sockets in a group Postfix is not in.
+   smtpd chrooted, mx-milter stopped, the milter sockets in a group Postfix is not in.
 
 Needs root, Postfix (postconf, postmap) and the built tree. Exit 77 = skipped.
 Usage: test_doctor_postfix.py --root SRC --build BUILD [--port N]
@@ -144,6 +144,16 @@ def check_stack(st):
                                      for f in bad), json.dumps(rep, indent=1)
         finally:
             run("postconf", "-c", pfconf, "-e", f"virtual_mailbox_domains = {vd}")
+
+    # smtpd chrooted in the queue directory, where the milter socket does not exist.
+    svc = f"127.0.0.1:{st.port}/inet"
+    run("postconf", "-c", pfconf, "-F", f"{svc}/chroot=y")
+    try:
+        code, rep, bad = doctor(st, pfconf)
+        assert code == 1 and any("runs chrooted" in f["message"] and svc in f["message"]
+                                 for f in bad), json.dumps(rep, indent=1)
+    finally:
+        run("postconf", "-c", pfconf, "-F", f"{svc}/chroot=n")
 
     # mx-milter stopped: doctor fails (daemon, socket) and so does the probe.
     st.stack("stop-milter")
