@@ -1,7 +1,8 @@
 // privdrop: leaving root for the daemon account, once, verified — for mx-milter, mx-importer
 // and mxctl alike.
 //
-// What it is: lookup_account() resolves the config key `user`; drop_privileges() switches the
+// What it is: lookup_account() resolves the config key `user` (lookup_uid() an owner's uid),
+// both with the account's supplementary groups; drop_privileges() switches the
 // whole process to it (initgroups + setgid + setuid) and then proves the switch: real,
 // effective and saved ids are the account's, and setuid(0)/setgid(0) fail. run_as() runs one
 // function in a forked child that drops first, and hands its text result back through a pipe
