@@ -73,9 +73,11 @@ void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
 void add_stats_command(CLI::App& app, mxctl_context& ctx);
 void add_failed_commands(CLI::App& app,
                          mxctl_context& ctx);  // failed ..., import-status (cmd_failed.cpp)
-void add_doctor_command(CLI::App& app, mxctl_context& ctx);   // doctor (cmd_doctor.cpp)
+void add_doctor_command(CLI::App& app, mxctl_context& ctx);   // doctor (doctor/)
 void add_smtp_commands(CLI::App& app, mxctl_context& ctx);    // smtp-test, send, mailbox oauth
 void add_target_commands(CLI::App& app, mxctl_context& ctx);  // target-test (cmd_target.cpp)
+// postfix setup (cmd_postfix.cpp)
+void add_postfix_commands(CLI::App& app, mxctl_context& ctx);
 
 // Helpers shared by the verbs.
 std::string normalize_mailbox_arg(const std::string& arg);  // "Bob@Ex.COM" / "@ex.com"

@@ -39,9 +39,13 @@
 #include "global/recipient_check.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
-#include "netstring.hpp"
+#include "util/netstring.hpp"
 
 namespace mx::milter {
+
+using util::netstring;  // socketmap framing (shared with mxctl doctor)
+using util::netstring_error;
+using util::parse_netstring;
 
 // ---- store access ---------------------------------------------------------------------
 

@@ -35,6 +35,20 @@ bool write_all(int fd, const std::string& s) {
     return true;
 }
 
+// Fills a.groups (what initgroups() would set): permission checks on behalf of an account
+// need its supplementary groups too.
+account with_groups(account a) {
+    int n = 32;
+    std::vector<gid_t> g(static_cast<std::size_t>(n));
+    while (::getgrouplist(a.name.c_str(), a.gid, g.data(), &n) < 0) {
+        if (n <= static_cast<int>(g.size())) n = static_cast<int>(g.size()) * 2;
+        g.resize(static_cast<std::size_t>(n));
+    }
+    g.resize(static_cast<std::size_t>(n));
+    a.groups = std::move(g);
+    return a;
+}
+
 }  // namespace
 
 std::optional<account> lookup_account(const std::string& name) {
@@ -45,7 +59,18 @@ std::optional<account> lookup_account(const std::string& name) {
     while (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &res) == ERANGE)
         buf.resize(buf.size() * 2);
     if (!res) return std::nullopt;
-    return account{pw.pw_name, pw.pw_uid, pw.pw_gid};
+    return with_groups(account{pw.pw_name, pw.pw_uid, pw.pw_gid, {}});
+}
+
+std::optional<account> lookup_uid(uid_t uid) {
+    long size = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+    std::vector<char> buf(size > 0 ? static_cast<std::size_t>(size) : 16384);
+    passwd pw{};
+    passwd* res = nullptr;
+    while (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == ERANGE)
+        buf.resize(buf.size() * 2);
+    if (!res) return std::nullopt;
+    return with_groups(account{pw.pw_name, pw.pw_uid, pw.pw_gid, {}});
 }
 
 void drop_privileges(const account& a) {

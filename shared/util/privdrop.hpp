@@ -1,7 +1,8 @@
 // privdrop: leaving root for the daemon account, once, verified — for mx-milter, mx-importer
 // and mxctl alike.
 //
-// What it is: lookup_account() resolves the config key `user`; drop_privileges() switches the
+// What it is: lookup_account() resolves the config key `user` (lookup_uid() an owner's uid),
+// both with the account's supplementary groups; drop_privileges() switches the
 // whole process to it (initgroups + setgid + setuid) and then proves the switch: real,
 // effective and saved ids are the account's, and setuid(0)/setgid(0) fail. run_as() runs one
 // function in a forked child that drops first, and hands its text result back through a pipe
@@ -21,6 +22,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace mx::util {
 
@@ -28,10 +30,13 @@ struct account {
     std::string name;
     uid_t uid = 0;
     gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary groups (getgrouplist), primary included
 };
 
 // The account named `name`; nullopt when there is no such account.
 std::optional<account> lookup_account(const std::string& name);
+// The account with that uid; nullopt when no account has it.
+std::optional<account> lookup_uid(uid_t uid);
 
 // initgroups + setgid + setuid to `a`, then verified (see above). No-op when the process
 // already runs as exactly that uid/gid and is not root.

@@ -13,9 +13,10 @@
 #include <vector>
 
 #include "fixture.hpp"
-#include "milter_client.hpp"
+#include "global/milter_client.hpp"
 
 using namespace mx::milter_test;
+using namespace mx::milter_proto;
 
 namespace {
 

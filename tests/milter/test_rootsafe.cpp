@@ -26,9 +26,10 @@
 
 #include "fixture.hpp"
 #include "global/config.hpp"
-#include "milter_client.hpp"
+#include "global/milter_client.hpp"
 
 using namespace mx::milter_test;
+using namespace mx::milter_proto;
 
 namespace {
 

@@ -16,9 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "milter_client.hpp"
+#include "global/milter_client.hpp"
 
-using namespace mx::milter_test;
+using namespace mx::milter_proto;
 using clock_type = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {

@@ -1,7 +1,7 @@
 // netstring: socketmap framing (see netstring.hpp).
-#include "netstring.hpp"
+#include "util/netstring.hpp"
 
-namespace mx::milter {
+namespace mx::util {
 
 std::optional<std::pair<std::string, std::size_t>> parse_netstring(std::string_view buf,
                                                                    std::size_t max_len) {
@@ -22,4 +22,4 @@ std::string netstring(std::string_view payload) {
     return std::to_string(payload.size()) + ":" + std::string(payload) + ",";
 }
 
-}  // namespace mx::milter
+}  // namespace mx::util

@@ -1,8 +1,11 @@
-// milter_client: a small MTA-side client of the milter wire protocol (version 6), for tests and
-// benchmarks of mx-milter. It speaks what Postfix speaks: OPTNEG, macros, CONNECT, MAIL, RCPT,
-// ABORT, QUIT — and lets a test send raw bytes. miltertest cannot assert the reply text of an
-// RCPT, this can.
-// Security: test code only; replies are bounded (1 MB) so a broken daemon cannot exhaust memory.
+// milter_client: a small MTA-side client of the milter wire protocol (version 6), and of Postfix's
+// socketmap protocol: what mxctl doctor uses to ask mx-milter, and what the tests and the
+// benchmark of mx-milter drive it with. It speaks what Postfix speaks: OPTNEG, macros, CONNECT,
+// MAIL, RCPT, ABORT, QUIT — and lets a test send raw bytes (miltertest cannot assert the reply
+// text of an RCPT, this can).
+// Promises: every wait is bounded by the client's timeout; failures throw std::runtime_error
+// (util::socket_error for socket calls) naming what failed.
+// Security: replies are bounded (1 MB) so a broken daemon cannot exhaust memory.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +15,10 @@
 #include <utility>
 #include <vector>
 
-namespace mx::milter_test {
+#include "global/postfix_conf.hpp"
+#include "util/socket_io.hpp"
+
+namespace mx::milter_proto {
 
 // Protocol step flags (SMFIP_*) as on the wire.
 inline constexpr std::uint32_t p_noconnect = 0x1, p_nohelo = 0x2, p_nomail = 0x4, p_norcpt = 0x8,
@@ -31,14 +37,10 @@ struct reply {
 
 class client {
   public:
-    // Connects to a unix socket path; throws std::runtime_error naming the call on failure.
+    // Connects to a unix socket path; throws util::socket_error naming the call on failure.
     static client connect_unix(const std::string& path, int timeout_ms = 10000);
-    client(client&& o) noexcept
-        : fd_(std::exchange(o.fd_, -1)), timeout_ms_(o.timeout_ms_), protocol_(o.protocol_) {}
-    client& operator=(client&& o) noexcept;
-    client(const client&) = delete;
-    client& operator=(const client&) = delete;
-    ~client();
+    // Connects to a libmilter socket spec (unix: or inet:), e.g. [milter] socket.
+    static client open(const postfix::milter_endpoint& ep, int timeout_ms = 10000);
 
     // OPTNEG offering everything Postfix offers; returns the milter's (version, actions, steps).
     struct negotiated {
@@ -59,17 +61,21 @@ class client {
     void send_packet(char cmd, std::string_view data);
     void send_raw(std::string_view bytes);
     reply read_reply();
-    int fd() const { return fd_; }
+    int fd() const { return fd_.get(); }
 
   private:
-    explicit client(int fd, int timeout_ms) : fd_(fd), timeout_ms_(timeout_ms) {}
+    explicit client(util::unique_fd fd, int timeout_ms)
+        : fd_(std::move(fd)), timeout_ms_(timeout_ms) {}
     void read_exact(char* buf, std::size_t n);
-    int fd_ = -1;
+    util::unique_fd fd_;
+    std::string in_;  // bytes received beyond the last reply
     int timeout_ms_ = 10000;
     std::uint32_t protocol_ = 0;  // the steps/no-reply bits the milter negotiated
 };
 
-// One netstring request/response to a Postfix socketmap server (for socketmap tests).
-std::string socketmap_query(const std::string& path, std::string_view request);
+// One netstring request/response to a Postfix socketmap server ("domain example.com" ->
+// "OK ..." / "NOTFOUND "); throws util::socket_error / util::netstring_error.
+std::string socketmap_query(const std::string& path, std::string_view request,
+                            int timeout_ms = 10000);
 
-}  // namespace mx::milter_test
+}  // namespace mx::milter_proto

@@ -1,6 +1,8 @@
-// netstring: the framing of Postfix's socketmap protocol (socketmap_table(5)): "LEN:DATA,".
-// Promises: pure functions on bytes (no I/O, no store), fuzzed by tests/fuzz/fuzz_netstring.
-// Security: requests come from any process that may connect to the socketmap socket: the length
+// netstring: "LEN:DATA," framing (D. J. Bernstein's netstrings; the framing of Postfix's
+// socketmap protocol, socketmap_table(5)), for mx-milter's socketmap server and mxctl doctor's
+// socketmap client alike.
+// Promises: pure functions on bytes (no I/O), fuzzed by tests/fuzz/fuzz_netstring.
+// Security: the bytes may come from any process that may connect to a socket: the length
 // field is bounded (at most 7 digits, at most max_len) before anything is allocated.
 #pragma once
 
@@ -11,7 +13,7 @@
 #include <string_view>
 #include <utility>
 
-namespace mx::milter {
+namespace mx::util {
 
 class netstring_error : public std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -25,4 +27,4 @@ std::optional<std::pair<std::string, std::size_t>> parse_netstring(std::string_v
 // "LEN:payload,"
 std::string netstring(std::string_view payload);
 
-}  // namespace mx::milter
+}  // namespace mx::util

@@ -1,21 +1,16 @@
-#include "milter_client.hpp"
+#include "global/milter_client.hpp"
 
 #include <arpa/inet.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
-namespace mx::milter_test {
+#include "util/netstring.hpp"
+
+namespace mx::milter_proto {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
-    throw std::runtime_error(what + ": " + std::strerror(errno));
-}
+using ms = std::chrono::milliseconds;
 
 void put32(std::string& s, std::uint32_t v) {
     v = htonl(v);
@@ -26,31 +21,6 @@ std::uint32_t get32(const char* p) {
     std::uint32_t v;
     std::memcpy(&v, p, 4);
     return ntohl(v);
-}
-
-int connect_path(const std::string& path) {
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    if (path.size() >= sizeof sa.sun_path) throw std::runtime_error("socket path too long");
-    std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) fail("socket");
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-        int e = errno;
-        ::close(fd);
-        errno = e;
-        fail("connect " + path);
-    }
-    return fd;
-}
-
-void write_all(int fd, std::string_view b) {
-    while (!b.empty()) {
-        ssize_t w = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) fail("send");
-        b.remove_prefix(static_cast<std::size_t>(w));
-    }
 }
 
 }  // namespace
@@ -75,25 +45,16 @@ std::string reply::text() const {
 }
 
 client client::connect_unix(const std::string& path, int timeout_ms) {
-    return client(connect_path(path), timeout_ms);
+    return client(util::connect_unix(path, ms(timeout_ms)), timeout_ms);
 }
 
-client& client::operator=(client&& o) noexcept {
-    protocol_ = o.protocol_;
-    if (this != &o) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = std::exchange(o.fd_, -1);
-        timeout_ms_ = o.timeout_ms_;
-    }
-    return *this;
-}
-
-client::~client() {
-    if (fd_ >= 0) ::close(fd_);
+client client::open(const postfix::milter_endpoint& ep, int timeout_ms) {
+    if (ep.is_unix) return connect_unix(ep.path, timeout_ms);
+    return client(util::connect_tcp(ep.host, ep.port, ms(timeout_ms)), timeout_ms);
 }
 
 void client::send_raw(std::string_view bytes) {
-    write_all(fd_, bytes);
+    util::write_all(fd_.get(), bytes, ms(timeout_ms_));
 }
 
 void client::send_packet(char cmd, std::string_view data) {
@@ -102,27 +63,17 @@ void client::send_packet(char cmd, std::string_view data) {
     put32(p, static_cast<std::uint32_t>(data.size() + 1));
     p.push_back(cmd);
     p.append(data);
-    write_all(fd_, p);
+    util::write_all(fd_.get(), p, ms(timeout_ms_));
 }
 
 void client::read_exact(char* buf, std::size_t n) {
-    while (n > 0) {
-        pollfd pfd{fd_, POLLIN, 0};
-        int rc = ::poll(&pfd, 1, timeout_ms_);
-        if (rc == 0) throw std::runtime_error("milter reply timed out");
-        if (rc < 0) {
-            if (errno == EINTR) continue;
-            fail("poll");
-        }
-        ssize_t r = ::recv(fd_, buf, n, 0);
-        if (r == 0) throw std::runtime_error("milter closed the connection");
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            fail("recv");
-        }
-        buf += r;
-        n -= static_cast<std::size_t>(r);
-    }
+    // Replies may arrive back to back: what is read beyond n bytes waits in in_.
+    if (in_.size() < n)
+        util::read_until(
+            fd_.get(), in_, ms(timeout_ms_), [n](const std::string& b) { return b.size() >= n; },
+            n + (1u << 20));
+    std::memcpy(buf, in_.data(), n);
+    in_.erase(0, n);
 }
 
 reply client::read_reply() {
@@ -203,34 +154,16 @@ void client::quit() {
     send_packet('Q', {});
 }
 
-std::string socketmap_query(const std::string& path, std::string_view request) {
-    int fd = connect_path(path);
-    std::string ns = std::to_string(request.size()) + ":" + std::string(request) + ",";
-    try {
-        write_all(fd, ns);
-        std::string in;
-        char buf[4096];
-        for (;;) {
-            pollfd pfd{fd, POLLIN, 0};
-            if (::poll(&pfd, 1, 10000) <= 0) throw std::runtime_error("socketmap timed out");
-            ssize_t r = ::recv(fd, buf, sizeof buf, 0);
-            if (r <= 0) break;
-            in.append(buf, static_cast<std::size_t>(r));
-            auto colon = in.find(':');
-            if (colon != std::string::npos) {
-                std::size_t len = std::stoul(in.substr(0, colon));
-                if (in.size() >= colon + 1 + len + 1) {
-                    ::close(fd);
-                    return in.substr(colon + 1, len);
-                }
-            }
-        }
-        ::close(fd);
-        return "<closed>" + in;
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
+std::string socketmap_query(const std::string& path, std::string_view request, int timeout_ms) {
+    auto fd = util::connect_unix(path, ms(timeout_ms));
+    util::write_all(fd.get(), util::netstring(request), ms(timeout_ms));
+    std::string in;
+    std::optional<std::pair<std::string, std::size_t>> answer;
+    util::read_until(fd.get(), in, ms(timeout_ms), [&](const std::string& b) {
+        answer = util::parse_netstring(b, 100000);
+        return answer.has_value();
+    });
+    return answer->first;
 }
 
-}  // namespace mx::milter_test
+}  // namespace mx::milter_proto
