@@ -41,6 +41,10 @@ class Findings:
             self.items.append(f"{what}\n{detail}".rstrip())
         return ok
 
+    def dump(self):
+        for item in self.items:
+            print(f"--- finding: {item}")
+
     def extend(self, items):
         self.items += items
 
@@ -79,9 +83,20 @@ def install_package(m, f, guide_path, deb_inside):
     cmd = re.sub(r"\./mx-connector_\S+\.deb", "./" + os.path.basename(deb_inside), line)
     p = m.run(f"cd {os.path.dirname(deb_inside)} && {cmd}", check=False, timeout=600)
     f.check(p.returncode == 0, f"{cmd}", p.stdout[-2000:] + p.stderr[-2000:])
+    maintainer_output(f, cmd, p)
     for unit in ("mx-milter", "mx-importer"):
         p = m.wait_for(f"systemctl is-active {unit}", 30, f"{unit} active after install")
     return p
+
+
+def maintainer_output(f, what, p):
+    """Our maintainer scripts' messages are shown; a warning or error from them is a finding."""
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines()
+             if "mx-connector" in ln and re.search(r"(?i)warn|error|fail|mx-connector:", ln)]
+    for ln in lines:
+        print(f"      {ln}", flush=True)
+    bad = [ln for ln in lines if re.search(r"(?i)warn|error|fail", ln)]
+    f.check(not bad, f"{what}: no warnings from the package's scripts", "\n".join(bad))
 
 
 def wire_postfix(m, f, guide_path, fragment_dir):

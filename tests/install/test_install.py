@@ -75,6 +75,10 @@ def run(guide, deb, t):
         stop(m, f)
         if f.items:
             print(common.journal(m))
+    except BaseException:
+        f.dump()
+        print(common.journal(m))
+        raise
     finally:
         m.cleanup()
     f.assert_none()
