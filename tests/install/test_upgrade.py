@@ -182,6 +182,8 @@ def purge(m, f):
         p = m.run(f"systemctl is-active {unit}", check=False)
         f.check(p.stdout.strip() in ("inactive", "unknown"), f"{unit} not running after purge",
                 p.stdout)
+    f.check(m.run("id mxconnector", check=False).returncode == 0,
+            "the mxconnector account stays (owner of the mail kept)")
     f.check(m.run("cd /var/mail/mx-connector && find . -type f | sort",
                   check=False).stdout == mail, "purge kept the mailboxes")
     f.check(m.run(f"cd {DROP}/ImportFailed && find . -type f | sort",
