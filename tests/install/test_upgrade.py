@@ -108,7 +108,10 @@ def use_old(m, f):
         mxctl connector add erp --drop-folder {DROP} --domain example.com
         mxctl mailbox add info@example.com --connector erp
         mxctl mailbox add sales@example.com --connector erp
-        mxctl mailbox add gone@example.com --connector erp""")
+        mxctl mailbox add gone@example.com --connector erp
+        # First-try delivery is install_fresh's business; with an older guide's wiring (Debian's
+        # chrooted trivial-rewrite cannot reach the socketmap) Postfix must re-read the table.
+        sleep 1; postfix reload""")
     m.run("mxctl connector set erp smtp.host=127.0.0.1 smtp.port=2599 smtp.security=none "
           "smtp.auth=generic smtp.username=mx@example.com smtp.secret=-", stdin=SECRET + "\n")
     send_until(m, f, "info@example.com", "250")
