@@ -105,6 +105,10 @@ def mail(m, f):
     common.expect_smtp(m, f, "info@example.com", "450")
     m.run("mxctl connector enable erp")
     common.expect_smtp(m, f, "info@example.com", "250")
+    # Postfix met none of our tables or sockets failing while mail flowed.
+    p = m.run("journalctl --no-pager -u postfix@- | grep -E 'warning: .*(mx-connector|lookup "
+              "fail|table lookup problem)' | tail -5", check=False)
+    f.check(not p.stdout.strip(), "no Postfix warnings about our tables or sockets", p.stdout)
 
 
 def units(m, f):
