@@ -2,8 +2,9 @@
 
 Promises:
 - `steps(path)` returns, in document order, what a new admin types: section 3's blocks (the
-  ones marked `<!-- install-test -->` when section 3 has such markers, else every `sh` block
-  of section 3 before its Sendmail part) and every `<!-- doc-test -->` block of the guide.
+  marked ones when section 3 has an `<!-- install-test -->` marker or a marked
+  `mxctl postfix ...` block, else every `sh` block of section 3 before its Sendmail part) and
+  every `<!-- doc-test -->` / `<!-- install-test -->` block of the guide.
   Nothing is rewritten: on the installed machine the guide's paths are the real ones.
 - `apt_install_line(path)` is the guide's `apt install ./mx-connector_...deb` line.
 - `run_step` applies the doc tests' expectations ("# exit N", "# 250", "# 550 5.1.1").
@@ -54,7 +55,11 @@ def steps(path):
     """(line, mode, text, why) to run on the installed machine, in document order."""
     found = blocks(path)
     postfix = [b for b in found if b[1] == 3 and not b[2].lower().startswith("sendmail")]
-    marked = any(b[3] == "install-test" for b in postfix)
+    # Marked mode: section 3 says which of its blocks an admin runs (an install-test marker,
+    # or a marked `mxctl postfix ...` block); then its other blocks (the manual way) are
+    # reading only. Unmarked (the guide before `mxctl postfix setup`): all of them run.
+    marked = any(b[3] == "install-test" or (b[3] == "doc-test" and "mxctl postfix" in b[5])
+                 for b in postfix)
     out = []
     for line, section, sub, marker, mode, text in found:
         in_postfix = (line, section, sub, marker, mode, text) in postfix
