@@ -8,8 +8,8 @@ Promises:
 - Packages are downloaded with the host's network in a non-booted nspawn (`provision`); the
   booted machine has a private network (loopback only): its Postfix on port 25 never meets the
   host's or another test's, and apt installs from the downloaded archives only.
-- `Machine.boot_works()` answers whether this host can boot a container at all; the tests
-  skip (exit 77) with that reason when it cannot.
+- `Machine.boot()` raises Skip (the tests exit 77 with its reason) when this host cannot
+  boot a container at all: nspawn exits, or no running systemd within the time limit.
 Security: runs as root on the host; everything it creates lives under a temporary folder
 that `cleanup()` removes (after the container is powered off or killed).
 """
