@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     add_smtp_commands(app, ctx);
     add_target_commands(app, ctx);
     add_doctor_command(app, ctx);
+    add_console_commands(app, ctx);
 #ifdef MX_HAVE_LOG_REPORT
     add_log_report_command(app, ctx);
 #endif
