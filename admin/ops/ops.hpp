@@ -68,6 +68,9 @@ using secret_list = std::vector<std::pair<std::string, std::string>>;  // name -
 // Applies one KEY=VALUE (keys as `mxctl connector set`); secrets go to `secrets`.
 void apply_connector_setting(connector& c, const std::string& kv, secret_list& secrets);
 void add_connector(env& e, const connector& c);
+// A new connector with KEY=VALUE settings and its domains — one transaction.
+void create_connector(env& e, const std::string& name, const std::vector<std::string>& settings,
+                      const std::vector<std::string>& domains);
 // KEY=VALUE settings and, when given, the full new domain list — one transaction.
 void update_connector(env& e, const std::string& name, const std::vector<std::string>& settings,
                       const std::optional<std::vector<std::string>>& domains = std::nullopt);

@@ -114,6 +114,18 @@ void add_connector(env& e, const connector& c) {
     write(e, [&](store_tx& tx) { tx.add_connector(c); });
 }
 
+void create_connector(env& e, const std::string& name, const std::vector<std::string>& settings,
+                      const std::vector<std::string>& domains) {
+    connector c;
+    c.name = name;
+    c.domains = domains;
+    secret_list secrets;
+    for (const auto& kv : settings) apply_connector_setting(c, kv, secrets);
+    check_target_spec(e.cfg(), c.default_target);
+    write(e, [&](store_tx& tx) { tx.add_connector(c); });
+    store_secrets(e, secrets);
+}
+
 void update_connector(env& e, const std::string& name, const std::vector<std::string>& settings,
                       const std::optional<std::vector<std::string>>& domains) {
     secret_list secrets;
