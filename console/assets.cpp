@@ -88,6 +88,9 @@ void install_assets(httplib::Server& svr) {
           "application/javascript", "libjs-chart.js");
     serve(svr, "/static/console.js", console_js, "application/javascript", "");
     serve(svr, "/static/console.css", console_css, "text/css", "");
+    svr.Get("/favicon.ico", [](const httplib::Request&, httplib::Response& res) {
+        res.status = 204;  // none: browsers ask on every page
+    });
 }
 
 }  // namespace mx::console

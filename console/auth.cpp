@@ -52,7 +52,7 @@ std::string cookie(const char* name, const std::string& value, const char* path,
 }
 
 bool is_public(const std::string& path) {
-    return path == "/login" || path.rfind("/static/", 0) == 0;
+    return path == "/login" || path == "/favicon.ico" || path.rfind("/static/", 0) == 0;
 }
 
 }  // namespace
@@ -115,6 +115,34 @@ void auth::logout(const std::string& token) {
     sessions_.erase(token);
 }
 
+void auth::post(httplib::Server& svr, const std::string& path, bool read_only_ok,
+                httplib::Server::Handler handler) {
+    // Checked here, not in the pre-routing gate: httplib parses a form body into req.params
+    // only once it routes the request.
+    svr.Post(path, [this, read_only_ok, handler = std::move(handler)](const httplib::Request& req,
+                                                                      httplib::Response& res) {
+        auto s = find(req);
+        if (!s) {
+            res.status = 403;
+            res.set_content("no session: log in first\n", "text/plain");
+            return;
+        }
+        if (!same(req.get_param_value("csrf"), s->csrf)) {
+            spdlog::warn("console: POST {} refused: CSRF token missing or wrong (user {})",
+                         log_safe(req.path), log_safe(s->user));
+            res.status = 403;
+            res.set_content("refused: the form's CSRF token is missing or wrong\n", "text/plain");
+            return;
+        }
+        if (s->read_only && !read_only_ok) {
+            res.status = 403;
+            res.set_content("refused: read-only account\n", "text/plain");
+            return;
+        }
+        handler(req, res);
+    });
+}
+
 void auth::install(httplib::Server& svr) {
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         if (is_public(req.path)) return httplib::Server::HandlerResponse::Unhandled;
@@ -128,25 +156,14 @@ void auth::install(httplib::Server& svr) {
             }
             return httplib::Server::HandlerResponse::Handled;
         }
-        if (req.method == "POST") {
-            if (!same(req.get_param_value("csrf"), s->csrf)) {
-                spdlog::warn("console: {} {} refused: CSRF token missing or wrong (user {})",
-                             req.method, req.path, log_safe(s->user));
-                res.status = 403;
-                res.set_content("refused: the form's CSRF token is missing or wrong\n",
-                                "text/plain");
-                return httplib::Server::HandlerResponse::Handled;
-            }
-            if (s->read_only && req.path != "/logout") {
-                res.status = 403;
-                res.set_content("refused: read-only account\n", "text/plain");
-                return httplib::Server::HandlerResponse::Handled;
-            }
-        }
         return httplib::Server::HandlerResponse::Unhandled;
     });
-    svr.Get("/login", [this](const httplib::Request&, httplib::Response& res) {
-        std::string token = ops::random_hex(16);
+    svr.Get("/login", [this](const httplib::Request& req, httplib::Response& res) {
+        // Kept while the browser has one: a second tab (or the favicon's redirect) must not
+        // invalidate the form already shown.
+        std::string token = cookie_value(req, login_cookie);
+        if (token.size() != 32 || token.find_first_not_of("0123456789abcdef") != std::string::npos)
+            token = ops::random_hex(16);
         res.set_header("Set-Cookie", cookie(login_cookie, token, "/login", secure_));
         res.set_content(login_page(token, ""), "text/html; charset=utf-8");
     });
@@ -175,7 +192,7 @@ void auth::install(httplib::Server& svr) {
         res.set_header("Set-Cookie", cookie(session_cookie, s->token, "/", secure_));
         redirect(res, "/");
     });
-    svr.Post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
+    post(svr, "/logout", true, [this](const httplib::Request& req, httplib::Response& res) {
         logout(cookie_value(req, session_cookie));
         res.set_header("Set-Cookie", cookie(session_cookie, "", "/", secure_, true));
         redirect(res, "/login");

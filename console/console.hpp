@@ -80,6 +80,9 @@ class auth {
     std::optional<session> find(const httplib::Request& req);
     bool secure() const { return secure_; }
     void install(httplib::Server& svr);  // /login, /logout and the gate in front of all else
+    // Every change is registered here: session, CSRF token and role checked before `handler`.
+    void post(httplib::Server& svr, const std::string& path, bool read_only_ok,
+              httplib::Server::Handler handler);
 
   private:
     std::optional<session> login(const std::string& user, const std::string& password);

@@ -258,38 +258,41 @@ void install_connector_pages(httplib::Server& svr, console_env& env, auth& a) {
             page(s, f.original.empty() ? "New connector" : "Connector " + f.original, body),
             "text/html; charset=utf-8");
     });
-    svr.Post("/connectors/save", [&](const httplib::Request& req, httplib::Response& res) {
-        auto s = current(a, req);
-        std::string error;
-        try {
-            save(env, req);
-            return redirect(res,
-                            "/connectors?ok=" +
+    a.post(svr, "/connectors/save", false,
+           [&](const httplib::Request& req, httplib::Response& res) {
+               auto s = current(a, req);
+               std::string error;
+               try {
+                   save(env, req);
+                   return redirect(
+                       res, "/connectors?ok=" +
                                 url_encode("connector " + req.get_param_value("name") + " saved"));
-        } catch (const ops::op_error& e) {
-            error = e.what();
-        } catch (const rule_error& e) {
-            error = e.what();
-        }
-        auto f = from_request(req);
-        std::string body;
-        {
-            auto guard = env.reading();
-            body = form(env, s, f, error);
-        }
-        res.status = 400;
-        res.set_content(
-            page(s, f.original.empty() ? "New connector" : "Connector " + f.original, body),
-            "text/html; charset=utf-8");
-    });
-    svr.Post("/connectors/active", [&](const httplib::Request& req, httplib::Response& res) {
-        std::string name = req.get_param_value("name");
-        bool on = req.get_param_value("active") == "yes";
-        act(res, "/connectors", "connector " + name + (on ? " activated" : " deactivated"), [&] {
-            auto guard = env.writing();
-            ops::set_connector_active(env, name, on);
-        });
-    });
+               } catch (const ops::op_error& e) {
+                   error = e.what();
+               } catch (const rule_error& e) {
+                   error = e.what();
+               }
+               auto f = from_request(req);
+               std::string body;
+               {
+                   auto guard = env.reading();
+                   body = form(env, s, f, error);
+               }
+               res.status = 400;
+               res.set_content(
+                   page(s, f.original.empty() ? "New connector" : "Connector " + f.original, body),
+                   "text/html; charset=utf-8");
+           });
+    a.post(svr, "/connectors/active", false,
+           [&](const httplib::Request& req, httplib::Response& res) {
+               std::string name = req.get_param_value("name");
+               bool on = req.get_param_value("active") == "yes";
+               act(res, "/connectors", "connector " + name + (on ? " activated" : " deactivated"),
+                   [&] {
+                       auto guard = env.writing();
+                       ops::set_connector_active(env, name, on);
+                   });
+           });
 }
 
 }  // namespace mx::console

@@ -111,20 +111,20 @@ void install_failed_pages(httplib::Server& svr, console_env& env, auth& a) {
         res.set_content(data.str(), "message/rfc822");
     });
     for (bool retry : {true, false})
-        svr.Post(retry ? "/failed/retry" : "/failed/purge",
-                 [&env, retry](const httplib::Request& req, httplib::Response& res) {
-                     std::string id = req.get_param_value("id");
-                     act(res, "/failed", (retry ? "queued for import again: " : "purged: ") + id,
-                         [&] {
-                             auto guard = env.writing();
-                             auto e = ops::find_failed(env, id);
-                             std::string why;
-                             if (!retry)
-                                 ops::purge_failed(e);
-                             else if (!ops::retry_failed(e, why))
-                                 throw ops::op_error(id + ": " + why);
-                         });
-                 });
+        a.post(svr, retry ? "/failed/retry" : "/failed/purge", false,
+               [&env, retry](const httplib::Request& req, httplib::Response& res) {
+                   std::string id = req.get_param_value("id");
+                   act(res, "/failed", (retry ? "queued for import again: " : "purged: ") + id,
+                       [&] {
+                           auto guard = env.writing();
+                           auto e = ops::find_failed(env, id);
+                           std::string why;
+                           if (!retry)
+                               ops::purge_failed(e);
+                           else if (!ops::retry_failed(e, why))
+                               throw ops::op_error(id + ": " + why);
+                       });
+               });
 }
 
 }  // namespace mx::console

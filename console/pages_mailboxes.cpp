@@ -75,20 +75,21 @@ void install_mailbox_pages(httplib::Server& svr, console_env& env, auth& a) {
         auto s = current(a, req);
         res.set_content(page(s, "Mailboxes", body(env, s, req)), "text/html; charset=utf-8");
     });
-    svr.Post("/mailboxes/add", [&](const httplib::Request& req, httplib::Response& res) {
+    a.post(svr, "/mailboxes/add", false, [&](const httplib::Request& req, httplib::Response& res) {
         std::string addr = req.get_param_value("address"), conn = req.get_param_value("connector");
         act(res, "/mailboxes?connector=" + url_encode(conn), "mailbox " + addr + " added", [&] {
             auto guard = env.writing();
             ops::add_mailbox(env, addr, conn, req.get_param_value("target"));
         });
     });
-    svr.Post("/mailboxes/remove", [&](const httplib::Request& req, httplib::Response& res) {
-        std::string addr = req.get_param_value("address");
-        act(res, "/mailboxes", "mailbox " + addr + " removed", [&] {
-            auto guard = env.writing();
-            ops::remove_mailbox(env, addr);
-        });
-    });
+    a.post(svr, "/mailboxes/remove", false,
+           [&](const httplib::Request& req, httplib::Response& res) {
+               std::string addr = req.get_param_value("address");
+               act(res, "/mailboxes", "mailbox " + addr + " removed", [&] {
+                   auto guard = env.writing();
+                   ops::remove_mailbox(env, addr);
+               });
+           });
 }
 
 }  // namespace mx::console

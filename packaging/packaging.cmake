@@ -15,6 +15,7 @@ set(MX_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(MX_DOCDIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/mx-connector)
 
 install(FILES ${MX_PKG_DIR}/systemd/mx-milter.service ${MX_PKG_DIR}/systemd/mx-importer.service
+              ${MX_PKG_DIR}/systemd/mx-console.service
         DESTINATION lib/systemd/system COMPONENT mx_connector)
 install(FILES ${MX_PKG_DIR}/mx-connector.sysusers DESTINATION lib/sysusers.d
         RENAME mx-connector.conf COMPONENT mx_connector)
