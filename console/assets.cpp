@@ -18,9 +18,8 @@ function showAuthDetails() {
     el.classList.toggle('hidden', !el.dataset.auth.split(' ').includes(sel.value));
   }
 }
-function drawHistory() {
-  const canvas = document.getElementById('history');
-  if (!canvas || typeof Chart === 'undefined') return;
+function drawHistory(canvas) {
+  if (typeof Chart === 'undefined') return;
   fetch(canvas.dataset.src, {credentials: 'same-origin'})
     .then((r) => r.json())
     .then((d) => {
@@ -41,7 +40,7 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const f of document.querySelectorAll('form[data-confirm]')) {
     f.addEventListener('submit', (e) => { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
   }
-  drawHistory();
+  for (const c of document.querySelectorAll('canvas.history')) drawHistory(c);
 });
 )JS";
 

@@ -119,15 +119,20 @@ void install_mailbox_pages(httplib::Server& svr, console_env& env, auth& a);
 void install_failed_pages(httplib::Server& svr, console_env& env, auth& a);
 void install_check_page(httplib::Server& svr, console_env& env, auth& a);
 void install_dashboard(httplib::Server& svr, console_env& env, auth& a,
-                       const std::filesystem::path& history_file);
+                       const std::filesystem::path& history_dir);
 
-// The history ring (history.cpp): fixed slots of cumulative totals.
+// The history rings (history.cpp): fixed slots of cumulative counters, one ring for all
+// connectors (history.bin) and one per connector (history-<name>.bin, valid names only).
 struct sample {
     std::int64_t time = 0;
     std::uint64_t accepted = 0, rejected = 0, tempfailed = 0, imported = 0, failed = 0, backlog = 0,
                   bounces = 0;
 };
-sample take_sample(const shm_state& shm);
+sample take_sample(const shm_state& shm);         // all connectors
+sample take_sample(const connector_counters& c);  // one
+std::filesystem::path history_path(const std::filesystem::path& dir, std::string_view connector);
+// Appends one point to every ring (the sampler thread).
+void sample_all(const std::filesystem::path& dir, const shm_state& shm, std::size_t slots);
 class history {
   public:
     history(std::filesystem::path file, std::size_t slots);

@@ -1,6 +1,7 @@
-// console history: a fixed-size ring file of counter samples (cumulative totals over all
-// connectors), one point per [console] sample_seconds; 7 days at one a minute is 10080 slots
-// of 64 bytes. Bounded by construction: the file never grows beyond header + slots.
+// console history: fixed-size ring files of counter samples (cumulative, all connectors and
+// one per connector), one point per [console] sample_seconds; 7 days at one a minute is 10080
+// slots of 64 bytes (645 KB a ring). Bounded by construction: a file never grows beyond
+// header + slots, and there is at most one per shared-memory slot (256) plus the total.
 // Written with pwrite at the slot's offset; a torn write costs one point, never the file.
 #include <fcntl.h>
 #include <unistd.h>
@@ -32,21 +33,50 @@ struct fd_guard {
 
 }  // namespace
 
+sample take_sample(const connector_counters& c) {
+    sample s;
+    s.time = static_cast<std::int64_t>(::time(nullptr));
+    s.accepted = c.accepted;
+    s.rejected = c.rejected_unknown;
+    s.tempfailed = c.tempfailed_inactive + c.tempfailed_error;
+    s.imported = c.imported;
+    s.failed = c.failed_no_mailbox + c.failed_unparseable + c.failed_too_large + c.failed_refused +
+               c.failed_expired;
+    s.backlog = c.backlog;
+    s.bounces = c.bounces_sent;
+    return s;
+}
+
 sample take_sample(const shm_state& shm) {
     sample s;
     s.time = static_cast<std::int64_t>(::time(nullptr));
     for (auto* c : shm.used_slots()) {
-        s.accepted += c->accepted;
-        s.rejected += c->rejected_unknown;
-        s.tempfailed += c->tempfailed_inactive + c->tempfailed_error;
-        s.imported += c->imported;
-        s.failed += c->failed_no_mailbox + c->failed_unparseable + c->failed_too_large +
-                    c->failed_refused + c->failed_expired;
-        s.backlog += c->backlog;
-        s.bounces += c->bounces_sent;
+        auto one = take_sample(*c);
+        s.accepted += one.accepted;
+        s.rejected += one.rejected;
+        s.tempfailed += one.tempfailed;
+        s.imported += one.imported;
+        s.failed += one.failed;
+        s.backlog += one.backlog;
+        s.bounces += one.bounces;
     }
     s.rejected += shm.layout().rejected_syntax;
     return s;
+}
+
+std::filesystem::path history_path(const std::filesystem::path& dir, std::string_view connector) {
+    // Only valid connector names ('-', '_', '.', letters, digits) ever become a file name.
+    if (connector.empty() || !valid_connector_name(connector)) return dir / "history.bin";
+    return dir / ("history-" + std::string(connector) + ".bin");
+}
+
+void sample_all(const std::filesystem::path& dir, const shm_state& shm, std::size_t slots) {
+    history(history_path(dir, ""), slots).append(take_sample(shm));
+    for (auto* c : shm.used_slots()) {
+        std::string name(c->name, ::strnlen(c->name, sizeof c->name));
+        if (valid_connector_name(name))
+            history(history_path(dir, name), slots).append(take_sample(*c));
+    }
 }
 
 history::history(std::filesystem::path file, std::size_t slots)

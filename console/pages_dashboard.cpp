@@ -59,9 +59,17 @@ std::string body(console_env& env) {
           << "</td><td id=\"total-imported\">" << t.imported << "</td><td id=\"total-failed\">"
           << t.failed << "</td><td>" << t.backlog << "</td></tr>";
     }
-    o << "</tbody></table></div></div><h2 class=\"h5\">History (per interval)</h2><div "
-         "class=\"chart-box\"><canvas id=\"history\" data-src=\"/api/history.json\"></canvas></"
-         "div>";
+    o << "</tbody></table></div></div><h2 class=\"h5\">History, all connectors (per "
+         "interval)</h2><div class=\"chart-box\"><canvas class=\"history\" id=\"history\" "
+         "data-src=\"/api/history.json\"></canvas></div>";
+    if (shm)
+        for (auto* c : shm->used_slots()) {
+            std::string name(c->name, strnlen(c->name, sizeof c->name));
+            if (!valid_connector_name(name)) continue;
+            o << "<h2 class=\"h6\">" << h(name) << "</h2><div class=\"chart-box\"><canvas "
+              << "class=\"history\" data-src=\"/api/history.json?connector=" << url_encode(name)
+              << "\"></canvas></div>";
+        }
     return o.str();
 }
 
@@ -89,15 +97,17 @@ nlohmann::json history_json(const std::vector<sample>& pts) {
 }  // namespace
 
 void install_dashboard(httplib::Server& svr, console_env& env, auth& a,
-                       const std::filesystem::path& history_file) {
+                       const std::filesystem::path& history_dir) {
     svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
         res.set_content(page(s, "Dashboard", notice(req) + body(env)), "text/html; charset=utf-8");
     });
-    svr.Get("/api/history.json", [history_file](const httplib::Request&, httplib::Response& res) {
-        history ring(history_file, console_settings{}.history_points);
-        res.set_content(history_json(ring.read()).dump(), "application/json");
-    });
+    svr.Get("/api/history.json",
+            [history_dir](const httplib::Request& req, httplib::Response& res) {
+                history ring(history_path(history_dir, req.get_param_value("connector")),
+                             console_settings{}.history_points);
+                res.set_content(history_json(ring.read()).dump(), "application/json");
+            });
 }
 
 }  // namespace mx::console

@@ -91,12 +91,12 @@ int run(const std::string& config_path) {
 
     console_env env(cfg);
     util::make_dirs(ops::console_dir(cfg), 0700);
-    auto history_file = ops::console_dir(cfg) / "history.bin";
+    auto history_dir = ops::console_dir(cfg);
     auth a(env.cfg(), tls);
     set_headers(*svr, tls);
     install_assets(*svr);
     a.install(*svr);
-    install_dashboard(*svr, env, a, history_file);
+    install_dashboard(*svr, env, a, history_dir);
     install_connector_pages(*svr, env, a);
     install_mailbox_pages(*svr, env, a);
     install_failed_pages(*svr, env, a);
@@ -106,11 +106,10 @@ int run(const std::string& config_path) {
     std::condition_variable cv;
     bool stopping = false;
     std::thread sampler([&] {
-        history ring(history_file, settings.history_points);
         std::unique_lock lock(mu);
         do {
             try {
-                if (auto* shm = env.shm()) ring.append(take_sample(*shm));
+                if (auto* shm = env.shm()) sample_all(history_dir, *shm, settings.history_points);
             } catch (const std::exception& e) {
                 spdlog::warn("history: {}", e.what());
             }

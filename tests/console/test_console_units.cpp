@@ -151,3 +151,11 @@ TEST_CASE("a connector save is one transaction: settings and domains, or nothing
     CHECK(c->smtp.port == 587);
     CHECK(e.open_store().read().generation() == g0 + 1);
 }
+
+TEST_CASE("a history file name comes only from a valid connector name", "[console]") {
+    fs::path d = "/x";
+    CHECK(mx::console::history_path(d, "shop") == d / "history-shop.bin");
+    CHECK(mx::console::history_path(d, "") == d / "history.bin");
+    CHECK(mx::console::history_path(d, "../../etc/passwd") == d / "history.bin");
+    CHECK(mx::console::history_path(d, ".hidden") == d / "history.bin");
+}
