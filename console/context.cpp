@@ -81,4 +81,20 @@ shm_state* console_env::shm() {
     return shm_ ? &*shm_ : nullptr;
 }
 
+std::shared_ptr<const mailbox_index> console_env::mailboxes() {
+    auto v = open_store_read_only().read();
+    auto gen = v.generation();
+    std::lock_guard lock(index_mu_);
+    if (index_ && index_->generation == gen) return index_;
+    auto idx = std::make_shared<mailbox_index>();
+    idx->generation = gen;
+    v.for_each_mailbox([&](const mailbox& m) {
+        ++idx->per_connector[m.connector];
+        idx->boxes.push_back(m);
+        return true;
+    });
+    index_ = idx;
+    return index_;
+}
+
 }  // namespace mx::console

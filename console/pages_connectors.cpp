@@ -74,9 +74,11 @@ std::string text(const char* id, const std::string& value, const char* extra = "
 
 std::string mailbox_list(console_env& env, const std::string& conn) {
     if (conn.empty()) return "<p>Save the connector first, then add its mailboxes.</p>";
+    auto idx = env.mailboxes();
+    std::vector<mailbox> boxes;
     std::size_t total = 0;
-    auto v = env.open_store_read_only().read();
-    auto boxes = ops::find_mailboxes(v, "", conn, 50, total);
+    for (const auto& m : idx->boxes)
+        if (m.connector == conn && ++total <= 50) boxes.push_back(m);
     std::string out = "<ul id=\"connector-mailboxes\">";
     for (auto& m : boxes) out += "<li>" + h(m.address) + "</li>";
     out += "</ul><p>" + std::to_string(total) +
@@ -188,11 +190,11 @@ std::string list(console_env& env, const session& s, const httplib::Request& req
     auto guard = env.reading();
     auto v = env.open_store_read_only().read();
     auto cs = v.connectors();
-    std::map<std::string, std::size_t> counts;
-    v.for_each_mailbox([&](const mailbox& m) {
-        ++counts[m.connector];
-        return true;
-    });
+    auto idx = env.mailboxes();
+    auto count = [&](const std::string& name) {
+        auto it = idx->per_connector.find(name);
+        return it == idx->per_connector.end() ? std::size_t{0} : it->second;
+    };
     auto* shm = env.shm();
     std::ostringstream o;
     o << notice(req);
@@ -217,8 +219,8 @@ std::string list(console_env& env, const session& s, const httplib::Request& req
                 }
         o << "<tr><td><a href=\"/connectors/edit?name=" << url_encode(c.name) << "\">" << h(c.name)
           << "</a></td><td>" << (c.active ? "yes" : "no") << "</td><td>" << h(d.empty() ? "-" : d)
-          << "</td><td>" << counts[c.name] << "</td><td>" << acc << "</td><td>" << rej
-          << "</td><td>" << imp << "</td><td>" << fail << "</td><td>";
+          << "</td><td>" << count(c.name) << "</td><td>" << acc << "</td><td>" << rej << "</td><td>"
+          << imp << "</td><td>" << fail << "</td><td>";
         if (!s.read_only)
             o << "<form method=\"post\" action=\"/connectors/active\">" << csrf_field(s)
               << "<input type=\"hidden\" name=\"name\" value=\"" << h(c.name)

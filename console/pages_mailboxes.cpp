@@ -24,7 +24,11 @@ std::string body(console_env& env, const session& s, const httplib::Request& req
     auto v = env.open_store_read_only().read();
     auto cs = v.connectors();
     std::size_t total = 0;
-    auto boxes = ops::find_mailboxes(v, q, conn, shown_max, total);
+    std::vector<mailbox> boxes;
+    auto idx = env.mailboxes();
+    std::string needle = ops::lower(q);
+    for (const auto& m : idx->boxes)
+        if (ops::mailbox_matches(m, needle, conn) && ++total <= shown_max) boxes.push_back(m);
     std::ostringstream o;
     o << notice(req)
       << "<form method=\"get\" action=\"/mailboxes\" class=\"row g-2 mb-3\" id=\"search\"><div "

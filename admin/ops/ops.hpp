@@ -87,6 +87,9 @@ mailbox add_mailbox(env& e, const std::string& address, const std::string& conn,
 std::string remove_mailbox(env& e, const std::string& address);  // returns the key
 // Mailboxes whose address contains `needle` (case-insensitive; empty: all), of `conn` (empty:
 // all), at most `limit`; `total` counts every match.
+// The search rule itself: `lower_needle` already lower-cased.
+bool mailbox_matches(const mailbox& m, const std::string& lower_needle, const std::string& conn);
+std::string lower(std::string s);
 std::vector<mailbox> find_mailboxes(store_view& v, const std::string& needle,
                                     const std::string& conn, std::size_t limit, std::size_t& total);
 

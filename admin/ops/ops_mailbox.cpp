@@ -27,21 +27,32 @@ std::string remove_mailbox(env& e, const std::string& address) {
     return key;
 }
 
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+bool mailbox_matches(const mailbox& m, const std::string& lower_needle, const std::string& conn) {
+    if (!conn.empty() && m.connector != conn) return false;
+    // Keys are normalised (lower-case domain); the local part may keep its case.
+    if (lower_needle.empty()) return true;
+    // No copy per mailbox: searched 100k times per console request.
+    auto it = std::search(
+        m.address.begin(), m.address.end(), lower_needle.begin(), lower_needle.end(),
+        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+    return it != m.address.end();
+}
+
 std::vector<mailbox> find_mailboxes(store_view& v, const std::string& needle,
                                     const std::string& conn, std::size_t limit,
                                     std::size_t& total) {
-    std::string lower = needle;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string n = lower(needle);
     std::vector<mailbox> out;
     total = 0;
     v.for_each_mailbox(
         [&](const mailbox& m) {
-            // Keys are normalised (lower-case domain); the local part may keep its case.
-            std::string k = m.address;
-            std::transform(k.begin(), k.end(), k.begin(),
-                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-            if (!lower.empty() && k.find(lower) == std::string::npos) return true;
+            if (!mailbox_matches(m, n, conn)) return true;
             ++total;
             if (out.size() < limit) out.push_back(m);
             return true;
