@@ -75,7 +75,7 @@ class console_env : public ops::env {
     std::optional<store> store_;
     std::optional<secret_store> secrets_;
     std::optional<shm_state> shm_;
-    bool shm_tried_ = false;
+    std::once_flag shm_once_;
     std::mutex index_mu_;
     std::shared_ptr<const mailbox_index> index_;
 };

@@ -70,14 +70,13 @@ secret_store& console_env::secrets() {
 }
 
 shm_state* console_env::shm() {
-    if (!shm_tried_) {
-        shm_tried_ = true;
+    std::call_once(shm_once_, [this] {  // request threads and the sampler may race here
         try {
             shm_ = shm_state::attach(cfg_);
         } catch (const std::exception&) {
             // No counters and no generation bump: the daemons still notice at their next check.
         }
-    }
+    });
     return shm_ ? &*shm_ : nullptr;
 }
 

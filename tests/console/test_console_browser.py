@@ -275,18 +275,20 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     assert '"active": true' in mxctl("connector", "show", "shop", "--json").stdout
 
     # Wrong passwords are throttled after five tries.
+    def error_text():
+        try:
+            return driver.find_element(By.ID, "error").text
+        except Exception:  # the page is being replaced
+            return ""
+    seen = []
     for i in range(6):
         driver.get(base + "/login")
         driver.find_element(By.ID, "user").send_keys("admin")
         driver.find_element(By.ID, "password").send_keys("wrong-password")
         driver.find_element(By.ID, "login").click()
-    def throttled():
-        try:
-            return "Too many failed logins" in driver.find_element(By.ID, "error").text
-        except Exception:  # the page is being replaced
-            return False
-    wait_for(throttled, 10, "the login rate limit")
-
+        seen.append(wait_for(error_text, 10, "the answer to a wrong password"))
+    assert seen[:5] == ["Wrong name or password."] * 5, seen
+    assert "Too many failed logins" in seen[5], seen
 
 if __name__ == "__main__":
     sys.exit(main())
