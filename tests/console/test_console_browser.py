@@ -140,6 +140,15 @@ def post_with_session(driver, base, path, fields):
         return e.code, e.read().decode()
 
 
+def submits(driver, By, action):
+    """Runs an action that submits a form and waits until the next page replaced this one."""
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+    old = driver.find_element(By.TAG_NAME, "html")
+    action()
+    WebDriverWait(driver, 15).until(EC.staleness_of(old))
+
+
 def total(driver, base, By, key):
     driver.get(base + "/")
     return int(driver.find_element(By.ID, "total-" + key).text)
@@ -167,7 +176,7 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     assert generic.is_displayed(), "generic details hidden for method Generic"
     driver.find_element(By.ID, "username").send_keys("relay-user")
     shot("connector-form")
-    driver.find_element(By.ID, "username").send_keys(Keys.ENTER)  # submits the form
+    submits(driver, By, lambda: driver.find_element(By.ID, "username").send_keys(Keys.ENTER))
     if not driver.find_elements(By.ID, "ok"):
         print("save failed at", driver.current_url, driver.page_source[-3000:])
     assert "connector shop saved" in driver.find_element(By.ID, "ok").text
@@ -176,7 +185,7 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     # A refusal is as clear as mxctl's and changes nothing.
     driver.get(base + "/connectors/edit")
     driver.find_element(By.ID, "name").send_keys("bad name")
-    driver.find_element(By.ID, "drop_folder").send_keys(drop + Keys.ENTER)
+    submits(driver, By, lambda: driver.find_element(By.ID, "drop_folder").send_keys(drop + Keys.ENTER))
     assert driver.find_element(By.ID, "err").text, "no validation message"
     driver.get(base + "/connectors")
     assert "shop.test" in driver.find_element(By.ID, "connectors").text
@@ -186,7 +195,7 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     driver.get(base + "/mailboxes")
     driver.find_element(By.ID, "address").send_keys("buyer@shop.test")
     Select(driver.find_element(By.ID, "mailbox-connector")).select_by_value("shop")
-    driver.find_element(By.ID, "add").click()
+    submits(driver, By, driver.find_element(By.ID, "add").click)
     assert "buyer@shop.test" in driver.find_element(By.ID, "mailboxes").text
     shot("mailboxes")
     before = total(driver, base, By, "accepted")
@@ -222,14 +231,14 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     assert "&lt;script&gt;" in driver.page_source
     assert "late@shop.test" in driver.find_element(By.ID, "failed").text
     shot("importfailed")
-    driver.find_element(By.LINK_TEXT, "Headers").click()
+    submits(driver, By, driver.find_element(By.LINK_TEXT, "Headers").click)
     assert "Subject: " + subject in driver.find_element(By.ID, "headers").text
     shot("headers")
 
     # Retry after adding the mailbox imports it.
     mxctl("mailbox", "add", "late@shop.test", "--connector", "shop")
     driver.get(base + "/failed")
-    driver.find_element(By.CSS_SELECTOR, "#failed button.retry").click()
+    submits(driver, By, driver.find_element(By.CSS_SELECTOR, "#failed button.retry").click)
     assert "queued for import again" in driver.find_element(By.ID, "ok").text
     maildir = os.path.join(d, "mail", "shop.test", "late", "new")
     wait_for(lambda: glob.glob(maildir + "/*"), 30, "the retried message in " + maildir)
@@ -254,7 +263,7 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
 
     # Log out: the session is gone.
     driver.get(base + "/")
-    driver.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
+    submits(driver, By, driver.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click)
     driver.get(base + "/mailboxes")
     assert driver.current_url == base + "/login"
 
@@ -285,7 +294,7 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
         driver.get(base + "/login")
         driver.find_element(By.ID, "user").send_keys("admin")
         driver.find_element(By.ID, "password").send_keys("wrong-password")
-        driver.find_element(By.ID, "login").click()
+        submits(driver, By, driver.find_element(By.ID, "login").click)
         seen.append(wait_for(error_text, 10, "the answer to a wrong password"))
     assert seen[:5] == ["Wrong name or password."] * 5, seen
     assert "Too many failed logins" in seen[5], seen
