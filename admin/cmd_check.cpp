@@ -33,21 +33,7 @@ void add_check_command(CLI::App& app, mxctl_context& ctx) {
     cmd->add_option("ADDRESS", o->address, "recipient, with or without <>")->required();
     cmd->add_flag("--json", o->json, "JSON output");
     cmd->callback([&ctx, o] {
-        auto policy = check_policy::from(ctx.cfg());
-        std::string arg = o->address;
-        if (arg.empty() || arg.front() != '<') arg = "<" + arg + ">";
-        check_result r;
-        try {
-            r = check_recipient(ctx.open_store_read_only(), policy, arg, true);
-        } catch (const std::exception& e) {
-            // Same as the milter: no usable store is a temporary failure, never "user unknown".
-            r.verdict = decision::tempfail;
-            r.cause = check_cause::store_error;
-            r.code = "451";
-            r.dsn = "4.3.0";
-            r.text = arg + ": Temporary lookup failure";
-            r.reason = e.what();
-        }
+        auto r = ops::check(ctx, o->address);
         std::string reply = r.reply();
         if (o->json) {
             nlohmann::json j = {{"address", o->address},

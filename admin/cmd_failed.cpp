@@ -26,56 +26,20 @@
 
 #include "global/journal.hpp"
 #include "mxctl.hpp"
-#include "target_http.hpp"
-#include "util/fs.hpp"
 
 namespace mx::admin {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct failed_entry {
-    std::string connector;
-    fs::path drop;
-    std::string file;  // name inside ImportFailed
-    nlohmann::json reason;
-    fs::path message_path() const { return drop / "ImportFailed" / file; }
-    fs::path reason_path() const { return drop / "ImportFailed" / (file + ".json"); }
-};
+using ops::failed_entry;
 
 std::vector<failed_entry> scan(mxctl_context& ctx, const std::string& only_connector) {
-    std::vector<failed_entry> out;
-    auto v = ctx.open_store_read_only().read();
-    for (const auto& c : v.connectors()) {
-        if (!only_connector.empty() && c.name != only_connector) continue;
-        if (c.drop_folder.empty()) continue;
-        fs::path dir = fs::path(c.drop_folder) / "ImportFailed";
-        std::error_code ec;
-        std::vector<std::string> names;
-        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-            auto n = it->path().filename().string();
-            if (n.empty() || n[0] == '.' || !it->is_regular_file()) continue;
-            if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) continue;
-            names.push_back(n);
-        }
-        std::sort(names.begin(), names.end());
-        for (auto& n : names) {
-            failed_entry e{c.name, c.drop_folder, n, nlohmann::json::object()};
-            std::ifstream in(e.reason_path());
-            if (in) {
-                auto j = nlohmann::json::parse(in, nullptr, false);
-                if (!j.is_discarded()) e.reason = j;
-            }
-            out.push_back(std::move(e));
-        }
-    }
-    return out;
+    return ops::scan_failed(ctx, only_connector);
 }
 
 std::string str(const nlohmann::json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return "";
-    return it->is_string() ? it->get<std::string>() : it->dump();
+    return ops::json_str(j, key);
 }
 
 std::string bounce_state(const nlohmann::json& r) {
@@ -84,52 +48,16 @@ std::string bounce_state(const nlohmann::json& r) {
     return str(*it, "state");
 }
 
-void check_id(const std::string& id) {
-    if (id.empty() || id[0] == '.' || id.find('/') != std::string::npos ||
-        id.find('\0') != std::string::npos)
-        throw cli_error("'" + id + "' is not an ImportFailed file name (see mxctl failed list)", 2);
-}
-
-// "FILE" or "CONNECTOR:FILE"
 failed_entry find_one(mxctl_context& ctx, const std::string& arg) {
-    std::string conn, file = arg;
-    if (auto colon = arg.find(':');
-        colon != std::string::npos && colon > 0 && valid_connector_name(arg.substr(0, colon))) {
-        auto v = ctx.open_store_read_only().read();
-        if (v.find_connector(arg.substr(0, colon))) {
-            conn = arg.substr(0, colon);
-            file = arg.substr(colon + 1);
-        }
-    }
-    check_id(file);
-    std::vector<failed_entry> hits;
-    for (auto& e : scan(ctx, conn))
-        if (e.file == file) hits.push_back(e);
-    if (hits.empty()) throw cli_error("no failed import '" + arg + "' (see mxctl failed list)");
-    if (hits.size() > 1)
-        throw cli_error("'" + file +
-                        "' is in several connectors' ImportFailed; say CONNECTOR:" + file);
-    return hits.front();
+    return ops::find_failed(ctx, arg);
 }
 
 nlohmann::json entry_json(const failed_entry& e) {
-    nlohmann::json j = e.reason;
-    j["id"] = e.connector + ":" + e.file;
-    j["connector"] = e.connector;
-    j["path"] = e.message_path().string();
-    j["reason_path"] = e.reason_path().string();
-    std::error_code ec;
-    j["exists"] = fs::exists(e.message_path(), ec);
-    return j;
+    return ops::failed_json(e);
 }
 
-// The message as an application receives it (webhook format=json), without attachment bytes.
 std::optional<nlohmann::json> message_content(const failed_entry& e, std::string& why) {
-    importer::json_body_options o;
-    o.inline_max = 0;
-    o.timeout = std::chrono::seconds(20);
-    o.memory_limit = std::uint64_t{512} << 20;
-    return importer::message_file_to_json(e.message_path(), o, why);
+    return ops::failed_content(e, why);
 }
 
 // Printable on a terminal: C0/C1 controls (ESC sequences) and DEL become '?', except newline
@@ -358,23 +286,12 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
     retry->callback([&ctx, ro, select] {
         int failures = 0;
         for (auto& e : select(*ro, "retry")) {
-            fs::path retry_dir = e.drop / ".retry";
-            fs::path hist = e.drop / "ImportFailed" / ".retried";
-            util::make_dirs(retry_dir, 0750);
-            util::make_dirs(hist, 0750);
-            // The one rename that decides: only one retry of a file can win.
-            if (::rename(e.message_path().c_str(), (retry_dir / e.file).c_str()) != 0) {
-                std::cerr << "mxctl: " << e.connector << ":" << e.file << ": "
-                          << (errno == ENOENT ? "already retried or purged" : std::strerror(errno))
-                          << "\n";
+            std::string why;
+            if (!ops::retry_failed(e, why)) {
+                std::cerr << "mxctl: " << e.connector << ":" << e.file << ": " << why << "\n";
                 ++failures;
                 continue;
             }
-            util::fsync_dir(retry_dir);
-            util::fsync_dir(e.message_path().parent_path());
-            std::error_code ec;
-            fs::rename(e.reason_path(),
-                       hist / (e.file + ".json." + std::to_string(::time(nullptr))), ec);
             std::cout << "queued for import again: " << e.connector << ":" << e.file << "\n";
         }
         if (failures) ctx.exit_code = 1;
@@ -390,9 +307,7 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
     purge->callback([&ctx, po, select] {
         std::size_t n = 0;
         for (auto& e : select(*po, "purge")) {
-            std::error_code ec;
-            fs::remove(e.message_path(), ec);
-            fs::remove(e.reason_path(), ec);
+            ops::purge_failed(e);
             ++n;
         }
         std::cout << "purged " << n << " failed import(s)\n";

@@ -156,12 +156,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         cmd->add_option("--connector", o->conn, "connector name")->required();
         cmd->add_option("--target", o->target, "maildir:PATH | webhook:URL | exec:COMMAND");
         cmd->callback([&ctx, o] {
-            mailbox m;
-            m.address = normalize_mailbox_arg(o->address);
-            m.connector = o->conn;
-            m.target = o->target;
-            check_target_spec(ctx.cfg(), m.target);
-            ctx.open_store().write([&](store_tx& tx) { tx.add_mailbox(m); });
+            auto m = ops::add_mailbox(ctx, o->address, o->conn, o->target);
             std::cout << "mailbox " << m.address << " added to " << m.connector << "\n";
         });
     }
@@ -180,7 +175,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         cmd->callback([&ctx, o] {
             std::string key = normalize_mailbox_arg(o->address);
             std::vector<std::pair<std::string, std::string>> secrets;
-            ctx.open_store().write([&](store_tx& tx) {
+            ops::write(ctx, [&](store_tx& tx) {
                 secrets.clear();
                 auto m = tx.find_mailbox(key);
                 if (!m) throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
@@ -225,12 +220,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         auto address = std::make_shared<std::string>();
         cmd->add_option("ADDRESS", *address, "address")->required();
         cmd->callback([&ctx, address] {
-            std::string key = normalize_mailbox_arg(*address);
-            ctx.open_store().write([&](store_tx& tx) {
-                if (!tx.remove_mailbox(key))
-                    throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
-            });
-            ctx.secrets().remove_prefix("mailbox/" + key + "/");
+            std::string key = ops::remove_mailbox(ctx, *address);
             std::cout << "mailbox " << key << " removed\n";
         });
     }
@@ -307,7 +297,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         cmd->callback([&ctx, file] {
             auto boxes = read_import_file(*file);
             for (const auto& m : boxes) check_target_spec(ctx.cfg(), m.target);
-            ctx.open_store().write([&](store_tx& tx) {
+            ops::write(ctx, [&](store_tx& tx) {
                 for (const auto& m : boxes) tx.add_mailbox(m);
             });
             std::cout << boxes.size() << " mailboxes imported\n";

@@ -126,16 +126,6 @@ int run_target_test(mxctl_context& ctx, const std::string& address_arg, bool jso
 
 }  // namespace
 
-void check_target_spec(const config& cfg, const std::string& spec) {
-    if (spec.rfind("webhook:", 0) != 0) return;
-    try {
-        (void)importer::parse_webhook_spec(std::string_view(spec).substr(8),
-                                           cfg.section("targets"));
-    } catch (const std::exception& e) {
-        throw cli_error(std::string("target: ") + e.what());  // the text names no secret
-    }
-}
-
 void add_target_commands(CLI::App& app, mxctl_context& ctx) {
     auto* cmd = app.add_subcommand(
         "target-test", "send a synthetic message to a mailbox's import target and show the answer");

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     add_target_commands(app, ctx);
     add_doctor_command(app, ctx);
     add_postfix_commands(app, ctx);
+    add_console_commands(app, ctx);
     add_log_report_command(app, ctx);
     try {
         app.parse(argc, argv);

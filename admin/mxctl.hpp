@@ -20,29 +20,24 @@
 #include "global/secrets.hpp"
 #include "global/shm_state.hpp"
 #include "global/store.hpp"
+#include "ops/ops.hpp"
 #include "util/privdrop.hpp"
 
 namespace mx::admin {
 
-// An error whose message is the whole story for the user.
-class cli_error : public std::runtime_error {
-  public:
-    explicit cli_error(const std::string& what, int exit_code = 1)
-        : std::runtime_error(what), exit_code_(exit_code) {}
-    int exit_code() const noexcept { return exit_code_; }
+// An error whose message is the whole story for the user (the shared operations' error type).
+using cli_error = ops::op_error;
 
-  private:
-    int exit_code_;
-};
-
-struct mxctl_context {
+// The operations (admin/ops) run on this context; mx-console provides its own.
+struct mxctl_context : ops::env {
     std::string config_path;
     int exit_code = 0;
 
-    const config& cfg();
-    store& open_store();            // read-write, created when missing
-    store& open_store_read_only();  // for verbs that only look (works without write access)
-    secret_store& secrets();
+    const config& cfg() override;
+    store& open_store() override;  // read-write, created when missing
+    store& open_store_read_only()
+        override;  // for verbs that only look (works without write access)
+    secret_store& secrets() override;
     shm_state* shm();  // nullptr if the segment cannot be attached
     // Run as root with `user` set: becomes that account for good (creating state_dir first
     // when missing). Every accessor above calls it; a verb that reaches state another way
@@ -73,21 +68,21 @@ void add_export_apply_commands(CLI::App& app, mxctl_context& ctx);
 void add_stats_command(CLI::App& app, mxctl_context& ctx);
 void add_failed_commands(CLI::App& app,
                          mxctl_context& ctx);  // failed ..., import-status (cmd_failed.cpp)
-void add_doctor_command(CLI::App& app, mxctl_context& ctx);   // doctor (doctor/)
-void add_smtp_commands(CLI::App& app, mxctl_context& ctx);    // smtp-test, send, mailbox oauth
-void add_target_commands(CLI::App& app, mxctl_context& ctx);  // target-test (cmd_target.cpp)
-// postfix setup (cmd_postfix.cpp)
-void add_postfix_commands(CLI::App& app, mxctl_context& ctx);
+void add_doctor_command(CLI::App& app, mxctl_context& ctx);    // doctor (doctor/)
+void add_smtp_commands(CLI::App& app, mxctl_context& ctx);     // smtp-test, send, mailbox oauth
+void add_target_commands(CLI::App& app, mxctl_context& ctx);   // target-test (cmd_target.cpp)
+void add_postfix_commands(CLI::App& app, mxctl_context& ctx);  // postfix setup (cmd_postfix.cpp)
+void add_console_commands(CLI::App& app, mxctl_context& ctx);  // console user ... (cmd_console.cpp)
 
 // Helpers shared by the verbs.
-std::string normalize_mailbox_arg(const std::string& arg);  // "Bob@Ex.COM" / "@ex.com"
+using ops::normalize_mailbox_arg;  // "Bob@Ex.COM" / "@ex.com"
 void print_json(const nlohmann::json& j);
 // Prints rows as aligned columns (first row is the header).
 void print_table(const std::vector<std::vector<std::string>>& rows);
 // Refuses (cli_error) a target the importer could not use as written, e.g. a webhook that
-// would send credentials over plain http:// to a non-loopback host (cmd_target.cpp).
-void check_target_spec(const config& cfg, const std::string& spec);
+// would send credentials over plain http:// to a non-loopback host (admin/ops).
+using ops::check_target_spec;
 // Reads a secret value: "-" means one line from stdin (keeps it out of shell history).
-std::string read_secret_value(const std::string& v);
+using ops::read_secret_value;
 
 }  // namespace mx::admin

@@ -1,25 +1,8 @@
-// mxctl output helpers: JSON, aligned tables, argument normalisation, secret input.
+// mxctl output helpers: JSON, aligned tables.
 #include <iostream>
-#include <variant>
-
-#include "global/address.hpp"
 #include "mxctl.hpp"
 
 namespace mx::admin {
-
-std::string normalize_mailbox_arg(const std::string& arg) {
-    if (!arg.empty() && arg.front() == '@') {
-        std::string why;
-        auto d = normalize_domain(arg.substr(1), &why);
-        if (!d) throw cli_error("invalid catch-all '" + arg + "': " + why);
-        return "@" + *d;
-    }
-    auto parsed = parse_address(arg);
-    if (auto* e = std::get_if<address_error>(&parsed))
-        throw cli_error("invalid address '" + arg + "': " + e->reason +
-                        " (expected local@domain, or @domain for a catch-all)");
-    return std::get<address>(parsed).str();
-}
 
 void print_json(const nlohmann::json& j) {
     std::cout << j.dump(2) << "\n";
@@ -41,14 +24,6 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
         }
         std::cout << line << "\n";
     }
-}
-
-std::string read_secret_value(const std::string& v) {
-    if (v != "-") return v;
-    std::string line;
-    std::getline(std::cin, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return line;
 }
 
 }  // namespace mx::admin

@@ -15,6 +15,7 @@ set(MX_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(MX_DOCDIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/mx-connector)
 
 install(FILES ${MX_PKG_DIR}/systemd/mx-milter.service ${MX_PKG_DIR}/systemd/mx-importer.service
+              ${MX_PKG_DIR}/systemd/mx-console.service
         DESTINATION lib/systemd/system COMPONENT mx_connector)
 install(FILES ${MX_PKG_DIR}/mx-connector.sysusers DESTINATION lib/sysusers.d
         RENAME mx-connector.conf COMPONENT mx_connector)
@@ -84,7 +85,9 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # alternative keeps the package installable beside Sendmail, which needs no Postfix tables.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "postfix (>= 3.5) | mail-transport-agent, postfix-lmdb | sendmail-bin, systemd (>= 247)")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "postfix (>= 3.5), lmdb-utils, swaks")
+# libjs-*: the web console's stylesheet and charts (mx-console serves them from /usr/share/javascript).
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
+    "postfix (>= 3.5), lmdb-utils, swaks, libjs-bootstrap5, libjs-chart.js")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "pflogsumm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${MX_PKG_DIR}/debian/conffiles ${MX_PKG_DIR}/debian/postinst
