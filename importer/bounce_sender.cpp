@@ -4,8 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -169,6 +172,16 @@ secret_store* bounce_sender::the_secrets() {
     return own_secrets_ ? &*own_secrets_ : nullptr;
 }
 
+bool bounce_sender::limiter_allow(const std::string& sender, std::int64_t now) {
+    std::lock_guard lk(mu_);
+    return limiter_.allow(sender, now);
+}
+
+bool bounce_sender::server_down(const std::string& server) {
+    std::lock_guard lk(mu_);
+    return down_servers_.count(server) > 0;
+}
+
 void bounce_sender::count(const std::string& connector, bool sent) {
     if (!shm_) return;
     auto& c = shm_->counters(connector.empty() ? std::string("-") : connector);
@@ -315,23 +328,48 @@ bounce_run_stats bounce_sender::run_once() {
         order.emplace_back(oldest, k);
     }
     std::sort(order.begin(), order.end());
+    // One worker per connector (each its own SMTP route, mostly): a route that hangs or fails
+    // holds up its own connector's reports only. At most max_route_threads at once.
+    std::map<std::string, std::vector<std::string>> by_connector;  // oldest first within
+    for (auto& [oldest, key] : order)
+        by_connector[groups[key].front().job.connector].push_back(key);
     std::map<std::string, std::int64_t> pending;  // connector -> waiting groups
-    for (auto& [oldest, key] : order) {
-        auto& jobs = groups[key];
-        if (std::chrono::steady_clock::now() - started >
-            std::chrono::seconds(settings_.run_budget_seconds)) {
-            ++st.waiting;
-            ++pending[jobs.front().job.connector];
-            continue;
+    std::mutex merge_mu;
+    auto run_connector = [&](const std::vector<std::string>& keys) {
+        bounce_run_stats my;
+        std::map<std::string, std::int64_t> my_pending;
+        for (const auto& key : keys) {
+            auto& jobs = groups[key];
+            if (std::chrono::steady_clock::now() - started >
+                std::chrono::seconds(settings_.run_budget_seconds)) {
+                ++my.waiting;
+                ++my_pending[jobs.front().job.connector];
+                continue;
+            }
+            try {
+                process(key, jobs, my, my_pending);
+            } catch (const std::exception& e) {
+                // A spool I/O error: the jobs stay in new/ and are tried again next run.
+                spdlog::error("bounce {}: {}", jobs.front().job.id, e.what());
+                ++my_pending[jobs.front().job.connector];
+            }
         }
-        try {
-            process(key, jobs, st, pending);
-        } catch (const std::exception& e) {
-            // A spool I/O error: the jobs stay in new/ and are tried again next run.
-            spdlog::error("bounce {}: {}", jobs.front().job.id, e.what());
-            ++pending[jobs.front().job.connector];
-        }
-    }
+        std::lock_guard lk(merge_mu);
+        st.sent += my.sent, st.suppressed += my.suppressed, st.failed += my.failed;
+        st.deferred += my.deferred, st.waiting += my.waiting;
+        for (auto& [c, n] : my_pending) pending[c] += n;
+    };
+    std::vector<const std::vector<std::string>*> work;
+    for (auto& [c, keys] : by_connector) work.push_back(&keys);
+    std::atomic<std::size_t> next{0};
+    auto worker = [&] {
+        for (std::size_t i; (i = next.fetch_add(1)) < work.size();) run_connector(*work[i]);
+    };
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < std::min(work.size(), max_route_threads); ++i)
+        threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
     if (shm_) {
         for (auto& c : gauged_connectors_)
             if (!pending.count(c)) shm_->counters(c.empty() ? "-" : c).bounces_pending.store(0);
@@ -388,7 +426,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     if (!state) {
         std::optional<std::string> why = dsn::suppression_reason(sender, headers);
         if (!why && !settings_.enabled) why = "bounces are disabled ([bounce] enabled = false)";
-        if (!why && !limiter_.allow(sender, now))
+        if (!why && !limiter_allow(sender, now))
             why = "per-sender rate limit (" + std::to_string(settings_.rate_limit) + " per " +
                   std::to_string(settings_.rate_window_seconds) + " s) reached";
         if (why) {
@@ -412,6 +450,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     }
 
     // Connector (may have been removed since: then the installation default, no auth).
+    std::unique_lock shared_lk(mu_);  // the store and the secret store open lazily
     auto view = the_store().read();
     std::optional<connector> conn =
         first.connector.empty() ? std::nullopt : view.find_connector(first.connector);
@@ -434,6 +473,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     env.rcpt_to.push_back(sender);
 
     secret_store* secrets = conn && conn->smtp.auth != auth_method::none ? the_secrets() : secrets_;
+    shared_lk.unlock();
     smtp_submitter submitter(cfg_, secrets);
     auto route = submitter.route_for(conn ? &*conn : nullptr, sender_mb ? &*sender_mb : nullptr);
     auto server = route.server_key();
@@ -452,7 +492,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
         ++st.deferred;
         ++pending[first.connector];
     };
-    if (down_servers_.count(server)) {
+    if (server_down(server)) {
         defer("not tried: " + route.describe() + " failed earlier in this run", false);
         return;
     }
@@ -507,7 +547,10 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
         ++st.failed;
         return;
     }
-    if (res.server_problem()) down_servers_.insert(server);
+    if (res.server_problem()) {
+        std::lock_guard lk(mu_);
+        down_servers_.insert(server);
+    }
     std::string err =
         std::string(to_string(res.kind)) + " problem with " + route.describe() + ": " + res.detail;
     defer(err, true);
@@ -516,12 +559,21 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
 }
 
 std::function<void()> bounce_sender_tick(const config& cfg) {
+    // The run goes on a thread of its own: SMTP timeouts never hold up the importer's loop.
+    // A tick while the previous run is still going does nothing.
     struct holder {
         std::optional<shm_state> shm;
         std::unique_ptr<bounce_sender> sender;
+        std::thread runner;
+        std::atomic<bool> running{false};
+        ~holder() {
+            if (runner.joinable()) runner.join();
+        }
     };
     auto h = std::make_shared<holder>();
     return [&cfg, h] {
+        if (h->running.load()) return;
+        if (h->runner.joinable()) h->runner.join();
         if (!h->sender) {
             try {
                 h->shm.emplace(shm_state::attach(cfg));
@@ -531,7 +583,15 @@ std::function<void()> bounce_sender_tick(const config& cfg) {
             h->sender =
                 std::make_unique<bounce_sender>(cfg, nullptr, h->shm ? &*h->shm : nullptr, nullptr);
         }
-        h->sender->run_once();
+        h->running = true;
+        h->runner = std::thread([h = h.get()] {
+            try {
+                h->sender->run_once();
+            } catch (const std::exception& e) {
+                spdlog::error("bounce: run failed: {}", e.what());
+            }
+            h->running = false;
+        });
     };
 }
 
