@@ -47,6 +47,7 @@
 #include <sstream>
 
 #include "global/smtp_route.hpp"
+#include "../importer/target_health.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
 #include "util/privdrop.hpp"
@@ -1251,6 +1252,9 @@ class doctor {
                         "check that mx-importer runs (systemctl status mx-importer) and can read " +
                             drop.string());
         }
+        for (const auto& line : importer::target_health_lines(  // paused targets (breaker)
+                 importer::read_target_health(cfg()).value_or(nlohmann::json::object())))
+            r_.warn("failed", line, "check the target; " + cmd_prefix() + " stats shows it too");
     }
 
     void check_smtp() {

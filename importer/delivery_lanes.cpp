@@ -9,8 +9,15 @@ namespace mx::importer {
 
 delivery_lanes::~delivery_lanes() noexcept {
     {
+        // Queued jobs are dropped (their files stay claimed with pending records: the next
+        // start recovers them); only the running ones are waited for, each bounded by its
+        // target's timeout.
         std::lock_guard lk(mu_);
         stop_ = true;
+        // (A running job is already out of its queue; its lane entry stays for its worker.)
+        for (auto& [key, q] : lanes_) q.clear();
+        for (const auto& key : ready_) lanes_.erase(key);
+        ready_.clear();
     }
     cv_.notify_all();
     for (auto& t : threads_) t.join();

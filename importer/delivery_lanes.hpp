@@ -3,7 +3,8 @@
 //
 // Promises: jobs of one key run one at a time in submission order; jobs of different keys run
 // at once on up to `threads` threads; keys that have work take turns (round-robin), so one
-// busy key never starves the others. The destructor waits for the jobs already queued.
+// busy key never starves the others. The destructor waits for the running jobs and drops the
+// queued ones.
 // Jobs must not throw (an escaping exception is logged and swallowed).
 #pragma once
 

@@ -189,13 +189,20 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     write_pending(b);    // 4.
     dispatch(b);         // 5. onto the lanes
     {
-        // A short grace for the deliveries of this batch (Maildir links take microseconds);
-        // what is still running then is parked and finished by a later finish_parked().
+        // The batch waits for its deliveries while they make progress (Maildir links take
+        // microseconds), at most delivery_grace; a slice without any delivery finishing means
+        // a slow target: what is still running is parked and finished by finish_parked().
         std::unique_lock lk(done_mu_);
-        done_cv_.wait_for(lk, s_.delivery_grace, [&] {
+        auto all_done = [&] {
             return std::all_of(b.items.begin(), b.items.end(),
                                [](const auto& it) { return it->outstanding == 0; });
-        });
+        };
+        auto until = std::chrono::steady_clock::now() + s_.delivery_grace;
+        while (!all_done() && std::chrono::steady_clock::now() < until) {
+            auto seen = completions_;
+            done_cv_.wait_for(lk, std::chrono::milliseconds(20), all_done);
+            if (completions_ == seen) break;
+        }
     }
     std::vector<item*> ready;
     {

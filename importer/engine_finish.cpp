@@ -70,6 +70,7 @@ void engine::dispatch(batch& b) {
                     if (rc.res.kind == result_kind::permanent) rc.reason = "refused";
                     it->sync.merge(s);
                     --it->outstanding;
+                    ++completions_;
                 }
                 done_cv_.notify_all();
                 std::uint64_t one = 1;

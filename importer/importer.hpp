@@ -161,6 +161,7 @@ class engine {
     mutable std::mutex done_mu_;
     std::condition_variable done_cv_;
     item_list parked_;
+    std::uint64_t completions_ = 0;  // deliveries finished so far (progress of a batch)
     int wake_fd_ = -1;
     // Work files whose retry record could not be written (journal failing): their next try,
     // so one file never makes the folder spin. Lost on restart, which then retries at once.

@@ -10,6 +10,7 @@
 #include "global/mail_header.hpp"
 #include "target_http.hpp"
 #include "util/fs.hpp"
+#include "util/prometheus.hpp"
 
 namespace mx::importer {
 
@@ -162,6 +163,28 @@ std::vector<std::string> target_health_lines(const nlohmann::json& j) {
         out.push_back(line);
     }
     return out;
+}
+
+std::string target_health_prometheus(const nlohmann::json& j) {
+    std::string out =
+        "# HELP mxconnector_target_paused 1 while the target's circuit breaker pauses it.\n"
+        "# TYPE mxconnector_target_paused gauge\n";
+    std::string waiting =
+        "# HELP mxconnector_target_waiting_files Files waiting for the target after a temporary "
+        "failure.\n# TYPE mxconnector_target_waiting_files gauge\n";
+    if (j.contains("targets") && j["targets"].is_array())
+        for (const auto& t : j["targets"]) {
+            if (!t.is_object()) continue;
+            std::string label = "{target=\"" +
+                                util::prometheus_label_value(t.value("target", std::string())) +
+                                "\"} ";
+            std::string st = t.value("state", "");
+            out += "mxconnector_target_paused" + label +
+                   (st == "paused" || st == "probing" || st == "due" ? "1" : "0") + "\n";
+            waiting += "mxconnector_target_waiting_files" + label +
+                       std::to_string(t.value("waiting", 0)) + "\n";
+        }
+    return out + waiting;
 }
 
 }  // namespace mx::importer

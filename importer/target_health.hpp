@@ -82,5 +82,7 @@ void write_target_health(const config& cfg, const nlohmann::json& j);
 std::optional<nlohmann::json> read_target_health(const config& cfg);
 // One human line per troubled target: "target X paused since T until U, N waiting (last error)".
 std::vector<std::string> target_health_lines(const nlohmann::json& j);
+// Prometheus gauges mxconnector_target_paused and mxconnector_target_waiting_files.
+std::string target_health_prometheus(const nlohmann::json& j);
 
 }  // namespace mx::importer
