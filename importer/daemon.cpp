@@ -72,18 +72,22 @@ bool daemon::reload_connectors() {
     }
 }
 
-// The targets' breakers for mxctl and Prometheus (target_health.hpp): written when they change,
-// else refreshed every 10 s (the file's "time" tells a reader it is current).
+// The targets' breakers for mxctl and Prometheus (target_health.hpp): written at most once a
+// second when they change, else refreshed every 10 s (the file's "time" tells a reader it is
+// current).
 void daemon::publish_health(bool final) {
     using clock = std::chrono::steady_clock;
     static clock::time_point last{};
-    if (!engine_ && !final) return;
-    bool changed = false;
-    nlohmann::json j =
-        engine_ ? engine_->health(changed)
-                : nlohmann::json{{"time", ::time(nullptr)}, {"targets", nlohmann::json::array()}};
-    if (!changed && !final && clock::now() - last < std::chrono::seconds(10)) return;
+    if (!final) {
+        if (!engine_) return;
+        bool changed = engine_->health_changed();
+        if (clock::now() - last < (changed ? std::chrono::seconds(1) : std::chrono::seconds(10)))
+            return;
+    }
     last = clock::now();
+    nlohmann::json j =
+        engine_ ? engine_->health()
+                : nlohmann::json{{"time", ::time(nullptr)}, {"targets", nlohmann::json::array()}};
     try {
         write_target_health(cfg_, j);
     } catch (const std::exception& e) {

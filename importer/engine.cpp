@@ -247,8 +247,11 @@ std::size_t engine::finish_parked() {
     return done.size();
 }
 
-nlohmann::json engine::health(bool& changed) {
-    changed = health_->changed();
+bool engine::health_changed() const {
+    return health_->changed();
+}
+
+nlohmann::json engine::health() {
     return health_->snapshot(now_unix());
 }
 

@@ -62,7 +62,7 @@ void engine::dispatch(batch& b) {
                                std::string("deliver: ") + e.what(),
                                {}};
                     }
-                    health_->record(rc.spec, res, now_unix());
+                    health_->record(rc.spec, rc.target->describe(), res, now_unix());
                 }
                 {
                     std::lock_guard lk(done_mu_);

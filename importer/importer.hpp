@@ -119,8 +119,9 @@ class engine {
     std::size_t parked() const;
     // Readable (eventfd) when a parked delivery finished: the daemon polls it.
     int wake_fd() const { return wake_fd_; }
-    // The breakers' state for the status file; true in `changed` when it changed.
-    nlohmann::json health(bool& changed);
+    // The breakers' state for the status file, and whether it changed since the last health().
+    bool health_changed() const;
+    nlohmann::json health();
     parse_worker& worker() { return *workers_.front(); }
 
     // The engine's files share these (engine_item.hpp); nothing else uses them.

@@ -47,7 +47,8 @@ std::optional<std::int64_t> target_health::paused(const std::string& spec, std::
     return it->second.until;
 }
 
-void target_health::record(const std::string& spec, const result& r, std::int64_t now) {
+void target_health::record(const std::string& spec, const std::string& shown, const result& r,
+                           std::int64_t now) {
     if (s_.failures <= 0) return;
     std::lock_guard lk(mu_);
     if (r.kind != result_kind::temporary) {
@@ -63,6 +64,7 @@ void target_health::record(const std::string& spec, const result& r, std::int64_
         return;
     }
     auto& st = t_[spec];
+    st.shown = shown;
     st.last_error = r.status + " " + r.detail;
     ++st.consecutive;
     bool probe_failed = st.probing;

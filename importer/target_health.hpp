@@ -48,8 +48,10 @@ class target_health {
                                       std::int64_t now);
     // Before running a queued delivery: paused meanwhile (by an earlier delivery of its lane)?
     std::optional<std::int64_t> paused(const std::string& spec, std::int64_t now) const;
-    // A delivery's outcome (not called for deliveries skipped because of a pause).
-    void record(const std::string& spec, const result& r, std::int64_t now);
+    // A delivery's outcome (not called for deliveries skipped because of a pause); `shown` is
+    // the target's describe() (no credentials).
+    void record(const std::string& spec, const std::string& shown, const result& r,
+                std::int64_t now);
     // Files waiting for this target (a temporary result of it): counted for the status.
     void waiting(const std::string& spec, const std::string& file, bool waits);
     // True when something changed since the last snapshot() (breaker opened/closed, waiting).

@@ -100,10 +100,10 @@ TEST_CASE("target_health: opens after N failures, probes once, closes on success
     const std::string t = "webhook:http://x/";
     std::int64_t now = 1000;
     CHECK_FALSE(h.admit(t, "webhook:x", now));
-    h.record(t, temp(), now);
-    h.record(t, temp(), now);
+    h.record(t, "webhook:x", temp(), now);
+    h.record(t, "webhook:x", temp(), now);
     CHECK_FALSE(h.paused(t, now));
-    h.record(t, temp(), now);  // third: open for 10 s
+    h.record(t, "webhook:x", temp(), now);  // third: open for 10 s
     REQUIRE(h.paused(t, now));
     CHECK(*h.paused(t, now) == 1010);
     CHECK(h.admit(t, "webhook:x", now + 5).value() == 1010);
@@ -115,11 +115,11 @@ TEST_CASE("target_health: opens after N failures, probes once, closes on success
     CHECK_FALSE(h.admit(t, "webhook:x", 1010));
     CHECK(h.admit(t, "webhook:x", 1010).has_value());
     // The probe fails: paused again, twice as long.
-    h.record(t, temp(), 1011);
+    h.record(t, "webhook:x", temp(), 1011);
     CHECK(h.paused(t, 1011).value() == 1031);
     // Next probe succeeds: closed, nothing listed.
     CHECK_FALSE(h.admit(t, "webhook:x", 1031));
-    h.record(t, ok(), 1032);
+    h.record(t, "webhook:x", ok(), 1032);
     CHECK_FALSE(h.paused(t, 1032));
     CHECK_FALSE(h.admit(t, "webhook:x", 1032));
     CHECK(h.snapshot(1032)["targets"].empty());
@@ -132,7 +132,7 @@ TEST_CASE("target_health: Retry-After lengthens the pause; waiting files are cou
     s.base = std::chrono::seconds(10);
     s.max = std::chrono::seconds(40);
     target_health h(s);
-    h.record("a", temp(std::chrono::seconds(600)), 100);
+    h.record("a", "webhook:x", temp(std::chrono::seconds(600)), 100);
     CHECK(h.paused("a", 100).value() == 700);
     h.waiting("a", "/drop/.work/h/n,1", true);
     h.waiting("a", "/drop/.work/h/n,2", true);
@@ -144,7 +144,7 @@ TEST_CASE("target_health: Retry-After lengthens the pause; waiting files are cou
     CHECK(target_health_prometheus(h.snapshot(100)).find("mxconnector_target_paused") !=
           std::string::npos);
     // A permanent answer proves the target alive.
-    h.record("a", {result_kind::permanent, "5.7.1", "403", {}}, 101);
+    h.record("a", "webhook:x", {result_kind::permanent, "5.7.1", "403", {}}, 101);
     CHECK_FALSE(h.paused("a", 101));
 }
 
@@ -152,6 +152,6 @@ TEST_CASE("target_health: breaker_failures = 0 never pauses", "[breaker]") {
     breaker_settings s;
     s.failures = 0;
     target_health h(s);
-    for (int i = 0; i < 100; ++i) h.record("a", temp(), 1);
+    for (int i = 0; i < 100; ++i) h.record("a", "webhook:x", temp(), 1);
     CHECK_FALSE(h.paused("a", 1));
 }
