@@ -193,15 +193,19 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
         // microseconds), at most delivery_grace; a slice without any delivery finishing means
         // a slow target: what is still running is parked and finished by finish_parked().
         std::unique_lock lk(done_mu_);
-        auto all_done = [&] {
-            return std::all_of(b.items.begin(), b.items.end(),
-                               [](const auto& it) { return it->outstanding == 0; });
-        };
-        auto until = std::chrono::steady_clock::now() + s_.delivery_grace;
-        while (!all_done() && std::chrono::steady_clock::now() < until) {
-            auto seen = completions_;
-            done_cv_.wait_for(lk, std::chrono::milliseconds(20), all_done);
-            if (completions_ == seen) break;
+        auto all_done = [&] { return batch_outstanding_ == 0; };
+        if (s_.delivery_grace.count() == 0) {
+            done_cv_.wait(lk, all_done);  // 0: never park (every batch waits for its targets)
+        } else {
+            auto until = std::chrono::steady_clock::now() + s_.delivery_grace;
+            while (!all_done() && std::chrono::steady_clock::now() < until) {
+                // Slow: a delivery that was already running at the start of a slice in which
+                // none finished (one waiting for a thread is not slow yet).
+                auto seen = completions_;
+                bool running = batch_started_ > batch_ended_;
+                done_cv_.wait_for(lk, std::chrono::milliseconds(20), all_done);
+                if (running && completions_ == seen) break;
+            }
         }
     }
     std::vector<item*> ready;
@@ -212,9 +216,10 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                 ready.push_back(it.get());
                 continue;
             }
-            it->from = b.f;
+            it->from = b.f;  // from now on its deliveries wake the daemon's loop
             parked_.push_back(std::move(it));
         }
+        batch_outstanding_ = 0;  // the rest belongs to parked files
     }
     settle(f, ready, b.bs);  // 5-8.
     return b.bs;

@@ -27,6 +27,10 @@ std::atomic<std::uint64_t> connector_counters::*counter_for(const std::string& r
 }  // namespace
 
 void engine::dispatch(batch& b) {
+    {
+        std::lock_guard lk(done_mu_);
+        batch_started_ = batch_ended_ = 0;
+    }
     for (auto& itp : b.items) {
         item* it = itp.get();
         for (std::size_t i = 0; i < it->rcpts.size(); ++i) {
@@ -35,6 +39,7 @@ void engine::dispatch(batch& b) {
             {
                 std::lock_guard lk(done_mu_);
                 ++it->outstanding;
+                ++batch_outstanding_;
             }
             // The lane runs deliveries of this target one after another; other targets' lanes
             // go on meanwhile. The result comes back under done_mu_.
@@ -42,6 +47,10 @@ void engine::dispatch(batch& b) {
                 auto& rc = it->rcpts[i];
                 delivery d{it->work, it->pr.size,        rc.key,         rc.mailbox,
                            conn,     it->pr.fingerprint, it->first_seen, &it->pr.info};
+                {
+                    std::lock_guard lk(done_mu_);
+                    if (!it->from) ++batch_started_;
+                }
                 sync_set s(s_.durability);
                 result res;
                 auto now = now_unix();
@@ -64,6 +73,10 @@ void engine::dispatch(batch& b) {
                     }
                     health_->record(rc.spec, rc.target->describe(), res, now_unix());
                 }
+                // Wake-ups only when someone waits for them: the batch when its last delivery
+                // ends, the daemon's loop when a parked file is complete (one per file, not
+                // per delivery: a batch of Maildir links costs no context switches).
+                bool batch_done = false, parked_done = false;
                 {
                     std::lock_guard lk(done_mu_);
                     rc.res = std::move(res);
@@ -71,10 +84,16 @@ void engine::dispatch(batch& b) {
                     it->sync.merge(s);
                     --it->outstanding;
                     ++completions_;
+                    if (it->from) {
+                        parked_done = it->outstanding == 0;
+                    } else {
+                        ++batch_ended_;
+                        batch_done = --batch_outstanding_ == 0;
+                    }
                 }
-                done_cv_.notify_all();
+                if (batch_done) done_cv_.notify_all();
                 std::uint64_t one = 1;
-                if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
+                if (parked_done && wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
             });
         }
     }

@@ -53,7 +53,7 @@ struct engine::item {
     std::vector<rcpt> rcpts;
     bool vanished = false;
     std::string failed_path;
-    std::shared_ptr<const folder> from;  // for parked items: finished after their batch
+    std::shared_ptr<const folder> from;  // set when parked (under done_mu_): finished later
     int outstanding = 0;                 // deliveries still on a lane (under done_mu_)
     sync_set sync;                       // what its deliveries need made durable
 

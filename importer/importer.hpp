@@ -66,7 +66,8 @@ struct settings {
     std::chrono::seconds journal_retention{30 * 86400};
     std::chrono::milliseconds prune_interval{3600 * 1000};
     // Deliveries run on per-target lanes (delivery_lanes.hpp) on up to delivery_threads
-    // threads; a batch waits delivery_grace for them, then parks what is still running.
+    // threads; a batch waits delivery_grace for them while they progress, then parks what is
+    // still running (0: never park, wait for every delivery).
     std::size_t delivery_threads = 8;
     std::chrono::milliseconds delivery_grace{200};
 
@@ -162,7 +163,9 @@ class engine {
     mutable std::mutex done_mu_;
     std::condition_variable done_cv_;
     item_list parked_;
-    std::uint64_t completions_ = 0;  // deliveries finished so far (progress of a batch)
+    std::uint64_t completions_ = 0;      // deliveries finished so far (progress of a batch)
+    std::size_t batch_outstanding_ = 0;  // deliveries of the running batch not yet done
+    std::size_t batch_started_ = 0, batch_ended_ = 0;  // of the running batch, on the lanes
     int wake_fd_ = -1;
     // Work files whose retry record could not be written (journal failing): their next try,
     // so one file never makes the folder spin. Lost on restart, which then retries at once.

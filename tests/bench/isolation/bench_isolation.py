@@ -25,7 +25,7 @@ def pct(v, p):
 
 
 def one_round(a, hang, messages, interval):
-    env = Two(a, targets="webhook_timeout_seconds = 30\n")
+    env = Two(a, targets="webhook_timeout_seconds = 10\n")
     try:
         env.mailbox("info@b.test")
         if hang:
