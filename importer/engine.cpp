@@ -203,7 +203,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
                 // none finished (one waiting for a thread is not slow yet).
                 auto seen = completions_;
                 bool running = batch_started_ > batch_ended_;
-                done_cv_.wait_for(lk, std::chrono::milliseconds(20), all_done);
+                done_cv_.wait_for(lk, std::chrono::milliseconds(5), all_done);
                 if (running && completions_ == seen) break;
             }
         }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 #include "delivery_lanes.hpp"
 #include "engine_item.hpp"
@@ -27,29 +28,36 @@ std::atomic<std::uint64_t> connector_counters::*counter_for(const std::string& r
 }  // namespace
 
 void engine::dispatch(batch& b) {
+    // A lane still busy with parked files' deliveries (a slow target) will not get to this
+    // batch's soon: the batch does not wait for those (they are parked at once).
+    std::set<std::string> behind;
     {
         std::lock_guard lk(done_mu_);
         batch_started_ = batch_ended_ = 0;
+        for (const auto& [spec, n] : lane_jobs_)
+            if (n > 0) behind.insert(spec);
     }
     for (auto& itp : b.items) {
         item* it = itp.get();
         for (std::size_t i = 0; i < it->rcpts.size(); ++i) {
             auto& r = it->rcpts[i];
             if (!r.to_deliver || !r.target || r.planned.empty()) continue;
+            bool awaited = !behind.count(r.spec);
             {
                 std::lock_guard lk(done_mu_);
                 ++it->outstanding;
-                ++batch_outstanding_;
+                ++lane_jobs_[r.spec];
+                if (awaited) ++batch_outstanding_;
             }
             // The lane runs deliveries of this target one after another; other targets' lanes
             // go on meanwhile. The result comes back under done_mu_.
-            lanes_->submit(r.spec, [this, it, i, conn = b.f->connector] {
+            lanes_->submit(r.spec, [this, it, i, awaited, conn = b.f->connector] {
                 auto& rc = it->rcpts[i];
                 delivery d{it->work, it->pr.size,        rc.key,         rc.mailbox,
                            conn,     it->pr.fingerprint, it->first_seen, &it->pr.info};
                 {
                     std::lock_guard lk(done_mu_);
-                    if (!it->from) ++batch_started_;
+                    if (awaited && !it->from) ++batch_started_;
                 }
                 sync_set s(s_.durability);
                 result res;
@@ -84,9 +92,10 @@ void engine::dispatch(batch& b) {
                     it->sync.merge(s);
                     --it->outstanding;
                     ++completions_;
+                    if (--lane_jobs_[rc.spec] == 0) lane_jobs_.erase(rc.spec);
                     if (it->from) {
                         parked_done = it->outstanding == 0;
-                    } else {
+                    } else if (awaited) {
                         ++batch_ended_;
                         batch_done = --batch_outstanding_ == 0;
                     }

@@ -166,6 +166,7 @@ class engine {
     std::uint64_t completions_ = 0;      // deliveries finished so far (progress of a batch)
     std::size_t batch_outstanding_ = 0;  // deliveries of the running batch not yet done
     std::size_t batch_started_ = 0, batch_ended_ = 0;  // of the running batch, on the lanes
+    std::map<std::string, std::size_t> lane_jobs_;     // deliveries queued/running per target
     int wake_fd_ = -1;
     // Work files whose retry record could not be written (journal failing): their next try,
     // so one file never makes the folder spin. Lost on restart, which then retries at once.
