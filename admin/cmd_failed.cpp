@@ -25,6 +25,7 @@
 #include <sstream>
 
 #include "global/journal.hpp"
+#include "target_health.hpp"
 #include "mxctl.hpp"
 
 namespace mx::admin {
@@ -375,6 +376,9 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
                      str(d, "file"), when(d.value("time", std::int64_t{0})), str(d, "host")});
             print_table(rows);
         }
+        // Why a file may be waiting: targets whose breaker is open or that keep failing.
+        if (auto h = importer::read_target_health(ctx.cfg()))
+            for (const auto& line : importer::target_health_lines(*h)) std::cout << line << "\n";
     });
 }
 

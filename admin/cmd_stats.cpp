@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "global/journal.hpp"
+#include "target_health.hpp"
 #include "mxctl.hpp"
 #include "util/fs.hpp"
 #include "util/prometheus.hpp"
@@ -115,6 +116,7 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
             return l ? (l->*f).load() : 0;
         };
         const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        const auto health = importer::read_target_health(ctx.cfg());  // breakers, by mx-importer
         if (o->prometheus || !o->textfile.empty()) {
             std::ostringstream out;
             auto metric_head = [&](const std::string& name, const char* help, bool gauge) {
@@ -175,6 +177,7 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
                 for (auto [db, n] : dbs)
                     out << "mxconnector_journal_entries{db=\"" << db << "\"} " << n << "\n";
             }
+            if (health) out << importer::target_health_prometheus(*health);
             if (!o->textfile.empty()) {
                 // Atomic for the collector: it never reads a half-written file.
                 util::write_file_durable(o->textfile, out.str(), 0644);
@@ -210,6 +213,7 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
                               {"msgids", js->msgids},
                               {"queueids", js->queueids},
                               {"retries", js->retries}}}};
+        if (health) j["targets"] = health->value("targets", nlohmann::json::array());
         if (o->json) return print_json(j);
         if (!shm) std::cout << "no counters yet (no daemon has run since boot)\n";
         std::cout << "mx-milter " << (j["processes"]["mx-milter"].get<bool>() ? "up" : "DOWN")
@@ -228,6 +232,9 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
         if (js)
             std::cout << "journal " << human_bytes(js->bytes) << ", " << js->deliveries
                       << " deliveries, " << js->retries << " retries\n";
+        if (health)
+            for (const auto& line : importer::target_health_lines(*health))
+                std::cout << line << "\n";
     });
 }
 

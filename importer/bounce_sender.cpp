@@ -4,8 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -34,17 +37,6 @@ std::optional<std::string> read_prefix(const std::filesystem::path& p, std::size
     return buf;
 }
 
-std::string fnv_hex(std::string_view s) {
-    std::uint64_t h = 0xcbf29ce484222325ULL;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ULL;
-    }
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-    return buf;
-}
-
 bool safe_id(std::string_view id) {
     return !id.empty() && id.size() < 200 && id.front() != '.' &&
            std::all_of(id.begin(), id.end(), [](char c) {
@@ -53,89 +45,7 @@ bool safe_id(std::string_view id) {
            });
 }
 
-template <typename T>
-void get_key(const nlohmann::json& sec, const char* key, T& out) {
-    auto it = sec.find(key);
-    if (it == sec.end()) return;
-    try {
-        out = it->get<T>();
-    } catch (const nlohmann::json::exception&) {
-        throw config_error(std::string("[bounce] ") + key + ": wrong type");
-    }
-}
-
 }  // namespace
-
-bounce_settings bounce_settings::from(const config& cfg) {
-    bounce_settings s;
-    const auto& b = cfg.section("bounce");
-    get_key(b, "enabled", s.enabled);
-    get_key(b, "subject", s.subject);
-    get_key(b, "template", s.human_template);
-    if (auto it = b.find("template_file"); it != b.end() && it->is_string()) {
-        std::filesystem::path p = it->get<std::string>();
-        if (p.is_relative() && !cfg.file.empty()) p = cfg.file.parent_path() / p;
-        try {
-            s.human_template = util::read_file(p);
-        } catch (const std::exception& e) {
-            throw config_error("[bounce] template_file: cannot read " + p.string() + ": " +
-                               e.what());
-        }
-    }
-    get_key(b, "from_name", s.from_display);
-    std::int64_t size_limit = static_cast<std::int64_t>(s.size_limit);
-    get_key(b, "size_limit", size_limit);
-    if (size_limit < 1024) throw config_error("[bounce] size_limit: at least 1024 bytes");
-    s.size_limit = static_cast<std::size_t>(size_limit);
-    get_key(b, "coalesce_seconds", s.coalesce_seconds);
-    get_key(b, "retry_min_seconds", s.retry_min_seconds);
-    get_key(b, "retry_max_seconds", s.retry_max_seconds);
-    get_key(b, "max_age_seconds", s.max_age_seconds);
-    if (b.contains("max_age_days")) {
-        std::int64_t d = 0;
-        get_key(b, "max_age_days", d);
-        s.max_age_seconds = d * 86400;
-    }
-    get_key(b, "rate_limit", s.rate_limit);
-    get_key(b, "rate_window_seconds", s.rate_window_seconds);
-    if (b.contains("done_retention_days")) {
-        std::int64_t d = 0;
-        get_key(b, "done_retention_days", d);
-        s.done_retention_seconds = d * 86400;
-    }
-    get_key(b, "run_budget_seconds", s.run_budget_seconds);
-    if (s.retry_min_seconds < 1 || s.retry_max_seconds < s.retry_min_seconds)
-        throw config_error("[bounce] retry_min_seconds >= 1 and retry_max_seconds >= it");
-    if (s.max_age_seconds < 1) throw config_error("[bounce] max_age_seconds: must be positive");
-    if (s.subject.find_first_of("\r\n") != std::string::npos)
-        throw config_error("[bounce] subject: one line");
-    return s;
-}
-
-std::int64_t bounce_settings::backoff(int attempts) const {
-    std::int64_t d = retry_min_seconds;
-    for (int i = 1; i < attempts && d < retry_max_seconds; ++i) d *= 2;
-    return std::min(d, retry_max_seconds);
-}
-
-bool bounce_rate_limiter::allow(const std::string& sender, std::int64_t now) {
-    if (limit_ <= 0) return true;
-    auto& q = hits_[mail::to_lower(sender)];
-    while (!q.empty() && q.front() <= now - window_) q.pop_front();
-    if (static_cast<int>(q.size()) >= limit_) return false;
-    q.push_back(now);
-    if (hits_.size() > 100000) {  // forget idle senders so memory stays bounded
-        for (auto it = hits_.begin(); it != hits_.end();)
-            it = (it->second.empty() || it->second.back() <= now - window_) ? hits_.erase(it)
-                                                                            : std::next(it);
-    }
-    return true;
-}
-
-std::string bounce_group_key(const bounce_job& job) {
-    std::string base = job.fingerprint.empty() ? job.message_path : job.fingerprint;
-    return fnv_hex(base + '\0' + mail::to_lower(job.envelope_sender));
-}
 
 bounce_sender::bounce_sender(const config& cfg, store* st, shm_state* shm, secret_store* secrets,
                              clock_fn now)
@@ -168,6 +78,16 @@ secret_store* bounce_sender::the_secrets() {
         }
     }
     return own_secrets_ ? &*own_secrets_ : nullptr;
+}
+
+bool bounce_sender::limiter_allow(const std::string& sender, std::int64_t now) {
+    std::lock_guard lk(mu_);
+    return limiter_.allow(sender, now);
+}
+
+bool bounce_sender::server_down(const std::string& server) {
+    std::lock_guard lk(mu_);
+    return down_servers_.count(server) > 0;
 }
 
 void bounce_sender::count(const std::string& connector, bool sent) {
@@ -316,23 +236,48 @@ bounce_run_stats bounce_sender::run_once() {
         order.emplace_back(oldest, k);
     }
     std::sort(order.begin(), order.end());
+    // One worker per connector (each its own SMTP route, mostly): a route that hangs or fails
+    // holds up its own connector's reports only. At most max_route_threads at once.
+    std::map<std::string, std::vector<std::string>> by_connector;  // oldest first within
+    for (auto& [oldest, key] : order)
+        by_connector[groups[key].front().job.connector].push_back(key);
     std::map<std::string, std::int64_t> pending;  // connector -> waiting groups
-    for (auto& [oldest, key] : order) {
-        auto& jobs = groups[key];
-        if (std::chrono::steady_clock::now() - started >
-            std::chrono::seconds(settings_.run_budget_seconds)) {
-            ++st.waiting;
-            ++pending[jobs.front().job.connector];
-            continue;
+    std::mutex merge_mu;
+    auto run_connector = [&](const std::vector<std::string>& keys) {
+        bounce_run_stats my;
+        std::map<std::string, std::int64_t> my_pending;
+        for (const auto& key : keys) {
+            auto& jobs = groups[key];
+            if (std::chrono::steady_clock::now() - started >
+                std::chrono::seconds(settings_.run_budget_seconds)) {
+                ++my.waiting;
+                ++my_pending[jobs.front().job.connector];
+                continue;
+            }
+            try {
+                process(key, jobs, my, my_pending);
+            } catch (const std::exception& e) {
+                // A spool I/O error: the jobs stay in new/ and are tried again next run.
+                spdlog::error("bounce {}: {}", jobs.front().job.id, e.what());
+                ++my_pending[jobs.front().job.connector];
+            }
         }
-        try {
-            process(key, jobs, st, pending);
-        } catch (const std::exception& e) {
-            // A spool I/O error: the jobs stay in new/ and are tried again next run.
-            spdlog::error("bounce {}: {}", jobs.front().job.id, e.what());
-            ++pending[jobs.front().job.connector];
-        }
-    }
+        std::lock_guard lk(merge_mu);
+        st.sent += my.sent, st.suppressed += my.suppressed, st.failed += my.failed;
+        st.deferred += my.deferred, st.waiting += my.waiting;
+        for (auto& [c, n] : my_pending) pending[c] += n;
+    };
+    std::vector<const std::vector<std::string>*> work;
+    for (auto& [c, keys] : by_connector) work.push_back(&keys);
+    std::atomic<std::size_t> next{0};
+    auto worker = [&] {
+        for (std::size_t i; (i = next.fetch_add(1)) < work.size();) run_connector(*work[i]);
+    };
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < std::min(work.size(), max_route_threads); ++i)
+        threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
     if (shm_) {
         for (auto& c : gauged_connectors_)
             if (!pending.count(c)) shm_->counters(c.empty() ? "-" : c).bounces_pending.store(0);
@@ -389,7 +334,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     if (!state) {
         std::optional<std::string> why = dsn::suppression_reason(sender, headers);
         if (!why && !settings_.enabled) why = "bounces are disabled ([bounce] enabled = false)";
-        if (!why && !limiter_.allow(sender, now))
+        if (!why && !limiter_allow(sender, now))
             why = "per-sender rate limit (" + std::to_string(settings_.rate_limit) + " per " +
                   std::to_string(settings_.rate_window_seconds) + " s) reached";
         if (why) {
@@ -413,18 +358,23 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     }
 
     // Connector (may have been removed since: then the installation default, no auth).
-    auto view = the_store().read();
-    std::optional<connector> conn =
-        first.connector.empty() ? std::nullopt : view.find_connector(first.connector);
+    // The store and the secret store open lazily and are shared by the run's workers: read
+    // what is needed under the lock, with the read transaction closed before it is released.
+    std::unique_lock shared_lk(mu_);
+    std::optional<connector> conn;
     std::optional<mailbox> sender_mb;
     std::string from_header;
-    if (conn && !conn->bounce_sender.empty()) {
-        from_header = conn->bounce_sender;
-        sender_mb = view.find_mailbox(mail::to_lower(conn->bounce_sender));
-        if (!sender_mb) {  // not necessarily a managed mailbox: credentials-less identity
-            sender_mb = mailbox{};
-            sender_mb->address = mail::to_lower(conn->bounce_sender);
-            sender_mb->connector = conn->name;
+    {
+        auto view = the_store().read();
+        if (!first.connector.empty()) conn = view.find_connector(first.connector);
+        if (conn && !conn->bounce_sender.empty()) {
+            from_header = conn->bounce_sender;
+            sender_mb = view.find_mailbox(mail::to_lower(conn->bounce_sender));
+            if (!sender_mb) {  // not necessarily a managed mailbox: credentials-less identity
+                sender_mb = mailbox{};
+                sender_mb->address = mail::to_lower(conn->bounce_sender);
+                sender_mb->connector = conn->name;
+            }
         }
     }
     bool oauth = conn && (conn->smtp.auth == auth_method::google ||
@@ -435,6 +385,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     env.rcpt_to.push_back(sender);
 
     secret_store* secrets = conn && conn->smtp.auth != auth_method::none ? the_secrets() : secrets_;
+    shared_lk.unlock();
     smtp_submitter submitter(cfg_, secrets);
     auto route = submitter.route_for(conn ? &*conn : nullptr, sender_mb ? &*sender_mb : nullptr);
     auto server = route.server_key();
@@ -453,7 +404,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
         ++st.deferred;
         ++pending[first.connector];
     };
-    if (down_servers_.count(server)) {
+    if (server_down(server)) {
         defer("not tried: " + route.describe() + " failed earlier in this run", false);
         return;
     }
@@ -508,32 +459,15 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
         ++st.failed;
         return;
     }
-    if (res.server_problem()) down_servers_.insert(server);
+    if (res.server_problem()) {
+        std::lock_guard lk(mu_);
+        down_servers_.insert(server);
+    }
     std::string err =
         std::string(to_string(res.kind)) + " problem with " + route.describe() + ": " + res.detail;
     defer(err, true);
     spdlog::warn("{}: attempt {} failed ({}); next attempt in {} s", what, state->attempts,
                  log_safe(err, 600), state->next_attempt - now);
-}
-
-std::function<void()> bounce_sender_tick(const config& cfg) {
-    struct holder {
-        std::optional<shm_state> shm;
-        std::unique_ptr<bounce_sender> sender;
-    };
-    auto h = std::make_shared<holder>();
-    return [&cfg, h] {
-        if (!h->sender) {
-            try {
-                h->shm.emplace(shm_state::attach(cfg));
-            } catch (const std::exception& e) {
-                spdlog::warn("bounce: no shared memory counters: {}", e.what());
-            }
-            h->sender =
-                std::make_unique<bounce_sender>(cfg, nullptr, h->shm ? &*h->shm : nullptr, nullptr);
-        }
-        h->sender->run_once();
-    };
 }
 
 }  // namespace mx

@@ -17,7 +17,10 @@
 //   <spool>/done/ (pruned after done_retention_seconds). Bad job files go to <spool>/bad/.
 // - Delivery is at-least-once: if the process dies after the server accepted a DSN but before
 //   the outcome was recorded, the DSN is sent again after the restart (never lost).
-// - Each run is bounded by run_budget_seconds so the importer's loop is not held for long.
+// - Each connector's reports go through their own worker (up to max_route_threads at once), so
+//   one SMTP route that hangs or fails delays its own connector's reports only; the run itself
+//   goes on a thread of its own (bounce_sender_tick), never in the importer's loop. Each worker
+//   is bounded by run_budget_seconds.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -77,6 +81,9 @@ class bounce_rate_limiter {
     std::map<std::string, std::deque<std::int64_t>> hits_;
 };
 
+// Connectors whose reports are sent at once in one run.
+constexpr std::size_t max_route_threads = 8;
+
 struct bounce_run_stats {
     int sent = 0, suppressed = 0, failed = 0, deferred = 0, waiting = 0, bad = 0;
 };
@@ -119,6 +126,8 @@ class bounce_sender {
     store& the_store();
     secret_store* the_secrets();
     void count(const std::string& connector, bool sent);
+    bool limiter_allow(const std::string& sender, std::int64_t now);
+    bool server_down(const std::string& server);
 
     const config& cfg_;
     bounce_settings settings_;
@@ -131,6 +140,9 @@ class bounce_sender {
     bool secrets_tried_ = false;
     clock_fn now_;
     bounce_rate_limiter limiter_;
+    // Guards what the per-connector workers of a run share: the limiter, the down servers,
+    // the lazily opened store and secret store.
+    std::mutex mu_;
     std::set<std::string> down_servers_;  // failed during the current run
     std::set<std::string> gauged_connectors_;
     std::int64_t last_prune_ = 0;

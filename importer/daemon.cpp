@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "importer.hpp"
+#include "target_health.hpp"
 
 namespace mx::importer {
 namespace {
@@ -71,6 +72,29 @@ bool daemon::reload_connectors() {
     }
 }
 
+// The targets' breakers for mxctl and Prometheus (target_health.hpp): written at most once a
+// second when they change, else refreshed every 10 s (the file's "time" tells a reader it is
+// current).
+void daemon::publish_health(bool final) {
+    using clock = std::chrono::steady_clock;
+    static clock::time_point last{};
+    if (!final) {
+        if (!engine_) return;
+        bool changed = engine_->health_changed();
+        if (clock::now() - last < (changed ? std::chrono::seconds(1) : std::chrono::seconds(10)))
+            return;
+    }
+    last = clock::now();
+    nlohmann::json j =
+        engine_ ? engine_->health()
+                : nlohmann::json{{"time", ::time(nullptr)}, {"targets", nlohmann::json::array()}};
+    try {
+        write_target_health(cfg_, j);
+    } catch (const std::exception& e) {
+        spdlog::warn("cannot write {}: {}", target_health_path(cfg_).string(), e.what());
+    }
+}
+
 void daemon::rebuild_watches() {
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -117,6 +141,7 @@ int daemon::run() {
     auto next_rescan = clock::now();
     for (auto& t : tasks_) t.next = clock::now() + t.task.interval;
     std::map<std::string, std::int64_t> oldest;
+    publish_health(true);
     while (!g_stop) {
         auto now = clock::now();
         if (shm_)
@@ -127,26 +152,20 @@ int daemon::run() {
             reload_connectors();
             next_rescan = now + s_.rescan_interval;
         }
-        bool did_work = false, more = false;
+        bool did_work = engine_->finish_parked() > 0, more = false;
+        // Round-robin: one batch per folder per round, so a folder with a large backlog
+        // never keeps another waiting for longer than one batch.
         for (const auto& f : folders_) {
-            auto t0 = clock::now();
             batch_stats bs;
-            bool first = true;
-            do {
-                try {
-                    bs = engine_->run_batch(f, store_ ? &*store_ : nullptr, rescan && first);
-                } catch (const std::exception& e) {
-                    // A journal/store failure: nothing is lost (files stay claimed); try later.
-                    spdlog::error("connector {}: batch failed: {}", f.connector, e.what());
-                    bs = {};
-                    break;
-                }
-                if (rescan && first) oldest[f.connector] = bs.oldest;
-                first = false;
-                did_work |= bs.files > 0;
-            } while (bs.files >= s_.batch_size && !g_stop &&
-                     clock::now() - t0 < std::chrono::seconds(2));
-            more |= bs.files >= s_.batch_size;
+            try {
+                bs = engine_->run_batch(f, store_ ? &*store_ : nullptr, rescan);
+            } catch (const std::exception& e) {
+                // A journal/store failure: nothing is lost (files stay claimed); try later.
+                spdlog::error("connector {}: batch failed: {}", f.connector, e.what());
+            }
+            if (rescan) oldest[f.connector] = bs.oldest;
+            did_work |= bs.files > 0;
+            more |= bs.files > 0 && bs.waiting > 0;
             if (shm_) {
                 auto& c = shm_->counters(f.connector);
                 c.backlog.store(bs.waiting);
@@ -154,6 +173,8 @@ int daemon::run() {
                 c.oldest_file_time.store(static_cast<std::uint64_t>(oldest[f.connector]));
             }
         }
+        did_work |= engine_->finish_parked() > 0;
+        publish_health(false);
         // Periodic tasks (the bounce sender's among them): due ones run here, in this thread.
         for (auto& t : tasks_) {
             if (clock::now() < t.next) continue;
@@ -164,16 +185,15 @@ int daemon::run() {
             }
             t.next = clock::now() + t.task.interval;
         }
-        if (o_.drain && !did_work && !more && store_) break;
+        if (o_.drain && !did_work && !more && store_ && engine_->parked() == 0) break;
         if (more || did_work) continue;
         auto wake = std::min(next_rescan, clock::now() + s_.poll_interval);
         for (auto& t : tasks_) wake = std::min(wake, t.next);
         auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(wake - clock::now()).count();
-        struct pollfd p {
-            inotify_fd_, POLLIN, 0
-        };
-        ::poll(&p, inotify_fd_ >= 0 ? 1 : 0, static_cast<int>(std::clamp<long>(ms, 0, 60000)));
+        // Wakes on new files (inotify) and on deliveries that finished on a lane.
+        struct pollfd p[2] = {{engine_->wake_fd(), POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
+        ::poll(p, inotify_fd_ >= 0 ? 2 : 1, static_cast<int>(std::clamp<long>(ms, 0, 60000)));
         if (inotify_fd_ >= 0) {
             char buf[8192];
             while (::read(inotify_fd_, buf, sizeof buf) > 0) {
@@ -182,6 +202,7 @@ int daemon::run() {
     }
     spdlog::info("mx-importer stopping");
     engine_.reset();
+    publish_health(true);
     return 0;
 }
 

@@ -11,6 +11,9 @@
 //   s.sync()           -> once per batch: everything delivered is durable (data + directory
 //                         entries); only after it returns does the journal say "imported"
 //   delivered(plan)    -> after a crash: did the pending delivery happen? (no duplicate)
+//   recover(plan, s)   -> the same, answering where it is and adding it to s for durability
+// Threads: the engine runs one delivery of a target at a time (its own lane), but deliveries of
+// different targets run at once on other threads: a target keeps no state shared with others.
 // Result kinds: imported; temporary (retried with backoff up to the maximum age, then
 // ImportFailed 5.4.7); permanent (ImportFailed now, with the given status).
 // Security: locations are built by the target from validated mailbox keys (mailbox_path.hpp);
@@ -74,6 +77,13 @@ class sync_set {
     // Makes everything added durable, then forgets it. Throws std::system_error.
     void sync();
     bool empty() const { return files_.empty() && dirs_.empty(); }
+    // Takes over everything `o` holds (one sync for deliveries made on several threads).
+    void merge(sync_set& o) {
+        files_.merge(o.files_);
+        dirs_.merge(o.dirs_);
+        o.files_.clear();
+        o.dirs_.clear();
+    }
 
   private:
     mode mode_;
@@ -87,6 +97,13 @@ class import_target {
     virtual std::string plan(const delivery& d) = 0;
     virtual result deliver(const delivery& d, const std::string& planned, sync_set& s) = 0;
     virtual bool delivered(const std::string& planned) = 0;
+    // Crash recovery of a pending delivery: where it is (a result location) when it happened,
+    // after adding what must be made durable to `s`; nullopt when it did not happen.
+    virtual std::optional<std::string> recover(const std::string& planned, sync_set& s) {
+        (void)s;
+        if (!delivered(planned)) return std::nullopt;
+        return planned;
+    }
 };
 
 class target_error : public std::runtime_error {

@@ -9,7 +9,11 @@
 //   3. per (fingerprint, recipient): journal says imported -> duplicate, nothing to do;
 //      resolve the mailbox (same lookup as the milter), choose the target, plan a location
 //   4. journal commit: "pending" + planned locations
-//   5. deliver (hard link / copy), then ONE sync of the whole batch (syncfs or fsyncs)
+//   5. deliver (hard link / copy / HTTP / command) on the targets' lanes: one lane per target,
+//      lanes in parallel, so a slow target delays only its own files; what is not done after
+//      a short grace is parked and finished later; then ONE sync of what was delivered
+//      A target whose breaker is open (target_health.hpp) is not planned at all: its files
+//      wait with a retry at the end of the pause.
 //   6. late failures: reason JSON -> spool bounce -> move the file to ImportFailed
 //   7. journal commit: "imported"/"failed"/"held", indexes, retry schedule
 //   8. unlink the claimed files that are done
@@ -22,11 +26,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,10 +65,16 @@ struct settings {
     // with their index entries, and retry records of files that are gone. 0: keep forever.
     std::chrono::seconds journal_retention{30 * 86400};
     std::chrono::milliseconds prune_interval{3600 * 1000};
+    // Deliveries run on per-target lanes (delivery_lanes.hpp) on up to delivery_threads
+    // threads; a batch waits delivery_grace for them while they progress, then parks what is
+    // still running (0: never park, wait for every delivery).
+    std::size_t delivery_threads = 8;
+    std::chrono::milliseconds delivery_grace{200};
 
     // [importer] keys: max_age_days, retry_base_seconds, retry_max_seconds, batch_size,
     // durability ("syncfs"|"fsync"), rescan_seconds, eml_settle_seconds, parse_timeout_seconds,
-    // parse_memory_mb, max_header_bytes, journal_days, journal_prune_seconds.
+    // parse_memory_mb, max_header_bytes, journal_days, journal_prune_seconds, delivery_threads,
+    // delivery_grace_ms (breaker_* keys: target_health.hpp).
     static settings from(const config& cfg);
 };
 
@@ -89,29 +101,77 @@ struct batch_stats {
     std::int64_t oldest = 0;  // unix time of the oldest waiting file (when computed)
 };
 
+class delivery_lanes;
+class target_health;
+struct breaker_settings;
+
 class engine {
   public:
     engine(const config& cfg, settings s, journal& j, shm_state* shm);
     ~engine();
     // Claims and imports up to batch_size files of one folder. `st` may be null (store
     // missing): then nothing is claimed. `want_oldest` stats waiting files for the gauge.
+    // Deliveries still running after settings::delivery_grace are parked: their files are
+    // finished by a later finish_parked() (the batch does not wait for a slow target).
     batch_stats run_batch(const folder& f, store* st, bool want_oldest = false);
+    // Finishes parked files whose deliveries are all done (steps 5-8); returns how many.
+    std::size_t finish_parked();
+    // Files whose deliveries are still running.
+    std::size_t parked() const;
+    // Readable (eventfd) when a parked delivery finished: the daemon polls it.
+    int wake_fd() const { return wake_fd_; }
+    // The breakers' state for the status file, and whether it changed since the last health().
+    bool health_changed() const;
+    nlohmann::json health();
     parse_worker& worker() { return *workers_.front(); }
 
-  private:
+    // The engine's files share these (engine_item.hpp); nothing else uses them.
     struct item;
+    struct batch;
+    using item_list = std::vector<std::unique_ptr<item>>;
+
+  private:
+    // The documented steps (importer.hpp top), each on the batch it works on.
+    bool prepare(batch& b);                // work and ImportFailed folders exist
+    void claim_own(batch& b);              // 1: our claims (crash recovery, due retries)
+    void claim_new(batch& b);              // 1: new files by rename
+    void parse_items(batch& b);            // 2: parse worker
+    void plan_items(batch& b, store& st);  // 3: duplicates, mailbox, target, location
+    void plan_file(batch& b, item& it, store_view& view, lmdb::txn& rt);
+    bool recover_pending(item& it, std::size_t r, const nlohmann::json& rec);
+    void write_pending(batch& b);  // 4: pending records
+    void dispatch(batch& b);       // 5: deliveries onto the targets' lanes
+    void settle(const folder& f, std::vector<item*>& items, batch_stats& bs);        // 5-8
+    void sync_items(const folder& f, std::vector<item*>& items);                     // 5: durable
+    void decide(const folder& f, std::vector<item*>& items, std::int64_t now);       // 6
+    void write_final(const folder& f, std::vector<item*>& items, std::int64_t now);  // 7
+    void report(const folder& f, std::vector<item*>& items, batch_stats& bs);        // 8
     void finish_failed(const folder& f, item& it);
+    nlohmann::json retry_record(const item& it, const std::string& last_error, std::int64_t now);
+    std::vector<parse_result> parse_all(const std::vector<std::filesystem::path>& paths,
+                                        const std::vector<std::uint64_t>& sizes);
+    std::size_t parked_of(const std::string& connector) const;
+
     const config& cfg_;
     settings s_;
     journal& journal_;
     shm_state* shm_;
     std::vector<std::unique_ptr<parse_worker>> workers_;
-    std::vector<parse_result> parse_all(const std::vector<std::filesystem::path>& paths,
-                                        const std::vector<std::uint64_t>& sizes);
     target_cache targets_;
+    std::unique_ptr<target_health> health_;
+    // Items whose deliveries run on the lanes; guarded by done_mu_ with their results.
+    mutable std::mutex done_mu_;
+    std::condition_variable done_cv_;
+    item_list parked_;
+    std::uint64_t completions_ = 0;      // deliveries finished so far (progress of a batch)
+    std::size_t batch_outstanding_ = 0;  // deliveries of the running batch not yet done
+    std::size_t batch_started_ = 0, batch_ended_ = 0;  // of the running batch, on the lanes
+    std::map<std::string, std::size_t> lane_jobs_;     // deliveries queued/running per target
+    int wake_fd_ = -1;
     // Work files whose retry record could not be written (journal failing): their next try,
     // so one file never makes the folder spin. Lost on restart, which then retries at once.
     std::map<std::string, std::int64_t> unrecorded_retries_;
+    std::unique_ptr<delivery_lanes> lanes_;  // last: its threads go first
 };
 
 // A periodic task of the daemon's main loop (see daemon::add_task).
@@ -141,6 +201,7 @@ class daemon {
     };
     bool reload_connectors();
     void rebuild_watches();
+    void publish_health(bool final);
     const config& cfg_;
     daemon_options o_;
     settings s_;

@@ -121,6 +121,14 @@ class maildir_target final : public import_target {
         return false;
     }
 
+    std::optional<std::string> recover(const std::string& planned, sync_set& s) override {
+        if (!delivered(planned)) return std::nullopt;
+        // Delivered before a crash; make sure it is durable now.
+        s.add_file(root_ / "new" / planned);
+        s.add_dir(root_ / "new");
+        return (root_ / "new" / planned).string();
+    }
+
   private:
     std::optional<result> ensure_dirs() {
         if (ready_) return std::nullopt;

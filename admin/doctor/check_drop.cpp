@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "doctor/doctor.hpp"
+#include "target_health.hpp"
 
 namespace mx::admin::doctor {
 namespace {
@@ -172,6 +173,10 @@ void check_failed(doctor_state& d) {
                      "check that mx-importer runs (systemctl status mx-importer) and can read " +
                          drop.string());
     }
+    // Targets paused by the importer's circuit breaker (its status file).
+    if (auto health = importer::read_target_health(d.cfg()))
+        for (const auto& line : importer::target_health_lines(*health))
+            d.r.warn("failed", line, "check the target; " + d.cmd_prefix() + " stats shows it too");
 }
 
 }  // namespace mx::admin::doctor

@@ -43,7 +43,7 @@ struct fixture {
         std::string toml = "state_dir = \"" + (root / "state").string() + "\"\n" + "run_dir = \"" +
                            (root / "run").string() + "\"\n" + "mail_root = \"" +
                            (root / "mail").string() + "\"\n" + "hostname = \"" + hostname +
-                           "\"\n[importer]\neml_settle_seconds = 0\n" + extra_toml;
+                           "\"\n[importer]\neml_settle_seconds = 0\ndelivery_grace_ms = 0\n" + extra_toml;
         cfg = parse_config(toml, root / "mx.toml");
         st = store::open(cfg.store_dir(), false);
         st->write([&](store_tx& tx) {

@@ -1,0 +1,251 @@
+// engine_claim: step 1 of a batch — the files it takes: our own earlier claims that are due
+// (crash recovery, retries) and new files claimed by rename (exactly one importer wins each).
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>  // renameat2, RENAME_NOREPLACE
+#include <cstring>
+#include <set>
+
+#include "engine_item.hpp"
+#include "util/fs.hpp"
+#include "util/hex.hpp"
+
+namespace mx::importer {
+
+namespace {
+// The first `bytes` bytes of SHA-256(s) in hex.
+std::string hash_hex(std::string_view s, unsigned bytes) {
+    return util::sha256_hex(s).substr(0, 2 * bytes);
+}
+
+}  // namespace
+
+std::string short_hash(std::string_view s) {
+    return hash_hex(s, 6);
+}
+
+// File names derived from a drop file's name stay below NAME_MAX (255) with everything added
+// to them: "<origin>," in .work/, ".<12 hex>" (a name taken) + ".json" in ImportFailed, and
+// the temporary name of a durable write (".<name>.tmp<20 digits>").
+namespace {
+constexpr std::size_t max_work_name = 253;  // + "n," = 255
+}  // namespace
+
+// `n` itself when at most `max` bytes; else a readable prefix (not cutting a UTF-8 sequence),
+// "~" and 16 hex of SHA-256 of the whole name: exactly `max` bytes or less.
+std::string bounded_name(const std::string& n, std::size_t max) {
+    if (n.size() <= max) return n;
+    std::string h = hash_hex(n, 8);
+    std::size_t keep = max - 1 - h.size();
+    while (keep > 0 && (static_cast<unsigned char>(n[keep]) & 0xC0) == 0x80) --keep;
+    return n.substr(0, keep) + "~" + h;
+}
+
+namespace {
+
+// Work file names are valid UTF-8 without control characters: they travel in JSON (parse
+// worker requests, reason files, journal records) and log lines. Other bytes become '_' and
+// the name gets "~" + 16 hex of SHA-256 of the original, so different names stay different.
+std::string safe_name(const std::string& n) {
+    std::string out;
+    bool changed = false;
+    for (std::size_t i = 0; i < n.size();) {
+        auto c = static_cast<unsigned char>(n[i]);
+        std::size_t len = c < 0x80         ? 1
+                          : (c >> 5) == 6  ? 2
+                          : (c >> 4) == 14 ? 3
+                          : (c >> 3) == 30 ? 4
+                                           : 0;
+        bool ok = len > 0 && i + len <= n.size() && !(len == 1 && (c < 0x20 || c == 0x7f)) &&
+                  !(len == 2 && c < 0xc2) && !(len == 4 && c > 0xf4);
+        if (ok && len >= 3) {  // no overlong forms, no surrogates, nothing above U+10FFFF
+            auto c1 = static_cast<unsigned char>(n[i + 1]);
+            ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0) &&
+                 !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+        }
+        for (std::size_t k = 1; ok && k < len; ++k)
+            ok = (static_cast<unsigned char>(n[i + k]) & 0xC0) == 0x80;
+        if (!ok) {
+            out.push_back('_');
+            changed = true;
+            ++i;
+            continue;
+        }
+        out.append(n, i, len);
+        i += len;
+    }
+    return changed ? out + "~" + hash_hex(n, 8) : out;
+}
+
+// Moves src to dst only if dst does not exist: 0, or an errno (EEXIST: dst exists; ENOENT:
+// another importer won the file, or it vanished). rename() would silently replace an older
+// claim of the same name.
+int claim_rename(const std::filesystem::path& src, const std::filesystem::path& dst) {
+    if (::renameat2(AT_FDCWD, src.c_str(), AT_FDCWD, dst.c_str(), RENAME_NOREPLACE) == 0) return 0;
+    int e = errno;
+    if (e != EINVAL && e != ENOSYS) return e;
+    // No RENAME_NOREPLACE on this filesystem (some network filesystems): link + unlink. Of
+    // two importers that both linked, only one unlink succeeds; the other drops its link.
+    if (::link(src.c_str(), dst.c_str()) != 0) return errno;
+    if (::unlink(src.c_str()) != 0) {
+        e = errno;
+        ::unlink(dst.c_str());
+        return e;
+    }
+    return 0;
+}
+
+// A claimed file another account owns, or with hard links outside our folders, could be
+// changed after the import by whoever holds it, and the Maildir target hard-links the claimed
+// file into the mailbox: replace it by a copy of our own (temporary dot name, fsync, rename
+// over). Returns an error text, empty when the file is ours (or was made ours).
+std::string make_private(const std::filesystem::path& work_dir, const std::filesystem::path& p) {
+    struct stat sb {};
+    if (::lstat(p.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return {};  // the parser decides
+    if (sb.st_uid == ::geteuid() && sb.st_nlink <= 1) return {};
+    auto tmp = work_dir / (".private." + short_hash(p.string()) + ".tmp");
+    if (int err = util::copy_file_synced(p, tmp, p))
+        return "copy to " + tmp.string() + ": " + std::strerror(err);
+    return {};
+}
+
+// Names in a folder we own, in directory order; dot files (temporaries) are skipped.
+template <typename Fn>
+void list_dir(const std::filesystem::path& dir, Fn&& fn) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    while (auto* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
+        // dropped link points to is ever read, and the link does not linger forever.
+        if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
+        if (!fn(std::string(e->d_name), e->d_type)) break;
+    }
+    ::closedir(d);
+}
+
+bool ends_with_eml(const std::string& n) {
+    if (n.size() < 5) return false;
+    std::string suf = n.substr(n.size() - 4);
+    for (char& c : suf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return suf == ".eml";
+}
+
+}  // namespace
+
+void engine::batch::note_waiting(const std::filesystem::path& p) {
+    ++bs.waiting;
+    if (!want_oldest) return;
+    struct stat sb {};
+    if (::stat(p.c_str(), &sb) == 0 && (bs.oldest == 0 || sb.st_mtime < bs.oldest))
+        bs.oldest = sb.st_mtime;
+}
+
+void engine::claim_own(batch& b) {
+    std::set<std::filesystem::path> in_flight;
+    {
+        std::lock_guard lk(done_mu_);
+        for (const auto& it : parked_) in_flight.insert(it->work);
+    }
+    const auto& work = b.work;
+
+    auto rt = journal_.read();
+    list_dir(work, [&](const std::string& n, unsigned char) {
+        auto p = work / n;
+        if (b.items.size() >= b.budget) {
+            b.note_waiting(p);
+            return true;
+        }
+        auto rr = journal_.retry(rt, p.string());
+        if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now) {
+            b.note_waiting(p);
+            return true;
+        }
+        if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
+            if (m->second > b.now) {
+                b.note_waiting(p);
+                return true;
+            }
+            unrecorded_retries_.erase(m);
+        }
+        // Still on a lane (parked): not ours to take again.
+        if (in_flight.count(p)) {
+            b.note_waiting(p);
+            return true;
+        }
+        auto itp = std::make_unique<item>(s_.durability);
+        auto& it = *itp;
+        it.work = p;
+        auto comma = n.find(',');
+        it.origin = (comma == 1) ? n[0] : 'n';
+        it.name = (comma == 1) ? n.substr(2) : n;
+        if (rr && rr->is_object()) {
+            it.first_seen = rr->value("first_seen", std::int64_t{0});
+            it.attempts = rr->value("attempts", 0);
+        }
+        b.items.push_back(std::move(itp));
+        return true;
+    });
+}
+
+void engine::claim_new(batch& b) {
+    auto claim = [&](const std::filesystem::path& dir, char origin, bool eml_only) {
+        list_dir(dir, [&](const std::string& n, unsigned char) {
+            if (eml_only && !ends_with_eml(n)) return true;
+            auto src = dir / n;
+            if (b.items.size() >= b.budget) {
+                b.note_waiting(src);
+                return true;
+            }
+            if (eml_only && s_.eml_settle.count() > 0) {
+                struct stat sb {};
+                if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
+                if (b.now - sb.st_mtime < s_.eml_settle.count()) {
+                    b.note_waiting(src);
+                    return true;
+                }
+            }
+            std::string wn = bounded_name(safe_name(n), max_work_name);
+            auto dst = b.work / (std::string(1, origin) + "," + wn);
+            int rc = claim_rename(src, dst);
+            for (int i = 0; rc == EEXIST && i < 8; ++i) {
+                // An older claim of the same name is still here (a retry, a crash): both
+                // stay; the newcomer gets a unique suffix.
+                wn =
+                    bounded_name(safe_name(n) + "." +
+                                     short_hash(dst.string() + std::to_string(b.now) +
+                                                std::to_string(i) + std::to_string(b.items.size())),
+                                 max_work_name);
+                dst = b.work / (std::string(1, origin) + "," + wn);
+                rc = claim_rename(src, dst);
+            }
+            if (rc != 0) {
+                if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
+                    spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
+                                 log_safe(src.string()), std::strerror(rc));
+                return true;
+            }
+            if (auto err = make_private(b.work, dst); !err.empty())
+                spdlog::warn(
+                    "connector {}: cannot make a private copy of {} ({}); importing "
+                    "it as it is",
+                    b.f->connector, log_safe(wn), err);
+            auto itp = std::make_unique<item>(s_.durability);
+            auto& it = *itp;
+            it.work = dst;
+            it.name = wn;
+            it.origin = origin;
+            b.items.push_back(std::move(itp));
+            return true;
+        });
+    };
+    claim(b.f->retry_dir(), 'r', false);
+    claim(b.f->new_dir(), 'n', false);
+    claim(b.f->drop, 'e', true);
+}
+
+}  // namespace mx::importer
