@@ -20,15 +20,6 @@ std::int64_t now_unix() {
     return static_cast<std::int64_t>(::time(nullptr));
 }
 
-std::string iso_time(std::int64_t t) {
-    std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    ::gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
 // Test-only fault injection (MX_IMPORTER_FAULT_INJECTION=1 in the environment, never in
 // production): a drop file whose name contains "mx-test-journal-fault-<step>" makes that
 // step's journal write fail for this file, as a full disk or a refused key would.

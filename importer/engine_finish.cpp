@@ -66,7 +66,7 @@ void engine::dispatch(batch& b) {
                     // Paused by an earlier delivery of this lane: not tried.
                     res = {result_kind::temporary,
                            "4.4.5",
-                           "target " + rc.target->describe() + " paused until " + iso_time(*until) +
+                           "target " + rc.target->describe() + " paused until " + mail::iso8601(*until) +
                                " after repeated temporary failures",
                            {}};
                     res.retry_after = std::chrono::seconds(std::max<std::int64_t>(1, *until - now));
@@ -147,7 +147,7 @@ void engine::decide(const folder& f, std::vector<item*>& items, std::int64_t now
                     r.res = {result_kind::permanent,
                              "5.4.7",
                              r.res.status + " " + r.res.detail + "; retried since " +
-                                 iso_time(it.first_seen) + ", giving up",
+                                 mail::iso8601(it.first_seen) + ", giving up",
                              {}};
                     r.reason = "expired";
                 }
@@ -369,7 +369,7 @@ void engine::finish_failed(const folder& f, item& it) {
         {"status", rcpts.empty() ? "" : rcpts[0].value("status", "")},
         {"diagnostic", rcpts.empty() ? "" : rcpts[0].value("diagnostic", "")},
         {"recipients", rcpts},
-        {"time", iso_time(now)},
+        {"time", mail::iso8601(now)},
         {"failed_time", now},
         {"arrival_time", it.first_seen},
         {"importer_host", s_.host},

@@ -15,12 +15,12 @@
 #include <spdlog/spdlog.h>
 
 #include "global/logging.hpp"
+#include "global/mail_compose.hpp"
 #include "importer.hpp"
 
 namespace mx::importer {
 
 std::int64_t now_unix();
-std::string iso_time(std::int64_t t);
 std::string short_hash(std::string_view s);
 // File names derived from a drop file's name stay below NAME_MAX (see engine_claim.cpp).
 std::string bounded_name(const std::string& n, std::size_t max);

@@ -262,7 +262,7 @@ void engine::plan_file(batch& b, item& it, store_view& view, lmdb::txn& rt) {
         if (auto until = health_->admit(r.spec, r.target->describe(), b.now)) {
             r.res = {result_kind::temporary,
                      "4.4.5",
-                     "target " + r.target->describe() + " paused until " + iso_time(*until) +
+                     "target " + r.target->describe() + " paused until " + mail::iso8601(*until) +
                          " after repeated temporary failures",
                      {}};
             r.res.retry_after = std::chrono::seconds(std::max<std::int64_t>(1, *until - b.now));

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "global/mail_compose.hpp"
 #include "global/mail_header.hpp"
 #include "target_http.hpp"
 #include "util/fs.hpp"
