@@ -142,11 +142,25 @@ def post_with_session(driver, base, path, fields):
 
 def submits(driver, By, action):
     """Runs an action that submits a form and waits until the next page replaced this one."""
-    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
     old = driver.find_element(By.TAG_NAME, "html")
     action()
-    WebDriverWait(driver, 15).until(EC.staleness_of(old))
+
+    def replaced(_):
+        # Chromium answers for a node of a document being replaced either "stale element" or,
+        # mid-navigation, "Node with given id does not belong to the document": both mean gone.
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+
+    WebDriverWait(driver, 15).until(replaced)
 
 
 def total(driver, base, By, key):
