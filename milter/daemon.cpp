@@ -36,6 +36,7 @@
 #include <system_error>
 
 #include "global/logging.hpp"
+#include "global/postfix_conf.hpp"
 #include "milter.hpp"
 #include "util/fs.hpp"
 #include "util/privdrop.hpp"
@@ -98,18 +99,6 @@ void reload(daemon_state& st, const std::string& why) {
         spdlog::error("configuration reload ({}) failed, keeping the old one: {}", why,
                       log_safe(e.what()));
     }
-}
-
-// [milter] KEY: a path relative to the config file's folder, `fallback` (in run_dir) when
-// absent, "" to disable.
-std::string table_path(const config& cfg, const char* key, const char* fallback) {
-    const auto& m = cfg.section("milter");
-    auto it = m.find(key);
-    if (it == m.end()) return (cfg.run_dir / fallback).string();
-    if (!it->is_string())
-        throw config_error(cfg.file.string() + ": milter." + key + ": string expected");
-    auto p = it->get<std::string>();
-    return p.empty() ? p : cfg.resolve_path(p).string();
 }
 
 // smfi_stop() waits for a mutex that libmilter's listener holds while it sits in poll() (up to
@@ -260,10 +249,10 @@ int run(const options& opts) {
     try {
         st->cfg = load_config(resolve_config_path(opts.config_path));
         smap = socketmap_spec(st->cfg);
-        st->tables = std::make_unique<postfix_tables_writer>(
-            table_path(st->cfg, "virtual_map", "virtual_mailbox.regexp"),
-            table_path(st->cfg, "domain_table", "domains"),
-            table_path(st->cfg, "drop_table", "virtual_mailbox"));
+        // The same paths doctor and `mxctl postfix setup` wire Postfix to (one reader).
+        auto t = postfix::milter_tables_of(st->cfg);
+        st->tables =
+            std::make_unique<postfix_tables_writer>(t.virtual_map, t.domain_table, t.drop_table);
     } catch (const std::exception& e) {
         std::cerr << "mx-milter: " << e.what() << "\n";
         return ex_config;
