@@ -200,7 +200,16 @@ def run(st, n_messages):
                 left += [os.path.join(dirpath, f) for f in files]
         return not left or None
 
-    opslib.wait_for(drained, 60, "drop folder to be empty (new/, .work/, ImportFailed/)")
+    # A file whose delivery a kill interrupted may wait for one retry (retry_base_seconds = 60,
+    # with jitter) in .retry/: retried, not lost. Wait past that, and name what is left if not.
+    try:
+        opslib.wait_for(drained, 150, "drop folder to be empty (new/, .work/, ImportFailed/)")
+    except AssertionError:
+        for dirpath, _, files in os.walk(drop):
+            for f in files:
+                if "/." in dirpath or "ImportFailed" in dirpath or dirpath.endswith("/new"):
+                    print("left in the drop folder:", os.path.join(dirpath, f))
+        raise
     sup.stop.set()
     sup.join()
     assert sup.restarts["mx-milter"] >= 2 and sup.restarts["mx-importer"] >= 2, sup.restarts
