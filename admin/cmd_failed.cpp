@@ -25,11 +25,13 @@
 #include <sstream>
 
 #include "global/journal.hpp"
-#include "target_health.hpp"
 #include "mxctl.hpp"
+#include "target_health.hpp"
 
 namespace mx::admin {
 namespace {
+
+using ops::when;
 
 namespace fs = std::filesystem;
 
@@ -105,16 +107,6 @@ std::string address_line(const nlohmann::json& list) {
     }
     std::size_t more = 0;
     return terminal_text(out, 1, more);
-}
-
-std::string when(std::int64_t t) {
-    if (t <= 0) return "-";
-    std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    ::gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-    return buf;
 }
 
 void print_show(const failed_entry& e) {

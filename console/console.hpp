@@ -117,7 +117,7 @@ std::string h(std::string_view s);  // escapes & < > " '
 std::string page(const session& s, const std::string& title, const std::string& body);
 std::string login_page(const std::string& csrf, const std::string& error);
 std::string csrf_field(const session& s);
-std::string when(std::int64_t unix_time);         // "2026-12-01 18:00:00Z", "-" for 0
+using ops::when;  // "2026-12-01 18:00:00Z", "-" for 0
 std::string notice(const httplib::Request& req);  // ?ok=... / ?err=... banner
 std::string url_encode(std::string_view s);
 void redirect(httplib::Response& res, const std::string& to);

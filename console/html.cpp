@@ -1,8 +1,10 @@
 // console html: escaping, the page frame (navigation, logout form), banners, redirects.
+#include <cctype>
 #include <ctime>
 
 #include "console.hpp"
 #include "global/store.hpp"
+#include "util/hex.hpp"
 
 namespace mx::console {
 
@@ -34,28 +36,10 @@ std::string h(std::string_view s) {
 }
 
 std::string url_encode(std::string_view s) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
-    return out;
-}
-
-std::string when(std::int64_t t) {
-    if (t <= 0) return "-";
-    std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    ::gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-    return buf;
+    // RFC 3986 unreserved characters stay; everything else is %XX.
+    return util::percent_encode(s, [](unsigned char c, std::size_t) {
+        return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
+    });
 }
 
 std::string csrf_field(const session& s) {

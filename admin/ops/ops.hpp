@@ -118,5 +118,7 @@ std::optional<nlohmann::json> failed_content(const failed_entry& f, std::string&
 std::string failed_headers(const failed_entry& f, std::size_t max_bytes = 64 * 1024);
 // String value of a JSON key ("" when absent; non-strings dumped).
 std::string json_str(const nlohmann::json& j, const char* key);
+// "2026-12-01 18:00:00Z" (UTC), "-" for 0 or earlier: how mxctl and the console show a time.
+std::string when(std::int64_t unix_time);
 
 }  // namespace mx::ops

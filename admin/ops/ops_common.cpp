@@ -1,10 +1,11 @@
 // ops common: the store-write entry point and the argument rules both front ends share.
+#include <ctime>
 #include <iostream>
 #include <variant>
 
-#include "target_http.hpp"
 #include "global/address.hpp"
 #include "ops.hpp"
+#include "target_http.hpp"
 
 namespace mx::ops {
 
@@ -44,6 +45,16 @@ std::string read_secret_value(const std::string& v) {
     std::getline(std::cin, line);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     return line;
+}
+
+std::string when(std::int64_t t) {
+    if (t <= 0) return "-";
+    std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+    return buf;
 }
 
 std::string json_str(const nlohmann::json& j, const char* key) {
