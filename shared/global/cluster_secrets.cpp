@@ -1,0 +1,10 @@
+// Placeholder: encrypted secrets in PostgreSQL (filled in by the cluster work).
+#include <pqxx/pqxx>
+
+#include "global/cluster_db.hpp"
+
+namespace mx::cluster {
+
+void create_secret_schema(pqxx::transaction_base&) {}
+
+}  // namespace mx::cluster
