@@ -4,7 +4,8 @@ Postfix ("Internet Site"), the .deb built from this tree, the admin guide's comm
 then mail (known 250 and imported, unknown 550 5.1.1, inactive connector 450), the units
 (active, restarted after SIGKILL, clean stop), `mxctl doctor` passing, and one breakage at a
 time that doctor must fail on and name; `dpkg -r` (units stopped and not enabled, binaries
-gone, configuration/state/mail kept, Postfix defers) and a reinstall after it (mail flows). Exit 77 (skip) only when nspawn cannot boot here.
+gone, configuration/state/mail kept, Postfix defers) and a reinstall after it (mail flows).
+Exit 77 (skip) only when nspawn cannot boot here.
 
 Usage: test_install.py --root SRC --build BUILD [--deb PATH]
 """
