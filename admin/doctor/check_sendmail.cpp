@@ -1,8 +1,8 @@
 // doctor check group "sendmail": when Sendmail is the MTA ([sendmail] cf names its sendmail.cf,
-// or /etc/mail/sendmail.cf exists), the .cf holds our wiring (sendmail_cf.hpp: milter with
-// F=T in InputMailFilters, mailertable and relay map on mx-milter's socketmap, the mxdrop
-// mailer), the socketmap answers Sendmail's mailertable lookup of each active connector with
-// its drop folder, and the mailer's program is executable by its U= account.
+// or /etc/mail/sendmail.cf exists and there is no Postfix main.cf), the .cf holds our wiring
+// (sendmail_cf.hpp: milter with F=T in InputMailFilters, mailertable and relay map on mx-milter's
+// socketmap, the mxdrop mailer), the socketmap answers Sendmail's mailertable lookup of each active
+// connector with its drop folder, and the mailer's program is executable by its U= account.
 // Security: reads the .cf (root's, named by root's configuration) and asks the socketmap;
 // runs nothing.
 #include <sys/stat.h>
@@ -20,7 +20,9 @@ namespace {
 
 constexpr const char* default_cf = "/etc/mail/sendmail.cf";
 
-// The .cf to check: [sendmail] cf, else the default when it exists; empty: no Sendmail here.
+// The .cf to check: [sendmail] cf, else the default when it exists and Postfix is not
+// configured (a sendmail.cf left behind on a host that moved to Postfix is not checked);
+// empty: no Sendmail here.
 std::string cf_path(doctor_state& d) {
     const auto& s = d.cfg().section("sendmail");
     if (auto it = s.find("cf"); it != s.end()) {
@@ -32,6 +34,8 @@ std::string cf_path(doctor_state& d) {
         return d.cfg().resolve_path(it->get<std::string>()).string();
     }
     std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::path(d.opt.postfix_dir) / "main.cf", ec))
+        return {};
     return std::filesystem::exists(default_cf, ec) ? default_cf : "";
 }
 

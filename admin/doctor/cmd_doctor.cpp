@@ -12,7 +12,7 @@
 //   domains     every table Postfix uses for our domains and virtual(8)'s drop folders is of a
 //               type this Postfix has (postconf -m) and answers the expected value for each
 //               connector domain, looked up with postmap as Postfix's account
-//   sendmail    (when [sendmail] cf is set or /etc/mail/sendmail.cf exists) the .cf has our
+//   sendmail    ([sendmail] cf, or /etc/mail/sendmail.cf on a host without Postfix) the .cf has our
 //               milter with F=T in InputMailFilters, mailertable and relay map on mx-milter's
 //               socketmap (answering each active connector's drop folder), the mxdrop mailer
 //               and its program executable by its U= account
