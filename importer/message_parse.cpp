@@ -152,6 +152,50 @@ std::string decode_header_text(std::string_view raw, std::size_t max_len) {
     return one_line(std::move(out), max_len);
 }
 
+namespace {
+
+// The blank-separated words of an unfolded field value (a folded line keeps its tab).
+std::vector<std::string_view> words_of(std::string_view v) {
+    std::vector<std::string_view> w;
+    while (!v.empty()) {
+        auto b = v.find_first_not_of(" \t");
+        if (b == std::string_view::npos) break;
+        v.remove_prefix(b);
+        auto e = std::min(v.find_first_of(" \t"), v.size());
+        w.push_back(v.substr(0, e));
+        v.remove_prefix(e);
+    }
+    return w;
+}
+
+}  // namespace
+
+std::string received_queue_id(std::string_view v) {
+    auto w = words_of(v.substr(0, 4096));
+    bool known = false;
+    for (std::size_t i = 0; i + 2 < w.size(); ++i) {
+        if (w[i] != "by") continue;
+        // Postfix: "(Postfix)", "(Postfix," (from userid N: submitted with sendmail(1)).
+        // Sendmail: "by HOST ($v/$Z)", its version first ("(8.17.1.9/8.17.1.9/Debian-...").
+        auto c = w[i + 2];
+        known = c.rfind("(Postfix", 0) == 0 ||
+                (c.size() > 2 && c[0] == '(' && std::isdigit(static_cast<unsigned char>(c[1])) &&
+                 c.find('.') != std::string_view::npos && c.find('/') != std::string_view::npos);
+        break;
+    }
+    if (!known) return {};
+    for (std::size_t i = 0; i + 1 < w.size(); ++i) {
+        if (w[i] != "id") continue;
+        std::string id;
+        for (char ch : w[i + 1]) {
+            if (!std::isalnum(static_cast<unsigned char>(ch)) || id.size() == 64) break;
+            id.push_back(ch);
+        }
+        return id;
+    }
+    return {};
+}
+
 message_info analyse_message(std::string_view data, const parse_limits& limits) {
     message_info m;
     mail::header_block h = mail::parse_header_block(data, limits);
@@ -164,22 +208,7 @@ message_info analyse_message(std::string_view data, const parse_limits& limits) 
     if (auto* f = h.find("Subject")) m.subject = decode_header_text(f->value);
     if (auto* f = h.find("From")) m.from = decode_header_text(f->value);
     if (auto* f = h.find("Content-Type")) m.content_type = one_line(f->value, 200);
-    // Postfix queue id: "Received: from ... by host (Postfix) with ESMTP id 4Abc; date".
-    if (auto* f = h.find("Received")) {
-        std::string_view v = f->value;
-        if (v.find("(Postfix)") != std::string_view::npos) {
-            auto p = v.find(" id ");
-            if (p != std::string_view::npos) {
-                std::string id;
-                for (char c : v.substr(p + 4)) {
-                    if (!std::isalnum(static_cast<unsigned char>(c))) break;
-                    id.push_back(c);
-                    if (id.size() > 64) break;
-                }
-                m.queue_id = id;
-            }
-        }
-    }
+    if (auto* f = h.find("Received")) m.queue_id = received_queue_id(f->value);
     if (h.fields.empty()) {
         m.note = "no header block";
         return m;

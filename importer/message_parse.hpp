@@ -7,9 +7,9 @@
 //   leading X-Sender/X-Receiver block (IIS/Exchange pickup) > topmost Delivered-To (Postfix
 //   virtual/pipe) > topmost X-Original-To > To/Cc (last resort; the caller logs it).
 // - analyse_message() adds metadata: Message-ID, RFC 2047-decoded Subject/From (UTF-8, via
-//   GMime), Postfix queue id from the topmost Received, and the MIME structure from mimetic
-//   (bodies skipped, so memory stays bounded by the header caps). It is what the parse worker
-//   runs; the fuzzer runs it in-process.
+//   GMime), the Postfix or Sendmail queue id from the topmost Received, and the MIME
+//   structure from mimetic (bodies skipped, so memory stays bounded by the header caps). It
+//   is what the parse worker runs; the fuzzer runs it in-process.
 // Security: all input is hostile. mimetic's address getters are never called (they crash on
 // group syntax); mimetic only sees a copy whose every header is capped; bodies are never
 // decoded (mimetic's base64 decoder over-reads). Decoded text is made single-line.
@@ -41,6 +41,11 @@ struct envelope {
 };
 
 envelope extract_envelope(const mail::header_block& h, const parse_limits& limits = {});
+
+// The queue id in a Received field value written by Postfix ("by HOST (Postfix) with ESMTP
+// id 4Abc", "(Postfix, from userid 0)") or Sendmail ("by HOST (8.17.1.9/8.17.1.9) with ESMTP id
+// 5B1LXabc012345"): letters and digits after " id ", at most 64; empty for any other MTA or shape.
+std::string received_queue_id(std::string_view received_value);
 
 // RFC 2047 encoded words -> UTF-8 (GMime), then control characters replaced, capped.
 std::string decode_header_text(std::string_view raw, std::size_t max_len = 998);

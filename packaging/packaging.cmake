@@ -38,7 +38,7 @@ install(FILES ${MX_PKG_DIR}/mx-connector.toml
 
 # Man pages (hand-written roff in packaging/man), gzip'ed like Debian wants them.
 find_program(MX_GZIP gzip REQUIRED)
-set(MX_MAN_PAGES mx-milter mx-importer mxctl)
+set(MX_MAN_PAGES mx-milter mx-importer mxctl mx-console)
 set(MX_MAN_OUT)
 foreach(page ${MX_MAN_PAGES})
   set(out ${CMAKE_BINARY_DIR}/packaging/man/${page}.8.gz)
@@ -50,6 +50,20 @@ foreach(page ${MX_MAN_PAGES})
 endforeach()
 add_custom_target(mx_man_pages ALL DEPENDS ${MX_MAN_OUT})
 install(FILES ${MX_MAN_OUT} DESTINATION ${CMAKE_INSTALL_MANDIR}/man8 COMPONENT mx_connector)
+
+# Debian's per-package files: copyright, changelog.gz (a native package's changelog; the
+# version is the project's), lintian overrides (each with its reason).
+set(MX_DEB_VERSION ${PROJECT_VERSION})
+configure_file(${MX_PKG_DIR}/debian/changelog.in ${CMAKE_BINARY_DIR}/packaging/changelog @ONLY)
+add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/packaging/changelog.gz
+  COMMAND ${MX_GZIP} -9nc ${CMAKE_BINARY_DIR}/packaging/changelog >
+          ${CMAKE_BINARY_DIR}/packaging/changelog.gz
+  DEPENDS ${CMAKE_BINARY_DIR}/packaging/changelog VERBATIM)
+add_custom_target(mx_deb_changelog ALL DEPENDS ${CMAKE_BINARY_DIR}/packaging/changelog.gz)
+install(FILES ${MX_PKG_DIR}/debian/copyright ${CMAKE_BINARY_DIR}/packaging/changelog.gz
+        DESTINATION ${MX_DOCDIR} COMPONENT mx_connector)
+install(FILES ${MX_PKG_DIR}/debian/lintian-overrides DESTINATION share/lintian/overrides
+        RENAME mx-connector COMPONENT mx_connector)
 
 # Documentation and the Postfix snippets the docs refer to.
 file(GLOB MX_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
@@ -68,11 +82,13 @@ set(CPACK_PACKAGE_VENDOR "MX Connector")
 set(CPACK_PACKAGE_CONTACT "MX Connector maintainers <maintainers@mx-connector.invalid>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "Postfix milter and importer delivering Internet mail into business applications")
+# Lines of at most 79 characters (lintian: extended-description-line-too-long).
 set(CPACK_PACKAGE_DESCRIPTION
-    "MX Connector lets ERP, CRM and helpdesk applications receive mail for many addresses.\n\
-A milter makes Postfix refuse unknown recipients during the SMTP dialogue, Postfix drops\n\
-accepted mail into per-connector drop folders, and an importer moves every message exactly\n\
-once into its mailbox or into ImportFailed with an RFC 3464 non-delivery report.")
+    "MX Connector lets ERP, CRM and helpdesk applications receive mail for many\n\
+addresses. A milter makes Postfix refuse unknown recipients during the SMTP\n\
+dialogue, Postfix drops accepted mail into per-connector drop folders, and an\n\
+importer moves every message exactly once into its mailbox or into ImportFailed\n\
+with an RFC 3464 non-delivery report.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION mail)
@@ -83,8 +99,10 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # Our Postfix wiring reads mx-milter's domain table as an lmdb: table, which Debian's Postfix
 # opens only with postfix-lmdb installed (without it every RCPT gets 451 4.3.0). The
 # alternative keeps the package installable beside Sendmail, which needs no Postfix tables.
+# init-system-helpers: deb-systemd-helper/-invoke in the maintainer scripts.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "postfix (>= 3.5) | mail-transport-agent, postfix-lmdb | sendmail-bin, systemd (>= 247)")
+    "postfix (>= 3.5) | mail-transport-agent, postfix-lmdb | sendmail-bin, systemd (>= 247), \
+init-system-helpers (>= 1.52)")
 # libjs-*: the web console's stylesheet and charts (mx-console serves them from /usr/share/javascript).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
     "postfix (>= 3.5), lmdb-utils, swaks, libjs-bootstrap5, libjs-chart.js")

@@ -12,6 +12,10 @@
 //   domains     every table Postfix uses for our domains and virtual(8)'s drop folders is of a
 //               type this Postfix has (postconf -m) and answers the expected value for each
 //               connector domain, looked up with postmap as Postfix's account
+//   sendmail    ([sendmail] cf, or /etc/mail/sendmail.cf on a host without Postfix) the .cf has our
+//               milter with F=T in InputMailFilters, mailertable and relay map on mx-milter's
+//               socketmap (answering each active connector's drop folder), the mxdrop mailer
+//               and its program executable by its U= account
 //   drop        each connector's drop folder exists, the importer's account can claim files in
 //               it and Postfix's delivery account can write into it
 //   failed      files waiting in ImportFailed (warn) and an old backlog in the drop folder
@@ -33,10 +37,10 @@ namespace doctor {
 // The groups in the order they run: later groups read what earlier ones found.
 const std::vector<check_group>& check_groups() {
     static const std::vector<check_group> groups = {
-        {"store", check_store},       {"secrets", check_secrets}, {"daemons", check_daemons},
-        {"postfix", check_postfix},   {"milter", check_milter},   {"domains", check_domains},
-        {"drop", check_drop_folders}, {"failed", check_failed},   {"smtp", check_smtp},
-        {"oauth", check_oauth},       {"probe", check_probe},
+        {"store", check_store},       {"secrets", check_secrets},   {"daemons", check_daemons},
+        {"postfix", check_postfix},   {"milter", check_milter},     {"domains", check_domains},
+        {"sendmail", check_sendmail}, {"drop", check_drop_folders}, {"failed", check_failed},
+        {"smtp", check_smtp},         {"oauth", check_oauth},       {"probe", check_probe},
     };
     return groups;
 }
@@ -47,7 +51,8 @@ void add_doctor_command(CLI::App& app, mxctl_context& ctx) {
     using namespace doctor;
     auto* cmd = app.add_subcommand(
         "doctor",
-        "check the installation (Postfix wiring and tables, daemons, store, drop folders, SMTP, "
+        "check the installation (Postfix or Sendmail wiring and tables, daemons, store, drop "
+        "folders, SMTP, "
         "OAuth2) and print each finding with its fix; exit 1 when something is wrong");
     auto o = std::make_shared<options>();
     // Postfix's own convention: MAIL_CONFIG names the configuration directory.
@@ -62,8 +67,8 @@ void add_doctor_command(CLI::App& app, mxctl_context& ctx) {
                   "also send RCPT TO a known and an unknown address of each connector through "
                   "Postfix (SMTP, QUIT before DATA; counted like real mail)");
     cmd->add_option("--skip", o->skip,
-                    "checks to skip: store secrets daemons postfix milter domains drop failed "
-                    "smtp oauth probe")
+                    "checks to skip: store secrets daemons postfix milter domains sendmail drop "
+                    "failed smtp oauth probe")
         ->delimiter(',');
     cmd->callback([&ctx, o] {
         // Postfix's tools run from its queue folder (postmap needs it), so a relative

@@ -99,6 +99,7 @@ void check_daemons(doctor_state& d);       // check_daemons.cpp
 void check_postfix(doctor_state& d);       // check_postfix.cpp
 void check_milter(doctor_state& d);        // check_milter.cpp (milter + socketmap)
 void check_domains(doctor_state& d);       // check_maps.cpp (Postfix's own lookups)
+void check_sendmail(doctor_state& d);      // check_sendmail.cpp (when Sendmail is configured)
 void check_drop_folders(doctor_state& d);  // check_drop.cpp
 void check_failed(doctor_state& d);        // check_drop.cpp (ImportFailed, backlog)
 void check_smtp(doctor_state& d);          // check_smtp.cpp (outgoing servers)

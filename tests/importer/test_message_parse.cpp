@@ -126,6 +126,37 @@ TEST_CASE("MIME structure: nesting bounded, bodies never decoded", "[parse][mime
     }
 }
 
+TEST_CASE("queue id of the MTA that dropped the file, from the topmost Received", "[parse]") {
+    // What Postfix's smtpd and pickup and Debian's Sendmail 8.17 write (unfolded).
+    CHECK(received_queue_id("from client.test (localhost [127.0.0.1]) by mx.example.org "
+                            "(Postfix) with ESMTP id 4Zx9Kq1Lm2z9sT for <a@example.test>; "
+                            "Tue, 1 Dec 2026 20:00:00 +0000 (UTC)") == "4Zx9Kq1Lm2z9sT");
+    CHECK(received_queue_id("by mx.example.org (Postfix, from userid 0) id 4AbC; Tue, 1 Dec "
+                            "2026") == "4AbC");
+    CHECK(received_queue_id("from client.test (localhost [127.0.0.1]) by sendmail.mx.test "
+                            "(8.17.1.9/8.17.1.9/Debian-2+deb12u2) with ESMTP id "
+                            "6B1LYXLs014767 for <info@example.test>; Tue, 1 Dec 2026 21:34:33 "
+                            "GMT") == "6B1LYXLs014767");
+    CHECK(received_queue_id("by sendmail.mx.test (8.17.1.9/Submit) id 6B1LZ0ab014800; Tue") ==
+          "6B1LZ0ab014800");
+    // Other MTAs, other comments and odd shapes: no queue id rather than a wrong one.
+    CHECK(received_queue_id("from a by b (Exim 4.96) with esmtp id 1qXyZ-000abc-2D") == "");
+    CHECK(received_queue_id("from a (8.8.8.8/32) by b with SMTP id XYZ") == "");
+    CHECK(received_queue_id("by b (8.17.1.9/8.17.1.9)") == "");
+    CHECK(received_queue_id("by b (8") == "");
+    CHECK(received_queue_id("by ") == "");
+    CHECK(received_queue_id("") == "");
+    CHECK(received_queue_id("by b (Postfix) id " + std::string(100, 'a')).size() == 64);
+    // Through analyse_message: the topmost Received counts, as the dropping MTA wrote it.
+    auto m = analyse_message(
+        "Return-Path: <s@sender.test>\nDelivered-To: info@example.test\nReceived: from "
+        "client.test (localhost [127.0.0.1])\n\tby sendmail.mx.test "
+        "(8.17.1.9/8.17.1.9/Debian-2+deb12u2) with ESMTP id 6B1LYXLs014767\n\tfor "
+        "<info@example.test>; Tue, 1 Dec 2026 21:34:33 GMT\nReceived: from x by y (Postfix) "
+        "with ESMTP id 4OLDER\nSubject: s\n\nbody\n");
+    CHECK(m.queue_id == "6B1LYXLs014767");
+}
+
 TEST_CASE("Maildir paths never escape mail_root", "[path]") {
     const fs::path root = "/var/mail/mx";
     for (const char* key :

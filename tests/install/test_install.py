@@ -3,12 +3,15 @@
 Postfix ("Internet Site"), the .deb built from this tree, the admin guide's commands as written;
 then mail (known 250 and imported, unknown 550 5.1.1, inactive connector 450), the units
 (active, restarted after SIGKILL, clean stop), `mxctl doctor` passing, and one breakage at a
-time that doctor must fail on and name. Exit 77 (skip) only when nspawn cannot boot here.
+time that doctor must fail on and name; `dpkg -r` (units stopped and not enabled, binaries
+gone, configuration/state/mail kept, Postfix defers) and a reinstall after it (mail flows).
+Exit 77 (skip) only when nspawn cannot boot here.
 
 Usage: test_install.py --root SRC --build BUILD [--deb PATH]
 """
 import argparse
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +75,8 @@ def run(guide, deb, t):
         t.lap("mail, units, doctor")
         breaks(m, f)
         t.lap("breakages")
+        remove_and_reinstall(m, f, deb_in)
+        t.lap("dpkg -r, reinstall")
         stop(m, f)
         if f.items:
             print(common.journal(m))
@@ -145,6 +150,66 @@ def breaks(m, f):
         except AssertionError as e:
             f.check(False, f"{name}: doctor passes again once restored", str(e)[-2500:])
     common.expect_smtp(m, f, "info@example.com", "250")
+
+
+KEPT = ["/etc/mx-connector/mx-connector.toml", "/var/lib/mx-connector/store",
+        "/var/lib/mx-connector/secrets", "/var/mail/mx-connector/example.com/info/new"]
+
+
+def remove_and_reinstall(m, f, deb_in):
+    """dpkg -r (no purge): units stopped and not enabled, binaries gone, configuration, state
+    and mail kept, Postfix defers meanwhile; then the same .deb again and mail flows."""
+    mails = common.maildir_count(m, "info@example.com")
+    p = m.run("dpkg -r mx-connector", check=False, timeout=300)
+    f.check(p.returncode == 0, "dpkg -r mx-connector", p.stdout[-1500:] + p.stderr[-1500:])
+    common.maintainer_output(f, "dpkg -r", p)
+    for unit in ("mx-milter", "mx-importer"):
+        # The unit file is gone: is-enabled says "masked" (postrm masks it, as dh does) or
+        # that there is no such unit file; never "enabled".
+        active = m.run(f"systemctl is-active {unit}", check=False).stdout.strip()
+        enabled = m.run(f"systemctl is-enabled {unit} 2>&1; ls -l /etc/systemd/system/{unit}"
+                        f".service 2>&1", check=False).stdout.strip()
+        f.check(active in ("inactive", "failed") and "enabled" not in enabled.split(),
+                f"after dpkg -r: {unit} stopped ({active}) and not enabled", enabled)
+        print(f"      after dpkg -r: systemctl is-enabled {unit}: {' '.join(enabled.split())}")
+    p = m.run("pgrep -x 'mx-milter|mx-importer'", check=False)
+    f.check(p.returncode == 1, "after dpkg -r: no mx-milter/mx-importer process", p.stdout)
+    p = m.run("ls /usr/sbin/mx-milter /usr/sbin/mx-importer /usr/sbin/mxctl "
+              "/usr/lib/systemd/system/mx-milter.service 2>/dev/null", check=False)
+    f.check(not p.stdout.strip(), "after dpkg -r: binaries and unit files gone", p.stdout)
+    p = m.run(" && ".join(f"test -e {k}" for k in KEPT), check=False)
+    f.check(p.returncode == 0, "after dpkg -r: configuration, store, secrets and mail kept",
+            m.run(f"ls -ld {' '.join(KEPT)} 2>&1", check=False).stdout)
+    # (>=: the last message of the breakage step may have been imported meanwhile.)
+    f.check(common.maildir_count(m, "info@example.com") >= mails,
+            "after dpkg -r: no imported message removed")
+    # Postfix still runs with our wiring: mail waits (milter_default_action = tempfail).
+    rc, out = common.swaks(m, "info@example.com")
+    deferred = re.search(r"^<\*\* +4\d\d .*", out, re.M)
+    accepted = re.search(r"^<- +250 .*queued", out, re.M)
+    f.check(rc != 0 and deferred and not accepted,
+            f"while removed: Postfix defers mail ({deferred.group(0)[4:50] if deferred else '-'})",
+            out[-1500:])
+    p = m.run(f"cd {os.path.dirname(deb_in)} && apt-get install -qq ./{os.path.basename(deb_in)}",
+              check=False, timeout=600)
+    f.check(p.returncode == 0, "reinstall after dpkg -r", p.stdout[-2000:] + p.stderr[-2000:])
+    common.maintainer_output(f, "reinstall", p)
+    for unit in ("mx-milter", "mx-importer"):
+        try:
+            m.wait_for(f"test \"$(systemctl is-active {unit})\" = active && "
+                       f"test \"$(systemctl is-enabled {unit})\" = enabled", 30)
+            f.check(True, f"after reinstall: {unit} active and enabled")
+        except AssertionError as e:
+            f.check(False, f"after reinstall: {unit} active and enabled", str(e))
+    common.expect_smtp(m, f, "info@example.com", "250")
+    try:
+        m.wait_for(f"test $(ls /var/mail/mx-connector/example.com/info/new | wc -l) -gt {mails}",
+                   60, "the message in info@example.com's Maildir after the reinstall")
+        f.check(True, "after reinstall: mail imported again (connectors and mailboxes kept)")
+    except AssertionError as e:
+        f.check(False, "after reinstall: mail imported again", str(e) + common.journal(m))
+    p = m.run("mxctl doctor", check=False)
+    f.check(p.returncode == 0, "after reinstall: mxctl doctor passes", p.stdout + p.stderr)
 
 
 def stop(m, f):

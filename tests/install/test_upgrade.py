@@ -177,7 +177,9 @@ def purge(m, f):
     gone = ["/var/lib/mx-connector", "/etc/mx-connector", "/run/mx-connector",
             "/usr/sbin/mx-milter", "/usr/lib/systemd/system/mx-milter.service",
             "/etc/systemd/system/multi-user.target.wants/mx-milter.service",
-            "/etc/systemd/system/multi-user.target.wants/mx-importer.service"]
+            "/etc/systemd/system/multi-user.target.wants/mx-importer.service",
+            # The mask of the remove step is lifted again by the purge.
+            "/etc/systemd/system/mx-milter.service", "/etc/systemd/system/mx-importer.service"]
     for path in gone:
         p = m.run(f"test ! -e {path} && test ! -L {path}", check=False)
         f.check(p.returncode == 0, f"purge removed {path}")

@@ -109,7 +109,9 @@ def run(root, build, tmp):
                  "./usr/lib/tmpfiles.d/mx-connector.conf",
                  "./etc/mx-connector/mx-connector.toml",
                  "./usr/share/man/man8/mx-milter.8.gz", "./usr/share/man/man8/mx-importer.8.gz",
-                 "./usr/share/man/man8/mxctl.8.gz",
+                 "./usr/share/man/man8/mxctl.8.gz", "./usr/share/man/man8/mx-console.8.gz",
+                 "./usr/share/doc/mx-connector/copyright",
+                 "./usr/share/doc/mx-connector/changelog.gz",
                  "./usr/share/doc/mx-connector/admin-guide.md"):
         assert re.search(r"\s" + re.escape(path) + r"$", listing, re.M), \
             f"{path} missing from the package:\n{listing}"
