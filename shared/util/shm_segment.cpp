@@ -1,5 +1,8 @@
 #include "util/shm_segment.hpp"
 
+#include <cerrno>
+#include <system_error>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,9 +24,10 @@ shm_segment shm_segment::open_or_create(const std::string& name, std::size_t siz
     if (current < static_cast<bip::offset_t>(size)) obj.truncate(static_cast<bip::offset_t>(size));
     if ((owner_uid || owner_gid) && geteuid() == 0) {
         // Ownership matters only so the unprivileged daemon can open it read-write.
-        (void)fchown(obj.get_mapping_handle().handle, owner_uid.value_or(-1),
-                     owner_gid.value_or(-1));
-        (void)fchmod(obj.get_mapping_handle().handle, mode);
+        const int fd = obj.get_mapping_handle().handle;
+        if (::fchown(fd, owner_uid.value_or(-1), owner_gid.value_or(-1)) != 0 ||
+            ::fchmod(fd, mode) != 0)
+            throw std::system_error(errno, std::generic_category(), "fchown/fchmod " + name);
     }
     shm_segment seg;
     seg.name_ = name;

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 #include <map>
@@ -165,7 +166,7 @@ TEST_CASE("the CLI reads gzip from stdin and reports option errors with status 2
               (cli + " log-report --json --prometheus - </dev/null 2>/dev/null").c_str())) == 2);
     CHECK(WEXITSTATUS(std::system(
               (cli + " log-report /nonexistent/maillog >/dev/null 2>&1").c_str())) == 1);
-    std::system(("rm -rf '" + dir + "'").c_str());
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("domain option takes one value per use, so a file name after it stays a file") {
