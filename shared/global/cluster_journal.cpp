@@ -41,7 +41,7 @@ void create_import_schema(pqxx::transaction_base& tx) {
 void import_journal::create_schema(pqxx::transaction_base& tx) {
     // Two importers starting at once would race on CREATE TABLE IF NOT EXISTS (a unique
     // violation in pg_type): one at a time, for this transaction.
-    tx.exec0("SELECT pg_advisory_xact_lock(hashtext('mxc.import_schema'))");
+    tx.exec("SELECT pg_advisory_xact_lock(hashtext('mxc.import_schema'))");
     tx.exec0("CREATE SCHEMA IF NOT EXISTS mxc");
     tx.exec0(R"(CREATE TABLE IF NOT EXISTS mxc.imports (
         fingerprint   text NOT NULL,
