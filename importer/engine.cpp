@@ -222,7 +222,6 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
         batch_outstanding_ = 0;  // the rest belongs to parked files
     }
     settle(f, ready, b.bs);  // 5-8.
-    cluster_finish(ready);   // 7b. cluster: imported/failed in PostgreSQL
     return b.bs;
 }
 
@@ -245,7 +244,6 @@ std::size_t engine::finish_parked() {
         batch_stats bs;
         try {
             settle(*items.front()->from, items, bs);
-            cluster_finish(items);
         } catch (const std::exception& e) {
             // Nothing is lost: the files stay claimed with their pending records.
             spdlog::error("connector {}: finishing deliveries failed: {}", conn, e.what());

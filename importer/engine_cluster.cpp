@@ -6,7 +6,9 @@
 //      journal's pending record; imported elsewhere -> duplicate; pending by a live node ->
 //      wait; pending by a gone node -> ours, after asking the target whether that node's
 //      planned delivery happened; PostgreSQL unreachable -> nothing of the batch is delivered
-//   7b cluster_finish: imported / failed marks after the local final records
+//   7b cluster_finish: imported / failed marks after the local final records and before the
+//      finished files are unlinked (a crash in between: the restart finds the file, the local
+//      journal says imported, and the mark is written again)
 // Security: the shared drop folder may be a network filesystem written by other accounts:
 // folders are opened with O_DIRECTORY|O_NOFOLLOW and files moved with renameat2 relative to
 // them (never through a path that could be swapped for a symlink).
@@ -205,7 +207,12 @@ void engine::cluster_finish(std::vector<item*>& items) {
         if (it->vanished || it->pr.fingerprint.empty()) continue;
         const bool any_temp = it->any_temporary();
         for (const auto& r : it->rcpts) {
-            if (r.settled || r.key.empty()) continue;
+            if (r.key.empty()) continue;
+            // A duplicate the local journal found ("duplicate": imported by this host) is
+            // marked again: the process may have died between its final record and the mark
+            // (idempotent). Duplicates found in PostgreSQL are marked there already.
+            if (r.settled && !(r.res.kind == result_kind::imported && r.res.detail == "duplicate"))
+                continue;
             cluster::final_mark m{it->pr.fingerprint, r.key,          false, r.spec,
                                   r.planned,          r.res.location, {},    r.res.status};
             if (r.res.kind == result_kind::imported) {
