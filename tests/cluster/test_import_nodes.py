@@ -63,6 +63,8 @@ class Node:
         return r
 
     def start_importer(self):
+        if self.proc and self.proc.poll() is None:
+            return self.proc  # running already
         out = open(self.log, "ab")
         self.proc = subprocess.Popen([f"{self.cluster.build}/importer/mx-importer", "--config",
                                       self.conf], stdout=out, stderr=out)
@@ -159,6 +161,10 @@ class Cluster:
         return subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql",
                                self.conninfo, "-tAc", sql], check=True, capture_output=True,
                               text=True).stdout.strip()
+
+    def pending_of(self, node):
+        return int(self.psql(f"SELECT count(*) FROM mxc.imports WHERE node = '{node}' "
+                             "AND state = 'pending'"))
 
     def maildir(self, mailbox):
         local, domain = mailbox.split("@")
