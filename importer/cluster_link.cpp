@@ -21,6 +21,13 @@ void warn_once(std::string& last, const std::string& what, const std::string& ms
 
 std::unique_ptr<pqxx::connection> open_conn(const cluster::cluster_config& c, const char* program) {
     auto conn = cluster::connect(c, program);
+    {
+        // A host frozen while it holds row locks, or a stalled server, must not stall this
+        // importer: the batch fails (its files wait for a retry) instead.
+        pqxx::nontransaction n(*conn);
+        n.exec("SET lock_timeout = '5s'");
+        n.exec("SET statement_timeout = '30s'");
+    }
     pqxx::work tx(*conn);
     cluster::import_journal::create_schema(tx);  // idempotent; the importer may start first
     tx.commit();
