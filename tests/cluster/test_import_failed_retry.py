@@ -3,8 +3,11 @@
 was imported (the other had no mailbox yet); the mailbox is added and the file retried on the
 host that failed it, whose importer is down — so the OTHER host claims it from .retry/. The
 imported receiver is recognised through the cluster journal (no second copy), the other one is
-imported once. Then the same from the other side with both importers running."""
+imported once. Then the same from the other side with both importers running. Last, PostgreSQL
+stopped: a new file is claimed but not imported (nothing without a reservation) and is imported
+once after PostgreSQL is back."""
 import os
+import subprocess
 import sys
 import time
 
@@ -65,6 +68,25 @@ def round_trip(c, test_id, fail_on, claim_on, stop_failing_node):
     return claim_on.name
 
 
+def postgres_down(c, node):
+    """No reservation, no import: the file waits in the node's work folder, nothing lost."""
+    subprocess.run([f"{c.source}/scripts/pg-private", "stop", c.pg], check=True,
+                   capture_output=True)
+    drop_eml(c, "down.eml", message("down", ["info@example.test"]))
+    tn.wait(lambda: node.work(), "the file claimed while PostgreSQL is down", 30)
+    time.sleep(3)  # several batches and retries (retry_base_seconds = 2)
+    assert copies(c, "info@example.test", "down") == 0, "imported without a reservation"
+    assert node.work(), "the file left the work folder"
+    subprocess.run([f"{c.source}/scripts/pg-private", "start", c.pg], check=True,
+                   capture_output=True)
+    tn.wait(lambda: copies(c, "info@example.test", "down") == 1 and c.backlog() == 0,
+            "the import once PostgreSQL is back", 90)
+    time.sleep(1)
+    assert copies(c, "info@example.test", "down") == 1
+    log = open(node.log, errors="replace").read()
+    assert "cluster journal not reachable" in log, "no log line about the unreachable journal"
+
+
 def main():
     a = tn.args()
     if reason := tn.skip_reason(a):
@@ -84,6 +106,8 @@ def main():
         round_trip(c, "r2", nb, na, stop_failing_node=False)
         rows = c.psql("SELECT state, count(*) FROM mxc.imports GROUP BY state ORDER BY state")
         assert rows == "imported|4", rows
+        nb.stop_importer()
+        postgres_down(c, na)
         print(f"cluster failed retry: imported once across hosts ({time.monotonic() - t0:.0f} s)")
         c.ok = True
     return 0
