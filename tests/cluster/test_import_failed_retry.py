@@ -14,7 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import test_import_nodes as tn  # noqa: E402
 
-PORTS = (2603, 2604)
+PORTS = (2643, 2644)
 
 
 def message(test_id, receivers):

@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import test_import_nodes as tn  # noqa: E402
 
-PORTS = (2601, 2602)
+PORTS = (2641, 2642)
 PER_NODE = 1000  # messages through each node's Postfix: 2,000 in all
 
 
