@@ -70,8 +70,7 @@ std::vector<cluster::reservation> cluster_link::reserve(
     try {
         pqxx::work tx(engine_conn());
         journal_.renew_lease(tx, static_cast<long>(::getpid()));
-        out.reserve(rs.size());
-        for (const auto& r : rs) out.push_back(journal_.reserve(tx, r));
+        out = journal_.reserve(tx, rs);
         tx.commit();
     } catch (const pqxx::broken_connection&) {
         conn_.reset();
@@ -86,13 +85,14 @@ void cluster_link::mark(std::vector<cluster::final_mark> ms) {
     if (ms.empty()) return;
     try {
         pqxx::work tx(engine_conn());
-        for (const auto& m : ms)
-            if (!journal_.mark(tx, m))
+        auto ours = journal_.mark(tx, ms);
+        tx.commit();
+        for (std::size_t i = 0; i < ms.size(); ++i)
+            if (!ours[i])
                 spdlog::warn(
                     "cluster: {} for a recipient of {} was held by another node (taken over "
                     "while this node was cut off)",
-                    m.imported ? "import" : "failure", m.fingerprint.substr(0, 16));
-        tx.commit();
+                    ms[i].imported ? "import" : "failure", ms[i].fingerprint.substr(0, 16));
         return;
     } catch (const std::exception& e) {
         if (dynamic_cast<const pqxx::broken_connection*>(&e)) conn_.reset();
@@ -115,7 +115,7 @@ bool cluster_link::lease_tick(std::unique_ptr<pqxx::connection>& conn) {
         pqxx::work tx(*conn);
         journal_.renew_lease(tx, static_cast<long>(::getpid()));
         auto dead = journal_.dead_nodes(tx);
-        for (const auto& m : marks) journal_.mark(tx, m);
+        journal_.mark(tx, marks);
         tx.commit();
         std::lock_guard lk(mu_);
         renewed_ = std::chrono::steady_clock::now();

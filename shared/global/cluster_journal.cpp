@@ -1,6 +1,10 @@
 // cluster_journal: the cluster-wide import journal and the importers' leases (see the header).
 #include "global/cluster_journal.hpp"
 
+#include <array>
+#include <map>
+#include <set>
+
 #include "global/cluster_db.hpp"
 #include "global/journal.hpp"
 
@@ -10,6 +14,26 @@ namespace {
 std::string key(std::string_view s) {
     return importer::journal::key_part(s);
 }
+
+// A text[] literal for a parameter: every element quoted, '"' and '\\' escaped.
+std::string pg_array(const std::vector<std::string>& v) {
+    std::string s = "{";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i) s += ',';
+        s += '"';
+        for (char c : v[i]) {
+            if (c == '"' || c == '\\') s += '\\';
+            s += c;
+        }
+        s += '"';
+    }
+    return s + "}";
+}
+
+struct existing {
+    std::string state, node, target, location;
+    bool gone = false;
+};
 
 std::string col(const pqxx::row& r, const char* name) {
     const auto& f = r[name];
@@ -92,66 +116,161 @@ std::vector<std::string> import_journal::dead_nodes(pqxx::transaction_base& tx) 
     return out;
 }
 
-reservation import_journal::reserve(pqxx::transaction_base& tx, const reserve_request& q) const {
-    const std::string fp = key(q.fingerprint), rk = key(q.recipient);
-    auto ins = tx.exec_params(
-        "INSERT INTO mxc.imports (fingerprint, recipient_key, state, node, connector, target, "
-        "location) VALUES ($1, $2, 'pending', $3, $4, $5, $6) "
-        "ON CONFLICT (fingerprint, recipient_key) DO NOTHING RETURNING 1",
-        fp, rk, node_, q.connector, q.target, q.location);
-    if (!ins.empty()) return {};
-    // The row exists: lock it and look at its holder's lease (a node without a lease row never
-    // renewed one: gone as well).
-    auto r = tx.exec_params(
-        "SELECT i.state, i.node, i.target, i.location, "
-        "(l.expires_at IS NULL OR l.expires_at < now()) AS gone "
-        "FROM mxc.imports i LEFT JOIN mxc.importer_leases l ON l.node = i.node "
-        "WHERE i.fingerprint = $1 AND i.recipient_key = $2 FOR UPDATE OF i",
-        fp, rk);
-    if (r.empty()) return reserve(tx, q);  // removed meanwhile (pruned): insert again
-    const auto row = r[0];
-    reservation out;
-    out.node = col(row, "node");
-    out.target = col(row, "target");
-    out.location = col(row, "location");
-    const std::string state = col(row, "state");
-    if (state == "imported") {
-        out.what = reserve_outcome::imported;
-        return out;
+std::vector<reservation> import_journal::reserve(pqxx::transaction_base& tx,
+                                                 const std::vector<reserve_request>& rs) const {
+    std::vector<reservation> out(rs.size());
+    if (rs.empty()) return out;
+    std::vector<std::string> fp, rk, conn, target, loc;
+    for (const auto& q : rs) {
+        fp.push_back(key(q.fingerprint));
+        rk.push_back(key(q.recipient));
+        conn.push_back(q.connector);
+        target.push_back(q.target);
+        loc.push_back(q.location);
     }
-    if (state == "pending" && out.node != node_ && !row["gone"].as<bool>()) {
-        out.what = reserve_outcome::busy;
-        return out;
+    // 1. New rows are ours (a pair given twice is inserted once: DO NOTHING skips the second).
+    std::set<std::string> fresh;
+    for (const auto& row : tx.exec_params(
+             "INSERT INTO mxc.imports (fingerprint, recipient_key, state, node, connector, target, "
+             "location) SELECT f, r, 'pending', $6, c, t, l FROM unnest($1::text[], $2::text[], "
+             "$3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS u(f, r, c, t, l, n) "
+             "ORDER BY n ON CONFLICT (fingerprint, recipient_key) DO NOTHING "
+             "RETURNING fingerprint, recipient_key",
+             pg_array(fp), pg_array(rk), pg_array(conn), pg_array(target), pg_array(loc), node_))
+        fresh.insert(row[0].as<std::string>() + '\n' + row[1].as<std::string>());
+    // 2. The others exist: lock them (in key order) and look at their holders' leases (a node
+    // without a lease row never renewed one: gone as well).
+    std::vector<std::size_t> rest;
+    std::vector<std::string> rfp, rrk;
+    for (std::size_t i = 0; i < rs.size(); ++i) {
+        if (fresh.erase(fp[i] + '\n' + rk[i])) continue;
+        rest.push_back(i);
+        rfp.push_back(fp[i]);
+        rrk.push_back(rk[i]);
     }
-    out.what = state == "failed"   ? reserve_outcome::retaken
-               : out.node == node_ ? reserve_outcome::reserved
-                                   : reserve_outcome::taken_over;
-    tx.exec_params0(
-        "UPDATE mxc.imports SET state = 'pending', node = $3, connector = $4, target = $5, "
-        "location = $6, path = '', failed_path = '', status = '', claimed_at = now(), "
-        "updated_at = now() WHERE fingerprint = $1 AND recipient_key = $2",
-        fp, rk, node_, q.connector, q.target, q.location);
+    if (rest.empty()) return out;
+    std::map<std::string, existing> found;
+    for (const auto& row : tx.exec_params(
+             "SELECT i.fingerprint, i.recipient_key, i.state, i.node, i.target, i.location, "
+             "(l.expires_at IS NULL OR l.expires_at < now()) AS gone "
+             "FROM mxc.imports i LEFT JOIN mxc.importer_leases l ON l.node = i.node "
+             "WHERE (i.fingerprint, i.recipient_key) IN "
+             "(SELECT * FROM unnest($1::text[], $2::text[])) "
+             "ORDER BY i.fingerprint, i.recipient_key FOR UPDATE OF i",
+             pg_array(rfp), pg_array(rrk)))
+        found[col(row, "fingerprint") + '\n' + col(row, "recipient_key")] = {
+            col(row, "state"), col(row, "node"), col(row, "target"), col(row, "location"),
+            row["gone"].as<bool>()};
+    // 3. Decide; what becomes ours is taken in one update.
+    std::vector<reserve_request> missing;
+    std::vector<std::size_t> missing_at;
+    std::vector<std::string> tfp, trk, tconn, ttarget, tloc;
+    for (std::size_t i : rest) {
+        auto it = found.find(fp[i] + '\n' + rk[i]);
+        if (it == found.end()) {  // removed meanwhile (pruned): insert it again
+            missing.push_back(rs[i]);
+            missing_at.push_back(i);
+            continue;
+        }
+        const existing& e = it->second;
+        reservation& r = out[i];
+        r.node = e.node;
+        r.target = e.target;
+        r.location = e.location;
+        if (e.state == "imported") {
+            r.what = reserve_outcome::imported;
+            continue;
+        }
+        if (e.state == "pending" && e.node != node_ && !e.gone) {
+            r.what = reserve_outcome::busy;
+            continue;
+        }
+        r.what = e.state == "failed" ? reserve_outcome::retaken
+                 : e.node == node_   ? reserve_outcome::reserved
+                                     : reserve_outcome::taken_over;
+        if (r.what == reserve_outcome::reserved && e.location == loc[i]) continue;
+        tfp.push_back(fp[i]);
+        trk.push_back(rk[i]);
+        tconn.push_back(conn[i]);
+        ttarget.push_back(target[i]);
+        tloc.push_back(loc[i]);
+    }
+    if (!tfp.empty())
+        tx.exec_params0(
+            "UPDATE mxc.imports SET state = 'pending', node = $6, connector = u.c, target = u.t, "
+            "location = u.l, path = '', failed_path = '', status = '', claimed_at = now(), "
+            "updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+            "$5::text[]) AS u(f, r, c, t, l) WHERE fingerprint = u.f AND recipient_key = u.r",
+            pg_array(tfp), pg_array(trk), pg_array(tconn), pg_array(ttarget), pg_array(tloc),
+            node_);
+    if (!missing.empty()) {
+        auto again = reserve(tx, missing);
+        for (std::size_t k = 0; k < again.size(); ++k) out[missing_at[k]] = again[k];
+    }
     return out;
 }
 
-bool import_journal::mark(pqxx::transaction_base& tx, const final_mark& m) const {
-    const std::string fp = key(m.fingerprint), rk = key(m.recipient);
-    auto r = tx.exec_params(
-        "SELECT node, state FROM mxc.imports WHERE fingerprint = $1 AND recipient_key = $2 "
-        "FOR UPDATE",
-        fp, rk);
-    bool ours = !r.empty() && r[0][0].as<std::string>() == node_;
-    if (!r.empty() && r[0][1].as<std::string>() == "imported" && !m.imported)
-        return ours;  // imported stays imported (a failure mark never undoes it)
+std::vector<bool> import_journal::mark(pqxx::transaction_base& tx,
+                                       const std::vector<final_mark>& ms) const {
+    std::vector<bool> ours(ms.size(), false);
+    if (ms.empty()) return ours;
+    // One mark per pair (ON CONFLICT DO UPDATE may touch a row once per statement): an import
+    // wins over a failure, else the last one.
+    std::map<std::string, std::size_t> pick;
+    std::vector<std::string> fp(ms.size()), rk(ms.size()), keys(ms.size());
+    for (std::size_t i = 0; i < ms.size(); ++i) {
+        fp[i] = key(ms[i].fingerprint);
+        rk[i] = key(ms[i].recipient);
+        keys[i] = fp[i] + '\n' + rk[i];
+        auto [it, added] = pick.emplace(keys[i], i);
+        if (!added && (ms[i].imported || !ms[it->second].imported)) it->second = i;
+    }
+    std::vector<std::string> lfp, lrk;
+    for (const auto& [k, i] : pick) {
+        lfp.push_back(fp[i]);
+        lrk.push_back(rk[i]);
+    }
+    std::map<std::string, std::pair<std::string, std::string>> held;  // key -> node, state
+    for (const auto& row : tx.exec_params(
+             "SELECT fingerprint, recipient_key, node, state FROM mxc.imports "
+             "WHERE (fingerprint, recipient_key) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+             "ORDER BY fingerprint, recipient_key FOR UPDATE",
+             pg_array(lfp), pg_array(lrk)))
+        held[row[0].as<std::string>() + '\n' + row[1].as<std::string>()] = {
+            row[2].as<std::string>(), row[3].as<std::string>()};
+    // f, r, state, target, location, path, failed_path, status
+    std::array<std::vector<std::string>, 8> a;
+    std::map<std::string, bool> mine_of;
+    for (const auto& [k, i] : pick) {
+        auto h = held.find(k);
+        mine_of[k] = h == held.end() || h->second.first == node_;
+        // imported stays imported (a failure mark never undoes it)
+        if (h != held.end() && h->second.second == "imported" && !ms[i].imported) continue;
+        const auto& m = ms[i];
+        for (const auto& [n, v] : std::initializer_list<std::pair<int, std::string>>{
+                 {0, fp[i]},
+                 {1, rk[i]},
+                 {2, m.imported ? "imported" : "failed"},
+                 {3, m.target},
+                 {4, m.location},
+                 {5, m.path},
+                 {6, m.failed_path},
+                 {7, m.status}})
+            a[n].push_back(v);
+    }
+    for (std::size_t j = 0; j < ms.size(); ++j) ours[j] = mine_of[keys[j]];
+    if (a[0].empty()) return ours;
     tx.exec_params0(
-        "INSERT INTO mxc.imports (fingerprint, recipient_key, state, node, target, location, "
-        "path, failed_path, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "INSERT INTO mxc.imports (fingerprint, recipient_key, state, node, target, location, path, "
+        "failed_path, status) SELECT f, r, s, $9, t, l, p, fp, st FROM unnest($1::text[], "
+        "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
+        "AS u(f, r, s, t, l, p, fp, st) "
         "ON CONFLICT (fingerprint, recipient_key) DO UPDATE SET state = EXCLUDED.state, "
         "node = EXCLUDED.node, target = EXCLUDED.target, location = EXCLUDED.location, "
         "path = EXCLUDED.path, failed_path = EXCLUDED.failed_path, status = EXCLUDED.status, "
         "updated_at = now()",
-        fp, rk, m.imported ? "imported" : "failed", node_, m.target, m.location, m.path,
-        m.failed_path, m.status);
+        pg_array(a[0]), pg_array(a[1]), pg_array(a[2]), pg_array(a[3]), pg_array(a[4]),
+        pg_array(a[5]), pg_array(a[6]), pg_array(a[7]), node_);
     return ours;
 }
 

@@ -71,12 +71,23 @@ class import_journal {
     void renew_lease(pqxx::transaction_base& tx, long pid) const;
     // Nodes other than us whose lease has ended.
     std::vector<std::string> dead_nodes(pqxx::transaction_base& tx) const;
-    // Reserves one (fingerprint, recipient) for us; see reserve_outcome.
-    reservation reserve(pqxx::transaction_base& tx, const reserve_request& r) const;
+    // Reserves (fingerprint, recipient) pairs for us, in a few statements whatever their number;
+    // see reserve_outcome. Rows are locked in (fingerprint, recipient) order: callers that pass
+    // them sorted so never deadlock with another host. A pair given twice: the second one finds
+    // the first's reservation (reserved, with its location).
+    std::vector<reservation> reserve(pqxx::transaction_base& tx,
+                                     const std::vector<reserve_request>& rs) const;
+    reservation reserve(pqxx::transaction_base& tx, const reserve_request& r) const {
+        return reserve(tx, std::vector<reserve_request>{r}).front();
+    }
     // After the target reported durable (imported) or the file went to ImportFailed (failed).
     // Returns false when the row was held by another node (taken over meanwhile); the mark is
     // written all the same (it is the truth about the mailbox).
-    bool mark(pqxx::transaction_base& tx, const final_mark& m) const;
+    // One result per mark, in a few statements whatever their number.
+    std::vector<bool> mark(pqxx::transaction_base& tx, const std::vector<final_mark>& ms) const;
+    bool mark(pqxx::transaction_base& tx, const final_mark& m) const {
+        return mark(tx, std::vector<final_mark>{m}).front();
+    }
     // Imported/failed rows older than `age` (at most `limit` per call); returns how many.
     std::size_t prune(pqxx::transaction_base& tx, std::chrono::seconds age,
                       std::size_t limit = 10000) const;

@@ -152,3 +152,50 @@ TEST_CASE("cluster import journal: keys from mail are bounded; prune keeps pendi
     });
     CHECK(left == 2);
 }
+
+TEST_CASE("cluster import journal: a batch in one call, pairs given twice, marks in one call") {
+    if (mx::test::pg_conninfo().empty()) {
+        WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
+        return;
+    }
+    auto conn = connect(mx::test::pg_config("a"), "test");
+    mx::test::fresh_schema(*conn);
+    import_journal a("node-a", std::chrono::seconds(60)), b("node-b", std::chrono::seconds(60));
+    in_tx(*conn, [&](auto& tx) { return a.renew_lease(tx, 1), 0; });
+    in_tx(*conn, [&](auto& tx) { return b.renew_lease(tx, 2), 0; });
+    // Rows of every kind first: imported (i), pending by a live node (p), failed (f).
+    in_tx(*conn, [&](auto& tx) {
+        a.reserve(tx, std::vector<reserve_request>{req("i", "r@d", "li"), req("p", "r@d", "lp")});
+        return a.mark(tx, std::vector<final_mark>{
+                              {"i", "r@d", true, "", "li", "/i", "", "2.0.0"},
+                              {"f", "r@d", false, "", "", "", "/F", "5.1.1"},
+                              {"f", "r@d", false, "", "", "", "/F2", "5.1.1"}});  // twice: one row
+    });
+    // A key with the characters an array literal quotes.
+    const std::string odd = "\"q\\uo,te{}\"@d";
+    auto got = in_tx(*conn, [&](auto& tx) {
+        return b.reserve(tx, std::vector<reserve_request>{
+                                 req("f", "r@d", "b1"), req("i", "r@d", "b2"), req("n", odd, "b3"),
+                                 req("n", odd, "b4"), req("p", "r@d", "b5")});
+    });
+    REQUIRE(got.size() == 5);
+    CHECK(got[0].what == reserve_outcome::retaken);
+    CHECK(got[1].what == reserve_outcome::imported);
+    CHECK(got[1].location == "li");
+    CHECK(got[2].what == reserve_outcome::reserved);
+    CHECK(got[3].what == reserve_outcome::reserved);  // given twice: the first's reservation
+    CHECK(got[3].location == "b3");
+    CHECK(got[4].what == reserve_outcome::busy);
+    auto stored = in_tx(*conn, [&](auto& tx) {
+        return tx.exec_params1("SELECT node FROM mxc.imports WHERE recipient_key = $1", odd)[0]
+            .template as<std::string>();
+    });
+    CHECK(stored == "node-b");
+    auto ours = in_tx(*conn, [&](auto& tx) {
+        return b.mark(tx, std::vector<final_mark>{{"n", odd, true, "", "b3", "/n", "", "2.0.0"},
+                                                  {"p", "r@d", true, "", "lp", "/p", "", "2.0.0"}});
+    });
+    CHECK(ours == std::vector<bool>{true, false});
+    CHECK(in_tx(*conn, [&](auto& tx) { return a.reserve(tx, req("p", "r@d", "x")); }).what ==
+          reserve_outcome::imported);
+}
