@@ -1,4 +1,4 @@
-// The engine in cluster mode against a real PostgreSQL (import_pg_fixture.hpp), in process:
+// The engine in cluster mode against a real PostgreSQL (test_import_pg_fixture.hpp), in process:
 // a dead node's claimed file whose delivery it made before dying is taken over without a
 // second copy; a recipient imported by another node is a duplicate; one held by a live node
 // is left to it; PostgreSQL unreachable: nothing is delivered, the file waits.
@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "global/journal.hpp"
-#include "import_pg_fixture.hpp"
+#include "test_import_pg_fixture.hpp"
 #include "importer_fixture.hpp"
 #include "util/hex.hpp"
 

@@ -1,10 +1,10 @@
-// The cluster import journal's decisions against a real PostgreSQL (import_pg_fixture.hpp):
+// The cluster import journal's decisions against a real PostgreSQL (test_import_pg_fixture.hpp):
 // reserve / busy (skip) / take over / imported / retaken, leases, marks and bounded keys.
 #include <catch2/catch.hpp>
 
 #include "global/cluster_db.hpp"
 #include "global/cluster_journal.hpp"
-#include "import_pg_fixture.hpp"
+#include "test_import_pg_fixture.hpp"
 
 using namespace mx::cluster;
 

@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "global/cluster_secrets.hpp"
-#include "import_pg_fixture.hpp"
+#include "test_import_pg_fixture.hpp"
 #include "lib/test_support.hpp"
 
 using namespace mx::cluster;

@@ -1,4 +1,4 @@
-// import_pg_fixture: one private PostgreSQL (scripts/pg-private) for the whole test run of the
+// test_import_pg_fixture: one private PostgreSQL (scripts/pg-private) for the whole test run of the
 // cluster import units, started on first use and stopped at exit.
 //
 // Promises: pg_conninfo() returns a libpq conninfo of a running server, or "" when this machine
