@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "global/journal.hpp"
-#include "test_import_pg_fixture.hpp"
 #include "importer_fixture.hpp"
+#include "test_import_pg_fixture.hpp"
 #include "util/hex.hpp"
 
 namespace {

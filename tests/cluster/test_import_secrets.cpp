@@ -6,8 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include "global/cluster_secrets.hpp"
-#include "test_import_pg_fixture.hpp"
 #include "lib/test_support.hpp"
+#include "test_import_pg_fixture.hpp"
 
 using namespace mx::cluster;
 
