@@ -54,8 +54,10 @@ void put_secret(pqxx::transaction_base& tx, const cluster_config& c, std::string
                 std::string_view value);
 // Deletes every secret whose name starts with prefix (e.g. "mailbox/a@b/").
 void remove_secret_prefix(pqxx::transaction_base& tx, std::string_view prefix);
-// PostgreSQL -> the local store (see the top); rows that do not open are logged by name and
-// left alone locally. Returns the number of secrets stored.
+// PostgreSQL -> the local store (see the top), in a read transaction of its own on `conn` (so
+// none may be open on it); rows that do not open are logged by name and left alone locally.
+// Returns the number of secrets stored (0 without a key file). Throws key_error for a key file
+// that is refused, pqxx errors when PostgreSQL does not answer.
 std::size_t sync_secrets(pqxx::connection& conn, const cluster_config& c, secret_store& local);
 
 }  // namespace mx::cluster
