@@ -23,6 +23,10 @@
 // A crash anywhere leaves the file in the work folder and the journal consistent with the
 // mailboxes: the restart re-runs the batch, and pending records are checked against the
 // target (delivered(planned)) — never a duplicate, never a loss.
+// Cluster mode ([cluster], engine_cluster.cpp, docs/cluster-import.md): step 1 also takes over
+// the work folder of a node whose lease ended, each planned delivery is reserved in PostgreSQL
+// between steps 3 and 4 (imported elsewhere: a duplicate; held by a live node: it waits), and
+// the imported/failed marks go there after step 7, before the files are unlinked.
 #pragma once
 
 #include <chrono>
