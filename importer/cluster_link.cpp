@@ -67,9 +67,10 @@ pqxx::connection& cluster_link::engine_conn() {
 std::vector<cluster::reservation> cluster_link::reserve(
     const std::vector<cluster::reserve_request>& rs) {
     std::vector<cluster::reservation> out;
+    std::string prev;
     try {
         pqxx::work tx(engine_conn());
-        journal_.renew_lease(tx, static_cast<long>(::getpid()));
+        prev = journal_.renew_lease(tx, static_cast<long>(::getpid()));
         out = journal_.reserve(tx, rs);
         tx.commit();
     } catch (const pqxx::broken_connection&) {
@@ -77,7 +78,7 @@ std::vector<cluster::reservation> cluster_link::reserve(
         throw;
     }
     std::lock_guard lk(mu_);
-    renewed_ = std::chrono::steady_clock::now();
+    note_renewal(prev);
     return out;
 }
 
@@ -103,6 +104,17 @@ void cluster_link::mark(std::vector<cluster::final_mark> ms) {
     for (auto& m : ms) outbox_.push_back(std::move(m));
 }
 
+// After a renewal (mu_ held): `prev` is the instance that held the lease row before it.
+void cluster_link::note_renewal(const std::string& prev) {
+    if (!prev.empty() && prev != journal_.instance() && renewed_once_)
+        spdlog::error(
+            "cluster: ANOTHER importer renews the lease of node {} - node names must be unique "
+            "([cluster] node): two importers with one name may import twice",
+            journal_.node());
+    renewed_once_ = true;
+    renewed_ = std::chrono::steady_clock::now();
+}
+
 // One round of the lease thread: renew, learn the dead nodes, flush marks, prune now and then.
 bool cluster_link::lease_tick(std::unique_ptr<pqxx::connection>& conn) {
     if (!conn) conn = open_conn(cfg_, "importer-lease");
@@ -113,12 +125,12 @@ bool cluster_link::lease_tick(std::unique_ptr<pqxx::connection>& conn) {
     }
     try {
         pqxx::work tx(*conn);
-        journal_.renew_lease(tx, static_cast<long>(::getpid()));
+        auto prev = journal_.renew_lease(tx, static_cast<long>(::getpid()));
         auto dead = journal_.dead_nodes(tx);
         journal_.mark(tx, marks);
         tx.commit();
         std::lock_guard lk(mu_);
-        renewed_ = std::chrono::steady_clock::now();
+        note_renewal(prev);
         dead_ = std::move(dead);
         return true;
     } catch (...) {

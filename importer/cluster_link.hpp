@@ -49,6 +49,7 @@ class cluster_link {
   private:
     void lease_loop();
     bool lease_tick(std::unique_ptr<pqxx::connection>& conn);
+    void note_renewal(const std::string& prev);
     pqxx::connection& engine_conn();
 
     cluster::cluster_config cfg_;
@@ -60,6 +61,7 @@ class cluster_link {
     bool stop_ = false;
     std::vector<std::string> dead_;
     std::chrono::steady_clock::time_point renewed_{};  // last successful renewal
+    bool renewed_once_ = false;  // then another instance's renewal shows as a foreign `prev`
     std::vector<cluster::final_mark> outbox_;
     std::thread thread_;  // last: started once everything else exists
 };

@@ -1,12 +1,16 @@
 // cluster_journal: the cluster-wide import journal and the importers' leases (see the header).
 #include "global/cluster_journal.hpp"
 
+#include <unistd.h>
+
 #include <array>
 #include <map>
+#include <random>
 #include <set>
 
 #include "global/cluster_db.hpp"
 #include "global/journal.hpp"
+#include "util/hex.hpp"
 
 namespace mx::cluster {
 namespace {
@@ -92,18 +96,32 @@ void import_journal::create_schema(pqxx::transaction_base& tx) {
         expires_at  timestamptz NOT NULL,
         renewed_at  timestamptz NOT NULL DEFAULT now(),
         started_at  timestamptz NOT NULL DEFAULT now(),
-        pid         bigint NOT NULL DEFAULT 0))");
+        pid         bigint NOT NULL DEFAULT 0,
+        instance    text NOT NULL DEFAULT ''))");
 }
 
-void import_journal::renew_lease(pqxx::transaction_base& tx, long pid) const {
-    tx.exec_params0(
-        "INSERT INTO mxc.importer_leases (node, expires_at, renewed_at, started_at, pid) "
-        "VALUES ($1, now() + make_interval(secs => $2), now(), now(), $3) "
+import_journal::import_journal(std::string node, std::chrono::seconds lease, std::string instance)
+    : node_(std::move(node)), lease_(lease), instance_(std::move(instance)) {
+    if (instance_.empty()) {
+        std::random_device rd;
+        instance_ = util::sha256_hex(std::to_string(rd()) + std::to_string(rd()) +
+                                     std::to_string(::getpid()))
+                        .substr(0, 16);
+    }
+}
+
+std::string import_journal::renew_lease(pqxx::transaction_base& tx, long pid) const {
+    auto r = tx.exec_params1(
+        "WITH prev AS (SELECT instance FROM mxc.importer_leases WHERE node = $1) "
+        "INSERT INTO mxc.importer_leases (node, expires_at, renewed_at, started_at, pid, instance) "
+        "VALUES ($1, now() + make_interval(secs => $2), now(), now(), $3, $4) "
         "ON CONFLICT (node) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
-        "renewed_at = now(), pid = EXCLUDED.pid, "
-        "started_at = CASE WHEN mxc.importer_leases.pid = EXCLUDED.pid "
-        "THEN mxc.importer_leases.started_at ELSE now() END",
-        node_, static_cast<double>(lease_.count()), pid);
+        "renewed_at = now(), pid = EXCLUDED.pid, instance = EXCLUDED.instance, "
+        "started_at = CASE WHEN mxc.importer_leases.instance = EXCLUDED.instance "
+        "THEN mxc.importer_leases.started_at ELSE now() END "
+        "RETURNING (SELECT instance FROM prev)",
+        node_, static_cast<double>(lease_.count()), pid, instance_);
+    return r[0].is_null() ? std::string() : r[0].as<std::string>();
 }
 
 std::vector<std::string> import_journal::dead_nodes(pqxx::transaction_base& tx) const {

@@ -58,8 +58,9 @@ struct final_mark {
 
 class import_journal {
   public:
-    import_journal(std::string node, std::chrono::seconds lease)
-        : node_(std::move(node)), lease_(lease) {}
+    // `instance` tells this process from another one with the same node name (a random token
+    // by default).
+    import_journal(std::string node, std::chrono::seconds lease, std::string instance = {});
     const std::string& node() const { return node_; }
     std::chrono::seconds lease() const { return lease_; }
 
@@ -67,8 +68,11 @@ class import_journal {
     // do not race on CREATE TABLE).
     static void create_schema(pqxx::transaction_base& tx);
 
-    // Our lease ends lease() from now (PostgreSQL's clock); inserts the row at first.
-    void renew_lease(pqxx::transaction_base& tx, long pid) const;
+    // Our lease ends lease() from now (PostgreSQL's clock); inserts the row at first. Returns
+    // the instance that held the row before ("" for a new row): after our own first renewal,
+    // anything but our own instance means another live importer uses our node name.
+    std::string renew_lease(pqxx::transaction_base& tx, long pid) const;
+    const std::string& instance() const { return instance_; }
     // Nodes other than us whose lease has ended.
     std::vector<std::string> dead_nodes(pqxx::transaction_base& tx) const;
     // Reserves (fingerprint, recipient) pairs for us, in a few statements whatever their number;
@@ -98,6 +102,7 @@ class import_journal {
   private:
     std::string node_;
     std::chrono::seconds lease_;
+    std::string instance_;
 };
 
 }  // namespace mx::cluster

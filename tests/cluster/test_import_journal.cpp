@@ -199,3 +199,18 @@ TEST_CASE("cluster import journal: a batch in one call, pairs given twice, marks
     CHECK(in_tx(*conn, [&](auto& tx) { return a.reserve(tx, req("p", "r@d", "x")); }).what ==
           reserve_outcome::imported);
 }
+
+TEST_CASE("cluster import journal: a second importer with the same node name shows") {
+    if (mx::test::pg_conninfo().empty()) {
+        WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
+        return;
+    }
+    auto conn = connect(mx::test::pg_config("a"), "test");
+    mx::test::fresh_schema(*conn);
+    import_journal one("node-a", std::chrono::seconds(60)), two("node-a", std::chrono::seconds(60));
+    CHECK(one.instance() != two.instance());
+    CHECK(in_tx(*conn, [&](auto& tx) { return one.renew_lease(tx, 1); }).empty());
+    CHECK(in_tx(*conn, [&](auto& tx) { return one.renew_lease(tx, 1); }) == one.instance());
+    CHECK(in_tx(*conn, [&](auto& tx) { return two.renew_lease(tx, 2); }) == one.instance());
+    CHECK(in_tx(*conn, [&](auto& tx) { return one.renew_lease(tx, 1); }) == two.instance());
+}
