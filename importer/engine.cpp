@@ -9,8 +9,10 @@
 #include <ctime>
 #include <thread>
 
+#include "cluster_link.hpp"
 #include "delivery_lanes.hpp"
 #include "engine_item.hpp"
+#include "global/cluster.hpp"
 #include "target_health.hpp"
 #include "util/fs.hpp"
 
@@ -71,6 +73,9 @@ settings settings::from(const config& cfg) {
     for (char& c : s.host)
         if (c == '/' || c == '\0' || static_cast<unsigned char>(c) < 32) c = '_';
     if (s.host == "." || s.host == "..") s.host.assign(1, '_');
+    // In a cluster the work folder is the node's (.work/<node>/): another host takes it over
+    // by that name when this node's lease ends (the name is validated by cluster_of()).
+    if (auto c = cluster::cluster_of(cfg)) s.host = c->node;
     return s;
 }
 
@@ -95,6 +100,8 @@ engine::engine(const config& cfg, settings s, journal& j, shm_state* shm)
     std::size_t n = s_.worker.exec_path.empty() ? 1 : std::max<std::size_t>(1, s_.parse_workers);
     for (std::size_t i = 0; i < n; ++i)
         workers_.push_back(std::make_unique<parse_worker>(s_.worker));
+    if (auto c = cluster::cluster_of(cfg))
+        cluster_ = std::make_unique<cluster_link>(std::move(*c), s_.journal_retention);
 }
 
 engine::~engine() {
@@ -172,11 +179,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     std::size_t busy = parked_of(f.connector);
     b.budget = s_.batch_size > busy ? s_.batch_size - busy : 0;
     if (!prepare(b)) return b.bs;
-    claim_own(b);  // 1. crash recovery and retries that are due
-    claim_new(b);  // 1. new files by rename
+    adopt_orphans(b);  // 1. cluster: the claimed files of a node whose lease ended
+    claim_own(b);      // 1. crash recovery and retries that are due
+    claim_new(b);      // 1. new files by rename
     if (b.items.empty()) return b.bs;
     parse_items(b);      // 2.
     plan_items(b, *st);  // 3.
+    cluster_reserve(b);  // 3b. cluster: reserve in PostgreSQL (or leave to the holder)
     write_pending(b);    // 4.
     dispatch(b);         // 5. onto the lanes
     {

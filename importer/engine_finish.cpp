@@ -129,6 +129,7 @@ void engine::settle(const folder& f, std::vector<item*>& items, batch_stats& bs)
     sync_items(f, items);
     decide(f, items, now);
     write_final(f, items, now);
+    cluster_finish(items);  // 7b. cluster: marks in PostgreSQL before the files go (step 8)
     report(f, items, bs);
 }
 

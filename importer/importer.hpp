@@ -23,6 +23,10 @@
 // A crash anywhere leaves the file in the work folder and the journal consistent with the
 // mailboxes: the restart re-runs the batch, and pending records are checked against the
 // target (delivered(planned)) — never a duplicate, never a loss.
+// Cluster mode ([cluster], engine_cluster.cpp, docs/cluster-import.md): step 1 also takes over
+// the work folder of a node whose lease ended, each planned delivery is reserved in PostgreSQL
+// between steps 3 and 4 (imported elsewhere: a duplicate; held by a live node: it waits), and
+// the imported/failed marks go there after step 7, before the files are unlinked.
 #pragma once
 
 #include <chrono>
@@ -103,6 +107,7 @@ struct batch_stats {
 
 class delivery_lanes;
 class target_health;
+class cluster_link;
 struct breaker_settings;
 
 class engine {
@@ -138,6 +143,10 @@ class engine {
     void parse_items(batch& b);            // 2: parse worker
     void plan_items(batch& b, store& st);  // 3: duplicates, mailbox, target, location
     void plan_file(batch& b, item& it, store_view& view, lmdb::txn& rt);
+    // Cluster mode only (engine_cluster.cpp; no-ops without [cluster]):
+    void adopt_orphans(batch& b);                    // 1: a dead node's claimed files
+    void cluster_reserve(batch& b);                  // 3b: reserve in PostgreSQL, or skip
+    void cluster_finish(std::vector<item*>& items);  // 7b: imported/failed in PostgreSQL
     bool recover_pending(item& it, std::size_t r, const nlohmann::json& rec);
     void write_pending(batch& b);  // 4: pending records
     void dispatch(batch& b);       // 5: deliveries onto the targets' lanes
@@ -171,6 +180,7 @@ class engine {
     // Work files whose retry record could not be written (journal failing): their next try,
     // so one file never makes the folder spin. Lost on restart, which then retries at once.
     std::map<std::string, std::int64_t> unrecorded_retries_;
+    std::unique_ptr<cluster_link> cluster_;  // [cluster]: the shared journal and the lease
     std::unique_ptr<delivery_lanes> lanes_;  // last: its threads go first
 };
 
