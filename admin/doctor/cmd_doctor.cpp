@@ -36,7 +36,7 @@ const std::vector<check_group>& check_groups() {
         {"store", check_store},       {"secrets", check_secrets}, {"daemons", check_daemons},
         {"postfix", check_postfix},   {"milter", check_milter},   {"domains", check_domains},
         {"drop", check_drop_folders}, {"failed", check_failed},   {"smtp", check_smtp},
-        {"oauth", check_oauth},       {"probe", check_probe},
+        {"oauth", check_oauth},       {"probe", check_probe},     {"cluster", check_cluster},
     };
     return groups;
 }
