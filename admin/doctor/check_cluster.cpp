@@ -23,7 +23,8 @@ void check_cluster(doctor_state& d) {
     const std::string start = "systemctl start mx-replica (log: journalctl -u mx-replica)";
     if (stale_s < 0)
         d.r.fail(check, "mx-replica has never reached PostgreSQL since this boot", start);
-    else if (c->max_staleness.count() > 0 && stale_s > c->max_staleness.count())
+    else if (c->max_staleness.count() > 0 &&
+             now - static_cast<std::int64_t>(contact) > c->max_staleness.count() * 1000)
         d.r.fail(check,
                  "the replica's last contact with PostgreSQL was " + age_string(stale_s) +
                      " ago, more than max_staleness: mx-milter answers 451 to every recipient",

@@ -48,14 +48,16 @@ def rcpt(port, address):
 
 def wait_code(port, address, want, timeout):
     start = time.monotonic()
-    last = None
+    seen = []  # the distinct answers on the way, for the failure message
     while time.monotonic() - start < timeout:
         last = rcpt(port, address)
+        if not seen or seen[-1] != last:
+            seen.append(last)
         if last[0] == want:
             return time.monotonic() - start
         time.sleep(0.05)
-    raise AssertionError(f"port {port} RCPT {address}: wanted {want}, last {last} "
-                         f"after {timeout}s")
+    raise AssertionError(f"port {port} RCPT {address}: wanted {want}, got {seen} "
+                         f"within {timeout}s")
 
 
 class Cluster:
@@ -122,10 +124,15 @@ def main():
         c.mxctl("a", "connector", "add", "erp", "--drop-folder", c.drop, "--domain",
                 "example.test")
         c.mxctl("a", "mailbox", "add", "known@example.test", "--connector", "erp")
+        # A new domain also has to reach B's Postfix (its domain table): measured apart.
+        print(f"new domain + mailbox on A, accepted at B after "
+              f"{wait_code(PORT_B, 'known@example.test', 250, 60):.3f}s")
         t0 = time.monotonic()
         c.mxctl("a", "mailbox", "add", "new@example.test", "--connector", "erp")
-        took = wait_code(PORT_B, "new@example.test", 250, 15) + (time.monotonic() - t0)
-        print(f"mailbox added on A, accepted at B {took:.3f}s after mxctl started")
+        t1 = time.monotonic()
+        took = wait_code(PORT_B, "new@example.test", 250, 15)
+        print(f"mailbox added on A (mxctl {t1 - t0:.3f}s), accepted at B {took:.3f}s after "
+              f"mxctl returned (goal: within 1 s; not asserted, shared CI machines)")
         wait_code(PORT_B, "nobody@example.test", 550, 5)
 
         c.mxctl("a", "mailbox", "remove", "new@example.test")
