@@ -2,9 +2,10 @@
 // mxctl commits it: lock_catalog + commit_changes, one mailbox per transaction) until node B's
 // local store, the one B's mx-milter decides from, has it (written by B's running mx-replica).
 //
-// Usage: lag_bench CONNINFO B_STORE_DIR CHANGES RATE [WRITERS]
+// Usage: lag_bench CONNINFO B_STORE_DIR CHANGES RATE [WRITERS [PER_TX]]
 //   RATE 0: idle — one change at a time, the next 20 ms after the previous one was seen.
-//   RATE n: n changes/s spread over WRITERS connections (default 4), lag measured for each.
+//   RATE n: n changes/s spread over WRITERS connections (default 4), PER_TX changes per
+//   transaction (default 1: as many transactions as changes), lag measured for each change.
 // Prints one JSON line: n, rate_achieved, p50_ms, p99_ms, max_ms.
 #include <unistd.h>
 
@@ -37,16 +38,22 @@ std::list<pending> waiting;
 std::atomic<long> next_id{0};
 std::string run_tag;
 
+int per_tx = 1;
+
+// One transaction with per_tx new mailboxes (all pending from its commit on).
 void write_one(pqxx::connection& c) {
-    std::string key = "lag" + run_tag + "-" + std::to_string(next_id++) + "@bench.test";
+    std::vector<mx::store_change> changes;
+    for (int i = 0; i < per_tx; ++i)
+        changes.push_back({mx::store_table::mailboxes,
+                           "lag" + run_tag + "-" + std::to_string(next_id++) + "@bench.test",
+                           std::string(R"({"connector":"bench","target":""})")});
     pqxx::work w(c);
     auto at = mx::cluster::lock_catalog(w);
-    mx::cluster::commit_changes(
-        w, at,
-        {{mx::store_table::mailboxes, key, std::string(R"({"connector":"bench","target":""})")}});
+    mx::cluster::commit_changes(w, at, changes);
     w.commit();
+    auto now = clk::now();
     std::lock_guard lk(mu);
-    waiting.push_back({key, clk::now()});
+    for (auto& ch : changes) waiting.push_back({ch.key, now});
 }
 
 }  // namespace
@@ -60,35 +67,43 @@ int main(int argc, char** argv) {
     const long total = std::stol(argv[3]);
     const double rate = std::stod(argv[4]);
     const int writers = argc > 5 ? std::stoi(argv[5]) : 4;
+    per_tx = rate > 0 && argc > 6 ? std::max(1, std::stoi(argv[6])) : 1;
     run_tag = std::to_string(::getpid());
     auto b = mx::store::open(argv[2], true);
     std::vector<double> lags;
     std::atomic<bool> done{false};
-    auto seen = [&](const std::string& key) {
-        for (int i = 0; i < 2; ++i) {
-            try {
-                return b.read().has_mailbox(key);
-            } catch (const mx::lmdb::error&) {
-                b.env().adopt_map_size();  // B's replica grew the map
-            }
-        }
-        return false;
-    };
-    // The poller: every pending key B's store has now is done; lag = now - its commit.
+    // The poller: every pending key B's store has now is done; lag = now - its commit. One
+    // read transaction per pass (what a milter decision opens), re-mapped when B's replica
+    // grew the map.
     auto poll_once = [&] {
         std::vector<pending> batch;
         {
             std::lock_guard lk(mu);
             batch.assign(waiting.begin(), waiting.end());
         }
-        for (auto& p : batch)
-            if (seen(p.key)) {
+        if (batch.empty()) return;
+        std::vector<std::string> done_keys;
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            try {
+                auto v = b.read();
                 auto now = clk::now();
-                lags.push_back(
-                    std::chrono::duration<double, std::milli>(now - p.committed).count());
-                std::lock_guard lk(mu);
-                waiting.remove_if([&](const pending& q) { return q.key == p.key; });
+                for (auto& p : batch)
+                    if (v.has_mailbox(p.key)) {
+                        lags.push_back(
+                            std::chrono::duration<double, std::milli>(now - p.committed).count());
+                        done_keys.push_back(p.key);
+                    }
+                break;
+            } catch (const mx::lmdb::error&) {
+                b.env().adopt_map_size();
             }
+        }
+        if (done_keys.empty()) return;
+        std::sort(done_keys.begin(), done_keys.end());
+        std::lock_guard lk(mu);
+        waiting.remove_if([&](const pending& q) {
+            return std::binary_search(done_keys.begin(), done_keys.end(), q.key);
+        });
     };
     auto t0 = clk::now();
     if (rate <= 0) {
@@ -103,7 +118,7 @@ int main(int argc, char** argv) {
         for (int w = 0; w < writers; ++w)
             ts.emplace_back([&, w] {
                 pqxx::connection c(conninfo);
-                const auto step = std::chrono::duration<double>(writers / rate);
+                const auto step = std::chrono::duration<double>(writers * per_tx / rate);
                 auto next =
                     clk::now() + std::chrono::duration_cast<clk::duration>(step * w / writers);
                 while (next_id < total) {
