@@ -27,8 +27,11 @@ cluster::cluster_config need_cluster(mxctl_context& ctx) {
     return *c;
 }
 
+// libpq's messages span lines ("...failed: ...\n\tIs the server running..."): one line.
 std::string trimmed(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    for (auto& ch : s)
+        if (ch == '\n' || ch == '\t') ch = ' ';
+    while (!s.empty() && s.back() == ' ') s.pop_back();
     return s;
 }
 

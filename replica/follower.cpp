@@ -147,7 +147,9 @@ void follower::follow(pqxx::connection& conn) {
         if (listener.pending || now >= next_check) {
             listener.pending = false;
             next_check = now + c_.check_interval;
-            sync(conn);
+            // After an apply the heartbeat goes out at once: `cluster nodes` shows the new
+            // applied generation without waiting for the next interval.
+            if (sync(conn).kind != cluster::sync_kind::none) last_heartbeat_ = {};
             heartbeat(conn);
         }
         util::service::notify_watchdog();

@@ -59,7 +59,9 @@ void check_cluster(doctor_state& d) {
                               std::to_string(p->generation));
     } catch (const std::exception& e) {
         std::string why = e.what();
-        while (!why.empty() && why.back() == '\n') why.pop_back();
+        for (auto& ch : why)
+            if (ch == '\n' || ch == '\t') ch = ' ';
+        while (!why.empty() && why.back() == ' ') why.pop_back();
         d.r.warn(check,
                  "PostgreSQL not reachable (" + cluster::redact_conninfo(c->postgresql) +
                      "): " + why + "; mxctl changes fail until it is back",

@@ -31,7 +31,9 @@ std::unique_ptr<pqxx::connection> connect_for_write(const cluster::cluster_confi
     try {
         return cluster::connect(c, "mxctl");
     } catch (const std::exception& ex) {
-        std::string why = ex.what();
+        std::string why = ex.what();  // libpq's text spans lines: one line here
+        for (auto& ch : why)
+            if (ch == '\n' || ch == '\t') ch = ' ';
         while (!why.empty() && std::isspace(static_cast<unsigned char>(why.back()))) why.pop_back();
         throw op_error("cluster: PostgreSQL is not reachable (" +
                        cluster::redact_conninfo(c.postgresql) + "): " + why +
