@@ -5,7 +5,7 @@
 #   P/sbin/{mx-milter,mx-importer,mxctl,mx-replica} (rules in milter/, importer/, admin/, replica/)
 #   P/lib/systemd/system/mx-{milter,importer}.service
 #   P/lib/sysusers.d/mx-connector.conf, P/lib/tmpfiles.d/mx-connector.conf
-#   P/share/man/man8/{mx-milter,mx-importer,mxctl}.8.gz
+#   P/share/man/man8/{mx-milter,mx-importer,mxctl,mx-replica}.8.gz
 #   P/share/doc/mx-connector/{*.md,examples/mx-connector.toml,postfix-conf/...}
 #   /etc/mx-connector/mx-connector.toml when P is /usr (Debian: a conffile), else P/etc/...
 # The /etc decision is taken at install time (install(CODE)) so that `--prefix TMP` overrides
@@ -38,7 +38,7 @@ install(FILES ${MX_PKG_DIR}/mx-connector.toml
 
 # Man pages (hand-written roff in packaging/man), gzip'ed like Debian wants them.
 find_program(MX_GZIP gzip REQUIRED)
-set(MX_MAN_PAGES mx-milter mx-importer mxctl)
+set(MX_MAN_PAGES mx-milter mx-importer mxctl mx-replica)
 set(MX_MAN_OUT)
 foreach(page ${MX_MAN_PAGES})
   set(out ${CMAKE_BINARY_DIR}/packaging/man/${page}.8.gz)
