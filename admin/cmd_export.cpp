@@ -132,7 +132,7 @@ void add_export_apply_commands(CLI::App& app, mxctl_context& ctx) {
             for (auto& d : diff) std::cout << d << "\n";
             if (diff.empty()) std::cout << "no changes\n";
             if (o->dry_run || diff.empty()) return;
-            ctx.open_store().write([&](store_tx& tx) {
+            ops::write(ctx, [&](store_tx& tx) {  // cluster mode: through PostgreSQL
                 tx.clear_all();
                 for (auto& c : conns) tx.add_connector(c);
                 for (auto& m : boxes) tx.add_mailbox(m);

@@ -174,9 +174,10 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         cmd->add_option("SETTINGS", o->kv, "KEY=VALUE ...")->required();
         cmd->callback([&ctx, o] {
             std::string key = normalize_mailbox_arg(o->address);
-            std::vector<std::pair<std::string, std::string>> secrets;
-            ops::write(ctx, [&](store_tx& tx) {
-                secrets.clear();
+            // Secrets go with the change (cluster mode: the same PostgreSQL transaction).
+            ops::secret_changes secrets;
+            auto change = [&](store_tx& tx) {
+                secrets.set.clear();
                 auto m = tx.find_mailbox(key);
                 if (!m) throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
                 for (const auto& kv : o->kv) {
@@ -194,24 +195,20 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
                     else if (k == "oauth.tenant")
                         m->oauth.tenant = v;
                     else if (k == "oauth.client_secret")
-                        secrets.emplace_back(secret_name::oauth_client_secret(key),
-                                             read_secret_value(v));
+                        secrets.set.emplace_back(secret_name::oauth_client_secret(key),
+                                                 read_secret_value(v));
                     else if (k == "oauth.refresh_token")
-                        secrets.emplace_back(secret_name::oauth_refresh_token(key),
-                                             read_secret_value(v));
+                        secrets.set.emplace_back(secret_name::oauth_refresh_token(key),
+                                                 read_secret_value(v));
                     else if (k == "target.secret")
-                        secrets.emplace_back(secret_name::target_secret(key), read_secret_value(v));
+                        secrets.set.emplace_back(secret_name::target_secret(key),
+                                                 read_secret_value(v));
                     else
                         throw cli_error("unknown mailbox setting '" + k + "'");
                 }
                 tx.update_mailbox(*m);
-            });
-            for (auto& [k, v] : secrets) {
-                if (v.empty())
-                    ctx.secrets().remove(k);
-                else
-                    ctx.secrets().set(k, v);
-            }
+            };
+            ops::write(ctx, change, &secrets);
             std::cout << "mailbox " << key << " updated\n";
         });
     }

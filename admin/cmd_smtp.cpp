@@ -203,7 +203,7 @@ void mailbox_oauth(mxctl_context& ctx, const std::string& arg, const std::string
     std::optional<std::string> cs, rt;
     if (!client_secret.empty()) cs = read_secret_value(client_secret);
     if (!refresh_token.empty()) rt = read_secret_value(refresh_token);
-    ctx.open_store().write([&](store_tx& tx) {
+    ops::write(ctx, [&](store_tx& tx) {  // cluster mode: through PostgreSQL
         auto m = tx.find_mailbox(key);
         if (!m) throw rule_error("no mailbox '" + key + "'");
         if (clear) m->oauth = {};

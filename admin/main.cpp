@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
     add_postfix_commands(app, ctx);
     add_console_commands(app, ctx);
     add_log_report_command(app, ctx);
+    add_cluster_commands(app, ctx);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -38,7 +38,9 @@ struct mxctl_context : ops::env {
     store& open_store_read_only()
         override;  // for verbs that only look (works without write access)
     secret_store& secrets() override;
-    shm_state* shm();  // nullptr if the segment cannot be attached
+    bool no_wait() override { return no_wait_flag; }
+    bool no_wait_flag = false;  // --no-wait (cmd_cluster.cpp)
+    shm_state* shm();           // nullptr if the segment cannot be attached
     // Run as root with `user` set: becomes that account for good (creating state_dir first
     // when missing). Every accessor above calls it; a verb that reaches state another way
     // (journal, drop folders) calls it before. No-op otherwise, and after the first call.
@@ -73,6 +75,7 @@ void add_smtp_commands(CLI::App& app, mxctl_context& ctx);     // smtp-test, sen
 void add_target_commands(CLI::App& app, mxctl_context& ctx);   // target-test (cmd_target.cpp)
 void add_postfix_commands(CLI::App& app, mxctl_context& ctx);  // postfix setup (cmd_postfix.cpp)
 void add_console_commands(CLI::App& app, mxctl_context& ctx);  // console user ... (cmd_console.cpp)
+void add_cluster_commands(CLI::App& app, mxctl_context& ctx);  // cluster ..., --no-wait
 
 // Helpers shared by the verbs.
 using ops::normalize_mailbox_arg;  // "Bob@Ex.COM" / "@ex.com"

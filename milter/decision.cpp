@@ -226,12 +226,25 @@ void count(shm_state* shm, const check_result& r) noexcept {
     }
 }
 
+bool daemon_state::replica_stale(const check_policy& p) const noexcept {
+    // mx-replica publishes its last contact with PostgreSQL (docs/cluster.md); never seen
+    // (0) counts as stale too: the replica has not proven it follows.
+    if (!shm) return true;
+    auto contact = shm->layout().cluster_contact_ms.load(std::memory_order_relaxed);
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    return static_cast<std::int64_t>(contact) + p.max_staleness * 1000 < now;
+}
+
 check_result daemon_state::decide(std::string_view arg, bool smtputf8, std::string_view queue_id,
                                   std::string_view client) {
     check_result r;
     try {
         auto p = current_policy();
-        if (p->smtputf8 == smtputf8) {
+        if (p->max_staleness > 0 && replica_stale(*p)) {
+            r = internal_error_result(arg, "cluster replica older than max_staleness");
+        } else if (p->smtputf8 == smtputf8) {
             r = store->check(*p, arg);
         } else {
             check_policy copy = *p;

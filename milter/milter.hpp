@@ -214,6 +214,8 @@ struct daemon_state {
         std::lock_guard lk(policy_mu);
         return policy;
     }
+    // [cluster] max_staleness: the replica's last contact with PostgreSQL is too old.
+    bool replica_stale(const check_policy& p) const noexcept;
     // One decision as the milter makes it: check, count, log. Never throws.
     check_result decide(std::string_view smtp_argument, bool smtputf8, std::string_view queue_id,
                         std::string_view client);

@@ -2,10 +2,10 @@
 # tmpfiles.d, the example configuration, man pages, docs) and the CPack DEB package.
 #
 # Layout (cmake --install . --prefix P, and the .deb with P=/usr):
-#   P/sbin/{mx-milter,mx-importer,mxctl}           (rules in milter/, importer/, admin/)
+#   P/sbin/{mx-milter,mx-importer,mxctl,mx-replica} (rules in milter/, importer/, admin/, replica/)
 #   P/lib/systemd/system/mx-{milter,importer}.service
 #   P/lib/sysusers.d/mx-connector.conf, P/lib/tmpfiles.d/mx-connector.conf
-#   P/share/man/man8/{mx-milter,mx-importer,mxctl}.8.gz
+#   P/share/man/man8/{mx-milter,mx-importer,mxctl,mx-replica}.8.gz
 #   P/share/doc/mx-connector/{*.md,examples/mx-connector.toml,postfix-conf/...}
 #   /etc/mx-connector/mx-connector.toml when P is /usr (Debian: a conffile), else P/etc/...
 # The /etc decision is taken at install time (install(CODE)) so that `--prefix TMP` overrides
@@ -15,7 +15,7 @@ set(MX_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(MX_DOCDIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/mx-connector)
 
 install(FILES ${MX_PKG_DIR}/systemd/mx-milter.service ${MX_PKG_DIR}/systemd/mx-importer.service
-              ${MX_PKG_DIR}/systemd/mx-console.service
+              ${MX_PKG_DIR}/systemd/mx-console.service ${MX_PKG_DIR}/systemd/mx-replica.service
         DESTINATION lib/systemd/system COMPONENT mx_connector)
 install(FILES ${MX_PKG_DIR}/mx-connector.sysusers DESTINATION lib/sysusers.d
         RENAME mx-connector.conf COMPONENT mx_connector)
@@ -38,7 +38,7 @@ install(FILES ${MX_PKG_DIR}/mx-connector.toml
 
 # Man pages (hand-written roff in packaging/man), gzip'ed like Debian wants them.
 find_program(MX_GZIP gzip REQUIRED)
-set(MX_MAN_PAGES mx-milter mx-importer mxctl mx-console)
+set(MX_MAN_PAGES mx-milter mx-importer mxctl mx-console mx-replica)
 set(MX_MAN_OUT)
 foreach(page ${MX_MAN_PAGES})
   set(out ${CMAKE_BINARY_DIR}/packaging/man/${page}.8.gz)

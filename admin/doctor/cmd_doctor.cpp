@@ -41,6 +41,7 @@ const std::vector<check_group>& check_groups() {
         {"postfix", check_postfix},   {"milter", check_milter},     {"domains", check_domains},
         {"sendmail", check_sendmail}, {"drop", check_drop_folders}, {"failed", check_failed},
         {"smtp", check_smtp},         {"oauth", check_oauth},       {"probe", check_probe},
+        {"cluster", check_cluster},
     };
     return groups;
 }

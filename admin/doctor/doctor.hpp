@@ -105,6 +105,7 @@ void check_failed(doctor_state& d);        // check_drop.cpp (ImportFailed, back
 void check_smtp(doctor_state& d);          // check_smtp.cpp (outgoing servers)
 void check_oauth(doctor_state& d);         // check_oauth.cpp
 void check_probe(doctor_state& d);         // check_probe.cpp (--probe only)
+void check_cluster(doctor_state& d);       // check_cluster.cpp ([cluster] only)
 
 // Small helpers the groups share (report.cpp).
 std::string mode_string(unsigned mode);

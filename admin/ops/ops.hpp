@@ -4,7 +4,10 @@
 // Promises:
 // - Every change to connectors, domains and mailboxes goes through ops::write(): one store
 //   transaction per change (all or nothing), the shared-memory generation bumped on commit so
-//   running daemons see it at their next RCPT. A later cluster mode replaces that one function.
+//   running daemons see it at their next RCPT. With a [cluster] section the change goes to
+//   PostgreSQL in one transaction with the rules still enforced by the local store_tx, and
+//   this host's replica has it when write() returns unless env::no_wait() (ops_cluster.cpp,
+//   docs/cluster.md). PostgreSQL unreachable: op_error, nothing changed anywhere.
 // - Refusals throw op_error (or mx::rule_error from the store) whose message says what to fix,
 //   worded for both front ends; nothing is printed here.
 // - ImportFailed helpers never name a path outside <drop>/ImportFailed: ids with '/', NUL or a
@@ -24,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "global/cluster.hpp"
 #include "global/config.hpp"
 #include "global/model.hpp"
 #include "global/recipient_check.hpp"
@@ -51,10 +55,27 @@ class env {
     virtual store& open_store() = 0;            // read-write
     virtual store& open_store_read_only() = 0;  // for looking only
     virtual secret_store& secrets() = 0;
+    // Cluster mode: return once PostgreSQL committed, without applying the change to this
+    // host's replica (its follower does, moments later).
+    virtual bool no_wait() { return false; }
 };
 
-// The one store-write entry point of mxctl and the console (see the promises above).
-std::uint64_t write(env& e, const std::function<void(store_tx&)>& fn);
+using secret_list = std::vector<std::pair<std::string, std::string>>;  // name -> value
+// Secrets a change sets (empty value: removes) or removes by prefix; written with the change.
+struct secret_changes {
+    secret_list set;
+    std::vector<std::string> remove_prefixes;
+};
+
+// The one store-write entry point of mxctl and the console (see the promises above). Returns
+// the new generation (the local store's; in cluster mode the catalog's). `secrets`, read after
+// fn ran, are stored after the local commit, or in the same PostgreSQL transaction.
+std::uint64_t write(env& e, const std::function<void(store_tx&)>& fn,
+                    const secret_changes* secrets = nullptr);
+// write() in cluster mode (ops_cluster.cpp).
+std::uint64_t cluster_write(env& e, const cluster::cluster_config& c,
+                            const std::function<void(store_tx&)>& fn,
+                            const secret_changes* secrets);
 
 // "Bob@Ex.COM" -> "bob@ex.com"-style key; "@ex.com" catch-all.
 std::string normalize_mailbox_arg(const std::string& arg);
@@ -64,7 +85,6 @@ void check_target_spec(const config& cfg, const std::string& spec);
 std::string read_secret_value(const std::string& v);
 
 // --- connectors and domains (ops_connector.cpp)
-using secret_list = std::vector<std::pair<std::string, std::string>>;  // name -> value
 // Applies one KEY=VALUE (keys as `mxctl connector set`); secrets go to `secrets`.
 void apply_connector_setting(connector& c, const std::string& kv, secret_list& secrets);
 void add_connector(env& e, const connector& c);

@@ -4,15 +4,28 @@
 #include <variant>
 
 #include "global/address.hpp"
+#include "global/cluster.hpp"
 #include "ops.hpp"
 #include "target_http.hpp"
 
 namespace mx::ops {
 
-std::uint64_t write(env& e, const std::function<void(store_tx&)>& fn) {
+std::uint64_t write(env& e, const std::function<void(store_tx&)>& fn,
+                    const secret_changes* secrets) {
+    if (auto c = cluster::cluster_of(e.cfg())) return cluster_write(e, *c, fn, secrets);
     // The store commits atomically and publishes the generation into shared memory (attached
-    // by the caller's env); a cluster mode would send the change to its primary here.
-    return e.open_store().write(fn);
+    // by the caller's env).
+    auto gen = e.open_store().write(fn);
+    if (secrets) {
+        for (auto& [k, v] : secrets->set) {
+            if (v.empty())
+                e.secrets().remove(k);
+            else
+                e.secrets().set(k, v);
+        }
+        for (auto& p : secrets->remove_prefixes) e.secrets().remove_prefix(p);
+    }
+    return gen;
 }
 
 std::string normalize_mailbox_arg(const std::string& arg) {

@@ -40,15 +40,6 @@ std::uint64_t parse_size(const std::string& key, const std::string& v) {
     throw op_error(key + " must be a size like 10M, got '" + v + "'");
 }
 
-void store_secrets(env& e, const secret_list& secrets) {
-    for (auto& [k, v] : secrets) {
-        if (v.empty())
-            e.secrets().remove(k);
-        else
-            e.secrets().set(k, v);
-    }
-}
-
 void apply_smtp_setting(connector_smtp& s, const std::string& key, const std::string& v) {
     if (key == "smtp.host")
         s.host = v;
@@ -119,40 +110,42 @@ void create_connector(env& e, const std::string& name, const std::vector<std::st
     connector c;
     c.name = name;
     c.domains = domains;
-    secret_list secrets;
-    for (const auto& kv : settings) apply_connector_setting(c, kv, secrets);
+    secret_changes secrets;
+    for (const auto& kv : settings) apply_connector_setting(c, kv, secrets.set);
     check_target_spec(e.cfg(), c.default_target);
-    write(e, [&](store_tx& tx) { tx.add_connector(c); });
-    store_secrets(e, secrets);
+    write(
+        e, [&](store_tx& tx) { tx.add_connector(c); }, &secrets);
 }
 
 void update_connector(env& e, const std::string& name, const std::vector<std::string>& settings,
                       const std::optional<std::vector<std::string>>& domains) {
-    secret_list secrets;
-    write(e, [&](store_tx& tx) {
-        secrets.clear();
-        auto c = tx.find_connector(name, true);
-        if (!c) throw op_error("no connector named '" + name + "' (see: mxctl connector list)");
-        std::string before = c->default_target;
-        auto old_domains = c->domains;
-        for (const auto& kv : settings) apply_connector_setting(*c, kv, secrets);
-        if (c->default_target != before) check_target_spec(e.cfg(), c->default_target);
-        tx.update_connector(*c);
-        if (!domains) return;
-        std::vector<std::string> wanted;
-        for (const auto& d : *domains) {
-            auto n = normalize_domain_pattern(d);
-            if (!n) throw op_error("invalid domain '" + d + "'");
-            wanted.push_back(*n);
-        }
-        for (const auto& d : old_domains)
-            if (std::find(wanted.begin(), wanted.end(), d) == wanted.end())
-                tx.remove_domain(name, d);
-        for (const auto& d : wanted)
-            if (std::find(old_domains.begin(), old_domains.end(), d) == old_domains.end())
-                tx.add_domain(name, d);
-    });
-    store_secrets(e, secrets);
+    secret_changes secrets;
+    write(
+        e,
+        [&](store_tx& tx) {
+            secrets.set.clear();
+            auto c = tx.find_connector(name, true);
+            if (!c) throw op_error("no connector named '" + name + "' (see: mxctl connector list)");
+            std::string before = c->default_target;
+            auto old_domains = c->domains;
+            for (const auto& kv : settings) apply_connector_setting(*c, kv, secrets.set);
+            if (c->default_target != before) check_target_spec(e.cfg(), c->default_target);
+            tx.update_connector(*c);
+            if (!domains) return;
+            std::vector<std::string> wanted;
+            for (const auto& d : *domains) {
+                auto n = normalize_domain_pattern(d);
+                if (!n) throw op_error("invalid domain '" + d + "'");
+                wanted.push_back(*n);
+            }
+            for (const auto& d : old_domains)
+                if (std::find(wanted.begin(), wanted.end(), d) == wanted.end())
+                    tx.remove_domain(name, d);
+            for (const auto& d : wanted)
+                if (std::find(old_domains.begin(), old_domains.end(), d) == old_domains.end())
+                    tx.add_domain(name, d);
+        },
+        &secrets);
 }
 
 void set_connector_active(env& e, const std::string& name, bool active) {
@@ -165,19 +158,20 @@ void set_connector_active(env& e, const std::string& name, bool active) {
 }
 
 void remove_connector(env& e, const std::string& name, bool force) {
-    std::vector<std::string> boxes;
-    write(e, [&](store_tx& tx) {
-        boxes.clear();
-        tx.for_each_mailbox(
-            [&](const mailbox& m) {
-                boxes.push_back(m.address);
-                return true;
-            },
-            name);
-        tx.remove_connector(name, force);
-    });
-    e.secrets().remove_prefix("connector/" + name + "/");
-    for (auto& b : boxes) e.secrets().remove_prefix("mailbox/" + b + "/");
+    secret_changes secrets;
+    write(
+        e,
+        [&](store_tx& tx) {
+            secrets.remove_prefixes = {"connector/" + name + "/"};
+            tx.for_each_mailbox(
+                [&](const mailbox& m) {
+                    secrets.remove_prefixes.push_back("mailbox/" + m.address + "/");
+                    return true;
+                },
+                name);
+            tx.remove_connector(name, force);
+        },
+        &secrets);
 }
 
 void add_domain(env& e, const std::string& conn, const std::string& pattern) {

@@ -19,11 +19,15 @@ mailbox add_mailbox(env& e, const std::string& address, const std::string& conn,
 
 std::string remove_mailbox(env& e, const std::string& address) {
     std::string key = normalize_mailbox_arg(address);
-    write(e, [&](store_tx& tx) {
-        if (!tx.remove_mailbox(key))
-            throw op_error("no mailbox " + key + " (see: mxctl mailbox list)");
-    });
-    e.secrets().remove_prefix("mailbox/" + key + "/");
+    secret_changes secrets;
+    secrets.remove_prefixes = {"mailbox/" + key + "/"};
+    write(
+        e,
+        [&](store_tx& tx) {
+            if (!tx.remove_mailbox(key))
+                throw op_error("no mailbox " + key + " (see: mxctl mailbox list)");
+        },
+        &secrets);
     return key;
 }
 

@@ -2,6 +2,8 @@
 
 #include <exception>
 
+#include "global/cluster.hpp"
+
 namespace mx {
 namespace {
 
@@ -55,6 +57,7 @@ check_policy check_policy::from(const config& cfg) {
     p.hide_existence = cfg.milter.hide_existence;
     p.reject_text = cfg.milter.reject_text;
     p.subaddress_delimiter = cfg.subaddress_delimiter;
+    if (auto c = cluster::cluster_of(cfg)) p.max_staleness = c->max_staleness.count();
     return p;
 }
 

@@ -15,6 +15,7 @@
 // Reply texts never contain CR/LF and have '%' doubled only by the milter (smfi_setreply).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,9 @@ struct check_policy {
     bool smtputf8 = true;
     std::string reject_text = "{address}: Recipient address rejected: User unknown";
     std::string subaddress_delimiter = "+";
+    // [cluster] max_staleness in seconds (0: off): mx-milter answers 451 4.3.0 instead of
+    // deciding from a replica whose last contact with PostgreSQL is older.
+    std::int64_t max_staleness = 0;
 
     static check_policy from(const config& cfg);
 };

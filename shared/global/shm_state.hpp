@@ -61,7 +61,12 @@ struct shm_layout {
         tempfailed_error_unattributed;              // store down before a connector is known
     std::atomic<std::uint64_t> milter_heartbeat;    // unix time, written by mx-milter
     std::atomic<std::uint64_t> importer_heartbeat;  // unix time, written by mx-importer
-    std::atomic<std::uint64_t> reserved[22];
+    // Cluster mode (docs/cluster.md), written by mx-replica: unix ms of its last successful
+    // contact with PostgreSQL (mx-milter's max_staleness compares against it) and the primary
+    // generation it saw then.
+    std::atomic<std::uint64_t> cluster_contact_ms;
+    std::atomic<std::uint64_t> cluster_primary_generation;
+    std::atomic<std::uint64_t> reserved[20];
     connector_counters connectors[shm_connector_slots];
     connector_counters overflow;  // when all slots are taken
 };

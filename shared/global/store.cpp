@@ -201,7 +201,7 @@ void store_tx::add_connector(const connector& c) {
         throw rule_error("connector '" + c.name + "' already exists");
     connector stored = c;
     stored.domains.clear();
-    store_->connectors_.put(txn_, c.name, to_json(stored).dump());
+    put(store_table::connectors, c.name, to_json(stored).dump());
     connector_cache_.clear();
     for (const auto& d : c.domains) add_domain(c.name, d);
 }
@@ -212,7 +212,7 @@ void store_tx::update_connector(const connector& c) {
         throw rule_error("no connector named '" + c.name + "' (see: mxctl connector list)");
     connector stored = c;
     stored.domains.clear();
-    store_->connectors_.put(txn_, c.name, to_json(stored).dump());
+    put(store_table::connectors, c.name, to_json(stored).dump());
 }
 
 void store_tx::remove_connector(std::string_view name, bool force) {
@@ -230,10 +230,10 @@ void store_tx::remove_connector(std::string_view name, bool force) {
         throw rule_error("connector '" + std::string(name) + "' still has " +
                          std::to_string(boxes.size()) +
                          " mailbox(es); remove them first or use --force");
-    for (const auto& b : boxes) store_->mailboxes_.del(txn_, b);
+    for (const auto& b : boxes) del(store_table::mailboxes, b);
     for (auto& [pattern, owner] : domains())
-        if (owner == name) store_->domains_.del(txn_, pattern);
-    store_->connectors_.del(txn_, name);
+        if (owner == name) del(store_table::domains, pattern);
+    del(store_table::connectors, name);
     owner_cache_.clear();
     connector_cache_.clear();
 }
@@ -251,7 +251,7 @@ void store_tx::add_domain(std::string_view conn, std::string_view pattern) {
         throw rule_error("domain '" + *p + "' already belongs to connector '" + *owner +
                          "' (a domain belongs to one connector)");
     }
-    store_->domains_.put(txn_, *p, conn);
+    put(store_table::domains, *p, conn);
     owner_cache_.clear();
 }
 
@@ -262,7 +262,7 @@ void store_tx::remove_domain(std::string_view conn, std::string_view pattern) {
     auto owner = store_->domains_.get(txn_, *p);
     if (!owner || *owner != conn)
         throw rule_error("connector '" + std::string(conn) + "' has no domain '" + *p + "'");
-    store_->domains_.del(txn_, *p);
+    del(store_table::domains, *p);
     owner_cache_.clear();
     // Refuse if this orphans mailboxes (their domain would leave the connector).
     std::string orphan;
@@ -323,7 +323,7 @@ std::string mailbox_value(const mailbox& m) {
 
 void store_tx::add_mailbox(const mailbox& m) {
     check_mailbox_domain(m);
-    if (!store_->mailboxes_.put(txn_, m.address, mailbox_value(m), MDB_NOOVERWRITE))
+    if (!put(store_table::mailboxes, m.address, mailbox_value(m), MDB_NOOVERWRITE))
         throw rule_error("mailbox " + m.address + " already exists");
 }
 
@@ -331,19 +331,94 @@ void store_tx::update_mailbox(const mailbox& m) {
     if (!store_->mailboxes_.contains(txn_, m.address))
         throw rule_error("no mailbox " + m.address + " (see: mxctl mailbox list)");
     check_mailbox_domain(m);
-    store_->mailboxes_.put(txn_, m.address, mailbox_value(m));
+    put(store_table::mailboxes, m.address, mailbox_value(m));
 }
 
 bool store_tx::remove_mailbox(std::string_view key) {
-    return store_->mailboxes_.del(txn_, key);
+    return del(store_table::mailboxes, key);
 }
 
 void store_tx::clear_all() {
+    if (log_) {
+        for (auto t : {store_table::connectors, store_table::domains, store_table::mailboxes}) {
+            auto cur = lmdb::cursor::open(txn_, dbi_of(t));
+            std::string_view k, v;
+            for (bool ok = cur.first(k, v); ok; ok = cur.next(k, v))
+                log_->push_back({t, std::string(k), std::nullopt});
+        }
+    }
     store_->connectors_.clear(txn_);
     store_->domains_.clear(txn_);
     store_->mailboxes_.clear(txn_);
     owner_cache_.clear();
     connector_cache_.clear();
+}
+
+// ---- cluster mode: recording and replaying changes ------------------------------------
+
+std::string_view to_string(store_table t) {
+    switch (t) {
+        case store_table::connectors:
+            return "connectors";
+        case store_table::domains:
+            return "domains";
+        case store_table::mailboxes:
+            return "mailboxes";
+    }
+    return "?";
+}
+
+std::optional<store_table> store_table_from(std::string_view name) {
+    for (auto t : {store_table::connectors, store_table::domains, store_table::mailboxes})
+        if (to_string(t) == name) return t;
+    return std::nullopt;
+}
+
+const lmdb::dbi& store_tx::dbi_of(store_table t) const {
+    switch (t) {
+        case store_table::connectors:
+            return store_->connectors_;
+        case store_table::domains:
+            return store_->domains_;
+        case store_table::mailboxes:
+            break;
+    }
+    return store_->mailboxes_;
+}
+
+bool store_tx::put(store_table t, std::string_view key, std::string_view value, unsigned flags) {
+    bool done = dbi_of(t).put(txn_, key, value, flags);
+    if (done && log_) log_->push_back({t, std::string(key), std::string(value)});
+    return done;
+}
+
+bool store_tx::del(store_table t, std::string_view key) {
+    bool done = dbi_of(t).del(txn_, key);
+    if (done && log_) log_->push_back({t, std::string(key), std::nullopt});
+    return done;
+}
+
+void store_tx::apply(const store_change& c, bool append) {
+    if (c.value) {
+        // MDB_APPEND refuses (MDB_KEYEXIST, put() false) a key not above the last one: then an
+        // ordinary put, never a silently dropped record.
+        if (!append || !dbi_of(c.table).put(txn_, c.key, *c.value, MDB_APPEND))
+            dbi_of(c.table).put(txn_, c.key, *c.value);
+    } else
+        dbi_of(c.table).del(txn_, c.key);
+    owner_cache_.clear();
+    connector_cache_.clear();
+}
+
+std::optional<std::string> store_view::meta(std::string_view key) {
+    return store_->meta_.get(txn_, key);
+}
+
+void store_tx::set_meta(std::string_view key, std::string_view value) {
+    // The store's own keys (schema_version, generation) are not for callers.
+    if (key.rfind("cluster_", 0) != 0)
+        throw std::invalid_argument("store meta key '" + std::string(key) + "' is not cluster_*");
+    store_->meta_.put(txn_, key, value);
 }
 
 }  // namespace mx

@@ -5,6 +5,7 @@
 //   connectors  name -> JSON (model.hpp, without domains and secrets)
 //   domains     pattern ("example.com" | ".example.com" | ".") -> connector name
 //   mailboxes   normalised address ("local@domain", or "@domain" catch-all) -> JSON
+//   meta "cluster_*" keys: a cluster replica's position (docs/cluster.md; cluster_catalog.hpp)
 //
 // Promises:
 // - Readers use one short read-only transaction per store_view; everything returned is a copy.
@@ -48,6 +49,19 @@ struct domain_match {
 
 class store;
 
+// Cluster mode (docs/cluster.md): one record change as a writer made it — the exact bytes
+// stored, so a replica that replays it holds byte-identical records. value nullopt: deleted.
+enum class store_table : std::uint8_t { connectors, domains, mailboxes };
+struct store_change {
+    store_table table;
+    std::string key;
+    std::optional<std::string> value;
+};
+std::string_view to_string(store_table t);
+std::optional<store_table> store_table_from(std::string_view name);
+
+class store;
+
 class store_view {
   public:
     store_view(store_view&&) noexcept = default;
@@ -66,6 +80,8 @@ class store_view {
     void for_each_mailbox(const std::function<bool(const mailbox&)>& fn,
                           std::string_view connector_filter = {});
     std::size_t mailbox_count();
+    // A "cluster_*" meta value (a replica's position); nullopt when unset.
+    std::optional<std::string> meta(std::string_view key);
 
   protected:
     friend class store;
@@ -91,10 +107,23 @@ class store_tx : public store_view {
     // Empties connectors, domains and mailboxes (apply builds the new state in the same txn).
     void clear_all();
 
+    // Cluster mode: every put and delete this transaction makes from now on is appended to
+    // *log (nullptr stops recording); clear_all() records a delete per record.
+    void record_into(std::vector<store_change>* log) { log_ = log; }
+    // Replays a change recorded by another writer (its store_tx enforced the rules); `append`
+    // (MDB_APPEND) for keys given in ascending order into an emptied table.
+    void apply(const store_change& c, bool append = false);
+    // Sets a "cluster_*" meta key (other keys are the store's own: std::invalid_argument).
+    void set_meta(std::string_view key, std::string_view value);
+
   private:
     friend class store;
     using store_view::store_view;
     void check_mailbox_domain(const mailbox& m);
+    const lmdb::dbi& dbi_of(store_table t) const;
+    bool put(store_table t, std::string_view key, std::string_view value, unsigned flags = 0);
+    bool del(store_table t, std::string_view key);
+    std::vector<store_change>* log_ = nullptr;
     std::map<std::string, std::optional<std::string>, std::less<>> owner_cache_;  // domain->conn
     std::map<std::string, bool, std::less<>> connector_cache_;
 };
