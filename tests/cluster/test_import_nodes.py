@@ -7,6 +7,7 @@ can SIGKILL and restart them. Python stdlib only."""
 import argparse
 import glob
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -140,22 +141,35 @@ class Cluster:
         return False
 
     def setup_catalog(self, mailboxes=("info@example.test", "sales@example.test")):
-        """The same connector, domain and mailboxes on every node. The ONE place that sets up
-        the catalog: in a cluster with the replicated catalog this becomes `mxctl cluster init`
-        plus one write on node A."""
+        """The catalog of both nodes: `mxctl cluster init` and the writes on node A (they go to
+        PostgreSQL), then wait until node B's replica (mx-replica) has them too."""
+        a = self.nodes[0]
+        a.ctl("cluster", "init")
+        a.ctl("connector", "add", "demo", "--drop-folder", self.drop, "--domain", "example.test")
+        for m in mailboxes:
+            a.ctl("mailbox", "add", m, "--connector", "demo")
+        self.wait_replicated(mailboxes, True)
+
+    def known_on(self, node, mailbox):
+        r = node.ctl("check", mailbox, "--json", check=False)
+        try:
+            return json.loads(r.stdout).get("decision") == "accept"
+        except ValueError:
+            return False
+
+    def wait_replicated(self, mailboxes, present):
         for n in self.nodes:
-            n.ctl("connector", "add", "demo", "--drop-folder", self.drop, "--domain",
-                  "example.test")
             for m in mailboxes:
-                n.ctl("mailbox", "add", m, "--connector", "demo")
+                wait(lambda: self.known_on(n, m) == present,
+                     f"{m} {'known' if present else 'gone'} on {n.name}", timeout=60)
 
     def remove_mailbox(self, mailbox):
-        for n in self.nodes:
-            n.ctl("mailbox", "remove", mailbox)
+        self.nodes[0].ctl("mailbox", "remove", mailbox)
+        self.wait_replicated([mailbox], False)
 
     def add_mailbox(self, mailbox):
-        for n in self.nodes:
-            n.ctl("mailbox", "add", mailbox, "--connector", "demo")
+        self.nodes[0].ctl("mailbox", "add", mailbox, "--connector", "demo")
+        self.wait_replicated([mailbox], True)
 
     def psql(self, sql):
         return subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql",
