@@ -350,7 +350,7 @@ std::string webhook_options::describe_url() const {
     return reason_text(out, 200);
 }
 
-webhook_options parse_webhook_spec(std::string_view rest, const nlohmann::json& section) {
+webhook_options parse_webhook_spec(std::string_view rest, const config_reader& targets) {
     webhook_options o;
     auto hash = rest.find('#');
     o.url = std::string(rest.substr(0, hash));
@@ -361,17 +361,19 @@ webhook_options parse_webhook_spec(std::string_view rest, const nlohmann::json& 
         if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
             throw target_error("webhook URL contains a blank or control character");
     // Defaults from [targets].
-    std::string fmt = section.value("webhook_format", std::string("raw"));
+    std::string fmt = targets.word("webhook_format", "raw", {"raw", "json"});
     std::string frag = hash == std::string_view::npos ? "" : std::string(rest.substr(hash + 1));
-    o.inline_max = static_cast<std::uint64_t>(config_number(section, "webhook_inline_max", 0));
-    o.timeout =
-        std::chrono::milliseconds(config_number(section, "webhook_timeout_seconds", 30) * 1000);
-    o.connect_timeout = std::chrono::milliseconds(
-        config_number(section, "webhook_connect_timeout_seconds", 10) * 1000);
-    o.concurrency = static_cast<unsigned>(
-        std::max<std::int64_t>(1, config_number(section, "webhook_concurrency", 4)));
-    o.ca_file = section.value("webhook_ca_file", std::string());
-    o.max_response = static_cast<std::size_t>(config_number(section, "webhook_max_response", 4096));
+    auto ms = [](double s) {
+        return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+    };
+    o.inline_max =
+        static_cast<std::uint64_t>(targets.integer("webhook_inline_max", 0, 0, 1LL << 30));
+    o.timeout = ms(targets.number("webhook_timeout_seconds", 30, 1, 86400));
+    o.connect_timeout = ms(targets.number("webhook_connect_timeout_seconds", 10, 1, 3600));
+    o.concurrency = static_cast<unsigned>(targets.integer("webhook_concurrency", 4, 1, 1024));
+    o.ca_file = targets.string("webhook_ca_file", "");
+    o.max_response =
+        static_cast<std::size_t>(targets.integer("webhook_max_response", 4096, 0, 16 << 20));
     std::string auth = "none";
     std::size_t pos = 0;
     while (pos <= frag.size() && !frag.empty()) {
@@ -510,7 +512,8 @@ result classify_http(const http_answer& a, const std::string& where, std::time_t
 }
 
 std::unique_ptr<import_target> make_webhook_target(const config& cfg, std::string_view rest) {
-    return std::make_unique<webhook_target>(cfg, parse_webhook_spec(rest, cfg.section("targets")));
+    return std::make_unique<webhook_target>(
+        cfg, parse_webhook_spec(rest, config_reader(cfg, "targets")));
 }
 
 }  // namespace mx::importer

@@ -49,11 +49,7 @@ constexpr int ex_config = 78;  // sysexits EX_CONFIG
 constexpr int ex_oserr = 71;   // sysexits EX_OSERR
 
 std::string socketmap_spec(const config& cfg) {
-    const auto& m = cfg.section("milter");
-    auto it = m.find("socketmap");
-    if (it == m.end()) return "unix:" + (cfg.run_dir / "socketmap.sock").string();
-    if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.socketmap: string");
-    return cfg.resolve_socket(it->get<std::string>());  // "" disables the socketmap service
+    return cfg.milter.socketmap;  // "" disables the socketmap service
 }
 
 // The folder of a unix socket, created (0755, for the daemon account) when missing. Created
