@@ -14,6 +14,63 @@ nlohmann::json connector_json(const connector& c, mxctl_context& ctx, std::size_
     return j;
 }
 
+void connector_show(mxctl_context& ctx, const std::string& name, bool json) {
+    auto v = ctx.open_store_read_only().read();
+    auto c = v.find_connector(name, true);
+    if (!c) throw cli_error("no connector named '" + name + "' (see: mxctl connector list)");
+    std::size_t n = 0;
+    v.for_each_mailbox(
+        [&](const mailbox&) {
+            ++n;
+            return true;
+        },
+        c->name);
+    auto j = connector_json(*c, ctx, n);
+    if (json) return print_json(j);
+    std::string domains;
+    for (auto& d : c->domains) domains += (domains.empty() ? "" : ", ") + d;
+    std::string auth(to_string(c->smtp.auth));
+    if (c->smtp.auth == auth_method::generic)
+        auth += " mechanism=" + std::string(to_string(c->smtp.mechanism)) +
+                " user=" + c->smtp.username + " secret=" + j["smtp"]["secret"].get<std::string>();
+    print_table(
+        {{"name:", c->name},
+         {"active:", c->active ? "yes" : "no"},
+         {"drop folder:", c->drop_folder},
+         {"domains:", domains.empty() ? "(none)" : domains},
+         {"smtp server:", ops::smtp_summary(ctx.cfg(), *c)},
+         {"authentication:", auth},
+         {"bounce sender:", c->bounce_sender.empty() ? "<> (MAILER-DAEMON)" : c->bounce_sender},
+         {"max message size:",
+          c->max_message_size ? std::to_string(c->max_message_size) : "unlimited"},
+         {"default target:", c->default_target.empty() ? "maildir (mail_root)" : c->default_target},
+         {"mailboxes:", std::to_string(n)}});
+}
+
+void connector_list(mxctl_context& ctx, bool json) {
+    auto v = ctx.open_store_read_only().read();
+    auto cs = v.connectors();
+    std::map<std::string, std::size_t> counts;
+    v.for_each_mailbox([&](const mailbox& m) {
+        ++counts[m.connector];
+        return true;
+    });
+    if (json) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (auto& c : cs) arr.push_back(connector_json(c, ctx, counts[c.name]));
+        return print_json(arr);
+    }
+    std::vector<std::vector<std::string>> rows{
+        {"NAME", "ACTIVE", "DOMAINS", "MAILBOXES", "DROP FOLDER"}};
+    for (auto& c : cs) {
+        std::string d;
+        for (auto& x : c.domains) d += (d.empty() ? "" : ",") + x;
+        rows.push_back({c.name, c.active ? "yes" : "no", d.empty() ? "-" : d,
+                        std::to_string(counts[c.name]), c.drop_folder});
+    }
+    print_table(rows);
+}
+
 }  // namespace
 
 void add_connector_commands(CLI::App& app, mxctl_context& ctx) {
@@ -67,69 +124,13 @@ void add_connector_commands(CLI::App& app, mxctl_context& ctx) {
         auto o = std::make_shared<opts>();
         cmd->add_option("NAME", o->name, "connector name")->required();
         cmd->add_flag("--json", o->json, "JSON output");
-        cmd->callback([&ctx, o] {
-            auto v = ctx.open_store_read_only().read();
-            auto c = v.find_connector(o->name, true);
-            if (!c)
-                throw cli_error("no connector named '" + o->name + "' (see: mxctl connector list)");
-            std::size_t n = 0;
-            v.for_each_mailbox(
-                [&](const mailbox&) {
-                    ++n;
-                    return true;
-                },
-                c->name);
-            auto j = connector_json(*c, ctx, n);
-            if (o->json) return print_json(j);
-            std::string domains;
-            for (auto& d : c->domains) domains += (domains.empty() ? "" : ", ") + d;
-            std::string auth(to_string(c->smtp.auth));
-            if (c->smtp.auth == auth_method::generic)
-                auth += " mechanism=" + std::string(to_string(c->smtp.mechanism)) +
-                        " user=" + c->smtp.username +
-                        " secret=" + j["smtp"]["secret"].get<std::string>();
-            print_table({{"name:", c->name},
-                         {"active:", c->active ? "yes" : "no"},
-                         {"drop folder:", c->drop_folder},
-                         {"domains:", domains.empty() ? "(none)" : domains},
-                         {"smtp server:", ops::smtp_summary(ctx.cfg(), *c)},
-                         {"authentication:", auth},
-                         {"bounce sender:",
-                          c->bounce_sender.empty() ? "<> (MAILER-DAEMON)" : c->bounce_sender},
-                         {"max message size:",
-                          c->max_message_size ? std::to_string(c->max_message_size) : "unlimited"},
-                         {"default target:",
-                          c->default_target.empty() ? "maildir (mail_root)" : c->default_target},
-                         {"mailboxes:", std::to_string(n)}});
-        });
+        cmd->callback([&ctx, o] { connector_show(ctx, o->name, o->json); });
     }
     {
         auto* cmd = conn->add_subcommand("list", "list connectors");
         auto json = std::make_shared<bool>(false);
         cmd->add_flag("--json", *json, "JSON output");
-        cmd->callback([&ctx, json] {
-            auto v = ctx.open_store_read_only().read();
-            auto cs = v.connectors();
-            std::map<std::string, std::size_t> counts;
-            v.for_each_mailbox([&](const mailbox& m) {
-                ++counts[m.connector];
-                return true;
-            });
-            if (*json) {
-                nlohmann::json arr = nlohmann::json::array();
-                for (auto& c : cs) arr.push_back(connector_json(c, ctx, counts[c.name]));
-                return print_json(arr);
-            }
-            std::vector<std::vector<std::string>> rows{
-                {"NAME", "ACTIVE", "DOMAINS", "MAILBOXES", "DROP FOLDER"}};
-            for (auto& c : cs) {
-                std::string d;
-                for (auto& x : c.domains) d += (d.empty() ? "" : ",") + x;
-                rows.push_back({c.name, c.active ? "yes" : "no", d.empty() ? "-" : d,
-                                std::to_string(counts[c.name]), c.drop_folder});
-            }
-            print_table(rows);
-        });
+        cmd->callback([&ctx, json] { connector_list(ctx, *json); });
     }
     {
         auto* cmd = conn->add_subcommand("remove", "remove a connector and its domains");

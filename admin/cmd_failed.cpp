@@ -181,6 +181,164 @@ void print_show(const failed_entry& e) {
         }
 }
 
+// Options of `failed retry` and `failed purge`: which entries.
+struct selection {
+    std::vector<std::string> ids;
+    bool all = false;
+    std::string connector;
+    double older_than_days = -1;
+};
+
+std::vector<failed_entry> select_entries(mxctl_context& ctx, const selection& o, const char* verb) {
+    std::vector<failed_entry> out;
+    if (o.all == !o.ids.empty())
+        throw cli_error(std::string("failed ") + verb + ": give IDs or --all", 2);
+    if (!o.all) {
+        for (auto& id : o.ids) out.push_back(find_one(ctx, id));
+        return out;
+    }
+    std::int64_t cutoff =
+        o.older_than_days < 0
+            ? INT64_MAX
+            : static_cast<std::int64_t>(::time(nullptr) - o.older_than_days * 86400);
+    for (auto& e : scan(ctx, o.connector))
+        if (e.reason.value("failed_time", std::int64_t{0}) <= cutoff) out.push_back(e);
+    return out;
+}
+
+void add_selection(CLI::App& cmd, selection& o) {
+    cmd.add_option("ID", o.ids, "FILE or CONNECTOR:FILE");
+    cmd.add_flag("--all", o.all, "every failed file (of --connector)");
+    cmd.add_option("--connector", o.connector, "only this connector (with --all)");
+}
+
+void failed_list(mxctl_context& ctx, bool json, const std::string& connector) {
+    auto entries = scan(ctx, connector);
+    if (json) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (auto& e : entries) arr.push_back(entry_json(e));
+        return print_json(arr);
+    }
+    if (entries.empty()) {
+        std::cout << "no failed imports\n";
+        return;
+    }
+    std::vector<std::vector<std::string>> rows{
+        {"ID", "FAILED", "RECIPIENT", "STATUS", "REASON", "BOUNCE"}};
+    for (auto& e : entries) {
+        std::string rcpt = str(e.reason, "recipient");
+        if (auto it = e.reason.find("recipients");
+            it != e.reason.end() && it->is_array() && it->size() > 1)
+            rcpt += " (+" + std::to_string(it->size() - 1) + ")";
+        rows.push_back({e.connector + ":" + e.file,
+                        when(e.reason.value("failed_time", std::int64_t{0})), rcpt,
+                        str(e.reason, "status"), str(e.reason, "reason"), bounce_state(e.reason)});
+    }
+    print_table(rows);
+}
+
+void failed_show(mxctl_context& ctx, bool json, const std::string& id) {
+    auto e = find_one(ctx, id);
+    if (!json) return print_show(e);
+    auto j = entry_json(e);
+    std::error_code ec;
+    if (fs::exists(e.message_path(), ec)) {
+        std::string why;
+        if (auto c = message_content(e, why))
+            j["content"] = std::move(*c);
+        else
+            j["content_error"] = why;
+    }
+    print_json(j);
+}
+
+void failed_retry(mxctl_context& ctx, const selection& o) {
+    int failures = 0;
+    for (auto& e : select_entries(ctx, o, "retry")) {
+        std::string why;
+        if (!ops::retry_failed(e, why)) {
+            std::cerr << "mxctl: " << e.connector << ":" << e.file << ": " << why << "\n";
+            ++failures;
+            continue;
+        }
+        std::cout << "queued for import again: " << e.connector << ":" << e.file << "\n";
+    }
+    if (failures) ctx.exit_code = 1;
+}
+
+void failed_purge(mxctl_context& ctx, const selection& o) {
+    std::size_t n = 0;
+    for (auto& e : select_entries(ctx, o, "purge")) {
+        ops::purge_failed(e);
+        ++n;
+    }
+    std::cout << "purged " << n << " failed import(s)\n";
+}
+
+struct status_query {
+    std::string file, message_id, queue_id;
+    bool json = false;
+};
+
+// The journal's records of the messages `q` names, one JSON object per message.
+nlohmann::json journal_records(mxctl_context& ctx, const status_query& q, std::string& key) {
+    using importer::journal;
+    int given = !q.file.empty() + !q.message_id.empty() + !q.queue_id.empty();
+    if (given != 1)
+        throw cli_error("import-status: give exactly one of --file, --message-id, --queue-id", 2);
+    ctx.as_state_owner();  // the journal lives in the daemon account's folder
+    std::error_code ec;
+    if (!fs::exists(ctx.cfg().journal_dir() / "data.mdb", ec))
+        throw cli_error("no import journal at " + ctx.cfg().journal_dir().string() +
+                        " (mx-importer has not run)");
+    auto j = journal::open(ctx.cfg().journal_dir(), true);
+    auto t = j.read();
+    auto what = !q.file.empty()         ? journal::by::file
+                : !q.message_id.empty() ? journal::by::message_id
+                                        : journal::by::queue_id;
+    key = !q.file.empty() ? q.file : !q.message_id.empty() ? q.message_id : q.queue_id;
+    nlohmann::json out = nlohmann::json::array();
+    for (auto& [fp, info] : j.lookup(t, what, key)) {
+        nlohmann::json m = {{"fingerprint", fp}, {"deliveries", nlohmann::json::array()}};
+        if (info.is_object())
+            for (auto& [k, v] : info.items()) m[k] = v;
+        for (auto& [rcpt, rec] : j.deliveries_of(t, fp)) {
+            nlohmann::json d = rec.is_object() ? rec : nlohmann::json::object();
+            d["recipient"] = rcpt;
+            m["deliveries"].push_back(d);
+        }
+        out.push_back(m);
+    }
+    return out;
+}
+
+void import_status(mxctl_context& ctx, const status_query& q) {
+    std::string key;
+    auto out = journal_records(ctx, q, key);
+    if (q.json) return print_json(out);
+    if (out.empty()) {
+        std::cout << "the journal knows nothing about " << key << "\n";
+        ctx.exit_code = 1;
+        return;
+    }
+    for (auto& m : out) {
+        std::cout << "message " << str(m, "fingerprint").substr(0, 16) << "  message-id "
+                  << str(m, "message_id") << "  queue id " << str(m, "queue_id") << "\n";
+        std::vector<std::vector<std::string>> rows{
+            {"RECIPIENT", "STATE", "STATUS", "MAILBOX/REASON", "FILE", "WHEN", "HOST"}};
+        for (auto& d : m["deliveries"])
+            rows.push_back(
+                {str(d, "recipient"), str(d, "state"), str(d, "status"),
+                 str(d, "state") == "failed" ? str(d, "reason") + ": " + str(d, "diagnostic")
+                                             : str(d, "mailbox"),
+                 str(d, "file"), when(d.value("time", std::int64_t{0})), str(d, "host")});
+        print_table(rows);
+    }
+    // Why a file may be waiting: targets whose breaker is open or that keep failing.
+    if (auto h = importer::read_target_health(ctx.cfg()))
+        for (const auto& line : importer::target_health_lines(*h)) std::cout << line << "\n";
+}
+
 }  // namespace
 
 void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
@@ -190,188 +348,43 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
 
     struct list_opts {
         bool json = false;
-        std::string connector;
+        std::string id;  // show: FILE or CONNECTOR:FILE; list: --connector
     };
     auto lo = std::make_shared<list_opts>();
     auto* list = failed->add_subcommand("list", "list failed imports");
     list->add_flag("--json", lo->json, "JSON output");
-    list->add_option("--connector", lo->connector, "only this connector");
-    list->callback([&ctx, lo] {
-        auto entries = scan(ctx, lo->connector);
-        if (lo->json) {
-            nlohmann::json arr = nlohmann::json::array();
-            for (auto& e : entries) arr.push_back(entry_json(e));
-            return print_json(arr);
-        }
-        if (entries.empty()) {
-            std::cout << "no failed imports\n";
-            return;
-        }
-        std::vector<std::vector<std::string>> rows{
-            {"ID", "FAILED", "RECIPIENT", "STATUS", "REASON", "BOUNCE"}};
-        for (auto& e : entries) {
-            std::string rcpt = str(e.reason, "recipient");
-            if (auto it = e.reason.find("recipients");
-                it != e.reason.end() && it->is_array() && it->size() > 1)
-                rcpt += " (+" + std::to_string(it->size() - 1) + ")";
-            rows.push_back(
-                {e.connector + ":" + e.file, when(e.reason.value("failed_time", std::int64_t{0})),
-                 rcpt, str(e.reason, "status"), str(e.reason, "reason"), bounce_state(e.reason)});
-        }
-        print_table(rows);
-    });
+    list->add_option("--connector", lo->id, "only this connector");
+    list->callback([&ctx, lo] { failed_list(ctx, lo->json, lo->id); });
 
-    struct show_opts {
-        bool json = false;
-        std::string id;
-    };
-    auto so = std::make_shared<show_opts>();
+    auto so = std::make_shared<list_opts>();
     auto* show =
         failed->add_subcommand("show", "show one failed import: recipients, reason, bounce");
     show->add_option("ID", so->id, "FILE or CONNECTOR:FILE (from mxctl failed list)")->required();
     show->add_flag("--json", so->json, "JSON output");
-    show->callback([&ctx, so] {
-        auto e = find_one(ctx, so->id);
-        if (so->json) {
-            auto j = entry_json(e);
-            std::error_code ec;
-            if (fs::exists(e.message_path(), ec)) {
-                std::string why;
-                if (auto c = message_content(e, why))
-                    j["content"] = std::move(*c);
-                else
-                    j["content_error"] = why;
-            }
-            return print_json(j);
-        }
-        print_show(e);
-    });
+    show->callback([&ctx, so] { failed_show(ctx, so->json, so->id); });
 
-    struct many_opts {
-        std::vector<std::string> ids;
-        bool all = false;
-        std::string connector;
-        double older_than_days = -1;
-    };
-    auto select = [&ctx](const many_opts& o, const char* verb) {
-        std::vector<failed_entry> out;
-        if (o.all == !o.ids.empty())
-            throw cli_error(std::string("failed ") + verb + ": give IDs or --all", 2);
-        if (o.all) {
-            std::int64_t cutoff =
-                o.older_than_days < 0
-                    ? INT64_MAX
-                    : static_cast<std::int64_t>(::time(nullptr) - o.older_than_days * 86400);
-            for (auto& e : scan(ctx, o.connector))
-                if (e.reason.value("failed_time", std::int64_t{0}) <= cutoff) out.push_back(e);
-        } else {
-            for (auto& id : o.ids) out.push_back(find_one(ctx, id));
-        }
-        return out;
-    };
-
-    auto ro = std::make_shared<many_opts>();
+    auto ro = std::make_shared<selection>();
     auto* retry = failed->add_subcommand(
         "retry", "put failed files back into the import path (once; after fixing the mailbox)");
-    retry->add_option("ID", ro->ids, "FILE or CONNECTOR:FILE");
-    retry->add_flag("--all", ro->all, "every failed file (of --connector)");
-    retry->add_option("--connector", ro->connector, "only this connector (with --all)");
-    retry->callback([&ctx, ro, select] {
-        int failures = 0;
-        for (auto& e : select(*ro, "retry")) {
-            std::string why;
-            if (!ops::retry_failed(e, why)) {
-                std::cerr << "mxctl: " << e.connector << ":" << e.file << ": " << why << "\n";
-                ++failures;
-                continue;
-            }
-            std::cout << "queued for import again: " << e.connector << ":" << e.file << "\n";
-        }
-        if (failures) ctx.exit_code = 1;
-    });
+    add_selection(*retry, *ro);
+    retry->callback([&ctx, ro] { failed_retry(ctx, *ro); });
 
-    auto po = std::make_shared<many_opts>();
+    auto po = std::make_shared<selection>();
     auto* purge = failed->add_subcommand("purge", "delete failed files and their reason files");
-    purge->add_option("ID", po->ids, "FILE or CONNECTOR:FILE");
-    purge->add_flag("--all", po->all, "every failed file (of --connector)");
-    purge->add_option("--connector", po->connector, "only this connector (with --all)");
+    add_selection(*purge, *po);
     purge->add_option("--older-than", po->older_than_days,
                       "with --all: only files failed more than DAYS ago");
-    purge->callback([&ctx, po, select] {
-        std::size_t n = 0;
-        for (auto& e : select(*po, "purge")) {
-            ops::purge_failed(e);
-            ++n;
-        }
-        std::cout << "purged " << n << " failed import(s)\n";
-    });
+    purge->callback([&ctx, po] { failed_purge(ctx, *po); });
 
     // mxctl import-status: the journal's view of a file / message-id / queue id.
-    struct trace_opts {
-        std::string file, message_id, queue_id;
-        bool json = false;
-    };
-    auto to = std::make_shared<trace_opts>();
-    auto* trace = app.add_subcommand(
+    auto q = std::make_shared<status_query>();
+    auto* status = app.add_subcommand(
         "import-status", "what the importer did with a file, message-id or queue id (journal)");
-    trace->add_option("--file", to->file, "drop-folder file name");
-    trace->add_option("--message-id", to->message_id, "Message-ID (with <>)");
-    trace->add_option("--queue-id", to->queue_id, "Postfix queue id");
-    trace->add_flag("--json", to->json, "JSON output");
-    trace->callback([&ctx, to] {
-        using importer::journal;
-        int given = !to->file.empty() + !to->message_id.empty() + !to->queue_id.empty();
-        if (given != 1)
-            throw cli_error("import-status: give exactly one of --file, --message-id, --queue-id",
-                            2);
-        ctx.as_state_owner();  // the journal lives in the daemon account's folder
-        std::error_code ec;
-        if (!fs::exists(ctx.cfg().journal_dir() / "data.mdb", ec))
-            throw cli_error("no import journal at " + ctx.cfg().journal_dir().string() +
-                            " (mx-importer has not run)");
-        auto j = journal::open(ctx.cfg().journal_dir(), true);
-        auto t = j.read();
-        auto what = !to->file.empty()         ? journal::by::file
-                    : !to->message_id.empty() ? journal::by::message_id
-                                              : journal::by::queue_id;
-        const std::string& key = !to->file.empty()         ? to->file
-                                 : !to->message_id.empty() ? to->message_id
-                                                           : to->queue_id;
-        nlohmann::json out = nlohmann::json::array();
-        for (auto& [fp, info] : j.lookup(t, what, key)) {
-            nlohmann::json m = {{"fingerprint", fp}, {"deliveries", nlohmann::json::array()}};
-            if (info.is_object())
-                for (auto& [k, v] : info.items()) m[k] = v;
-            for (auto& [rcpt, rec] : j.deliveries_of(t, fp)) {
-                nlohmann::json d = rec.is_object() ? rec : nlohmann::json::object();
-                d["recipient"] = rcpt;
-                m["deliveries"].push_back(d);
-            }
-            out.push_back(m);
-        }
-        if (to->json) return print_json(out);
-        if (out.empty()) {
-            std::cout << "the journal knows nothing about " << key << "\n";
-            ctx.exit_code = 1;
-            return;
-        }
-        for (auto& m : out) {
-            std::cout << "message " << str(m, "fingerprint").substr(0, 16) << "  message-id "
-                      << str(m, "message_id") << "  queue id " << str(m, "queue_id") << "\n";
-            std::vector<std::vector<std::string>> rows{
-                {"RECIPIENT", "STATE", "STATUS", "MAILBOX/REASON", "FILE", "WHEN", "HOST"}};
-            for (auto& d : m["deliveries"])
-                rows.push_back(
-                    {str(d, "recipient"), str(d, "state"), str(d, "status"),
-                     str(d, "state") == "failed" ? str(d, "reason") + ": " + str(d, "diagnostic")
-                                                 : str(d, "mailbox"),
-                     str(d, "file"), when(d.value("time", std::int64_t{0})), str(d, "host")});
-            print_table(rows);
-        }
-        // Why a file may be waiting: targets whose breaker is open or that keep failing.
-        if (auto h = importer::read_target_health(ctx.cfg()))
-            for (const auto& line : importer::target_health_lines(*h)) std::cout << line << "\n";
-    });
+    status->add_option("--file", q->file, "drop-folder file name");
+    status->add_option("--message-id", q->message_id, "Message-ID (with <>)");
+    status->add_option("--queue-id", q->queue_id, "Postfix queue id");
+    status->add_flag("--json", q->json, "JSON output");
+    status->callback([&ctx, q] { import_status(ctx, *q); });
 }
 
 }  // namespace mx::admin

@@ -140,6 +140,71 @@ std::vector<mailbox> read_import_file(const std::string& path) {
     return out;
 }
 
+void mailbox_set(mxctl_context& ctx, const std::string& address,
+                 const std::vector<std::string>& settings) {
+    std::string key = normalize_mailbox_arg(address);
+    // Secrets go with the change (cluster mode: the same PostgreSQL transaction).
+    ops::secret_changes secrets;
+    auto change = [&](store_tx& tx) {
+        secrets.set.clear();
+        auto m = tx.find_mailbox(key);
+        if (!m) throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
+        for (const auto& kv : settings) {
+            auto eq = kv.find('=');
+            if (eq == std::string::npos) throw cli_error("expected KEY=VALUE, got '" + kv + "'");
+            std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+            if (k == "target") {
+                check_target_spec(ctx.cfg(), v);
+                m->target = v;
+            } else if (k == "connector")
+                m->connector = v;
+            else if (k == "oauth.client_id")
+                m->oauth.client_id = v;
+            else if (k == "oauth.tenant")
+                m->oauth.tenant = v;
+            else if (k == "oauth.client_secret")
+                secrets.set.emplace_back(secret_name::oauth_client_secret(key), read_secret_value(v));
+            else if (k == "oauth.refresh_token")
+                secrets.set.emplace_back(secret_name::oauth_refresh_token(key), read_secret_value(v));
+            else if (k == "target.secret")
+                secrets.set.emplace_back(secret_name::target_secret(key), read_secret_value(v));
+            else
+                throw cli_error("unknown mailbox setting '" + k + "'");
+        }
+        tx.update_mailbox(*m);
+    };
+    ops::write(ctx, change, &secrets);
+    std::cout << "mailbox " << key << " updated\n";
+}
+
+void mailbox_list(mxctl_context& ctx, const std::string& conn, bool json) {
+    auto v = ctx.open_store_read_only().read();
+    if (!conn.empty() && !v.find_connector(conn))
+        throw cli_error("no connector named '" + conn + "' (see: mxctl connector list)");
+    if (json) {
+        // Streamed: a million mailboxes must not need a million-element DOM.
+        std::cout << "[";
+        bool first = true;
+        v.for_each_mailbox(
+            [&](const mailbox& m) {
+                std::cout << (first ? "\n  " : ",\n  ") << to_json(m).dump();
+                first = false;
+                return true;
+            },
+            conn);
+        std::cout << (first ? "]\n" : "\n]\n");
+        return;
+    }
+    std::vector<std::vector<std::string>> rows{{"ADDRESS", "CONNECTOR", "TARGET"}};
+    v.for_each_mailbox(
+        [&](const mailbox& m) {
+            rows.push_back({m.address, m.connector, m.target.empty() ? "(default)" : m.target});
+            return true;
+        },
+        conn);
+    print_table(rows);
+}
+
 }  // namespace
 
 void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
@@ -172,45 +237,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         auto o = std::make_shared<opts>();
         cmd->add_option("ADDRESS", o->address, "address")->required();
         cmd->add_option("SETTINGS", o->kv, "KEY=VALUE ...")->required();
-        cmd->callback([&ctx, o] {
-            std::string key = normalize_mailbox_arg(o->address);
-            // Secrets go with the change (cluster mode: the same PostgreSQL transaction).
-            ops::secret_changes secrets;
-            auto change = [&](store_tx& tx) {
-                secrets.set.clear();
-                auto m = tx.find_mailbox(key);
-                if (!m) throw cli_error("no mailbox " + key + " (see: mxctl mailbox list)");
-                for (const auto& kv : o->kv) {
-                    auto eq = kv.find('=');
-                    if (eq == std::string::npos)
-                        throw cli_error("expected KEY=VALUE, got '" + kv + "'");
-                    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-                    if (k == "target") {
-                        check_target_spec(ctx.cfg(), v);
-                        m->target = v;
-                    } else if (k == "connector")
-                        m->connector = v;
-                    else if (k == "oauth.client_id")
-                        m->oauth.client_id = v;
-                    else if (k == "oauth.tenant")
-                        m->oauth.tenant = v;
-                    else if (k == "oauth.client_secret")
-                        secrets.set.emplace_back(secret_name::oauth_client_secret(key),
-                                                 read_secret_value(v));
-                    else if (k == "oauth.refresh_token")
-                        secrets.set.emplace_back(secret_name::oauth_refresh_token(key),
-                                                 read_secret_value(v));
-                    else if (k == "target.secret")
-                        secrets.set.emplace_back(secret_name::target_secret(key),
-                                                 read_secret_value(v));
-                    else
-                        throw cli_error("unknown mailbox setting '" + k + "'");
-                }
-                tx.update_mailbox(*m);
-            };
-            ops::write(ctx, change, &secrets);
-            std::cout << "mailbox " << key << " updated\n";
-        });
+        cmd->callback([&ctx, o] { mailbox_set(ctx, o->address, o->kv); });
     }
     {
         auto* cmd = mb->add_subcommand("remove", "remove a mailbox");
@@ -230,34 +257,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         auto o = std::make_shared<opts>();
         cmd->add_option("--connector", o->conn, "only this connector's");
         cmd->add_flag("--json", o->json, "JSON output");
-        cmd->callback([&ctx, o] {
-            auto v = ctx.open_store_read_only().read();
-            if (!o->conn.empty() && !v.find_connector(o->conn))
-                throw cli_error("no connector named '" + o->conn + "' (see: mxctl connector list)");
-            if (o->json) {
-                // Streamed: a million mailboxes must not need a million-element DOM.
-                std::cout << "[";
-                bool first = true;
-                v.for_each_mailbox(
-                    [&](const mailbox& m) {
-                        std::cout << (first ? "\n  " : ",\n  ") << to_json(m).dump();
-                        first = false;
-                        return true;
-                    },
-                    o->conn);
-                std::cout << (first ? "]\n" : "\n]\n");
-                return;
-            }
-            std::vector<std::vector<std::string>> rows{{"ADDRESS", "CONNECTOR", "TARGET"}};
-            v.for_each_mailbox(
-                [&](const mailbox& m) {
-                    rows.push_back(
-                        {m.address, m.connector, m.target.empty() ? "(default)" : m.target});
-                    return true;
-                },
-                o->conn);
-            print_table(rows);
-        });
+        cmd->callback([&ctx, o] { mailbox_list(ctx, o->conn, o->json); });
     }
     {
         auto* cmd = mb->add_subcommand("show", "show one mailbox");

@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "global/journal.hpp"
-#include "target_health.hpp"
 #include "mxctl.hpp"
+#include "target_health.hpp"
 #include "util/fs.hpp"
 #include "util/prometheus.hpp"
 
@@ -92,6 +92,148 @@ std::string human_bytes(std::uint64_t b) {
     return o.str();
 }
 
+// What every format shows, read once.
+struct stats_view {
+    std::optional<shm_state> shm;
+    std::vector<const connector_counters*> slots;
+    std::int64_t now = 0;
+    std::optional<nlohmann::json> health;  // breakers, by mx-importer
+    std::optional<importer::journal::size_info> journal;
+
+    std::uint64_t get(const std::atomic<std::uint64_t> shm_layout::*f) const {
+        return shm ? (shm->layout().*f).load() : 0;
+    }
+};
+
+stats_view read_stats(mxctl_context& ctx) {
+    stats_view v;
+    v.shm = shm_state::attach_existing(ctx.cfg());
+    if (v.shm) v.slots = v.shm->used_slots();
+    v.now = static_cast<std::int64_t>(std::time(nullptr));
+    v.health = importer::read_target_health(ctx.cfg());
+    v.journal = journal_size(ctx);
+    return v;
+}
+
+void metric_head(std::ostream& out, const std::string& name, const std::string& help, bool gauge) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " "
+        << (gauge ? "gauge" : "counter") << "\n";
+}
+
+// The installation-wide metrics: processes, generation, unattributed RCPT counters.
+void prometheus_global(std::ostream& out, const stats_view& v) {
+    using l = shm_layout;
+    metric_head(out, "mxconnector_up", "1 when the daemon's heartbeat is fresh (15 s).", true);
+    out << "mxconnector_up{process=\"mx-milter\"} "
+        << (heartbeat_up(v.get(&l::milter_heartbeat), v.now) ? 1 : 0) << "\n"
+        << "mxconnector_up{process=\"mx-importer\"} "
+        << (heartbeat_up(v.get(&l::importer_heartbeat), v.now) ? 1 : 0) << "\n";
+    metric_head(out, "mxconnector_heartbeat_timestamp_seconds",
+                "Unix time of the daemon's last heartbeat (0: never).", true);
+    out << "mxconnector_heartbeat_timestamp_seconds{process=\"mx-milter\"} "
+        << v.get(&l::milter_heartbeat) << "\n"
+        << "mxconnector_heartbeat_timestamp_seconds{process=\"mx-importer\"} "
+        << v.get(&l::importer_heartbeat) << "\n";
+    metric_head(out, "mxconnector_generation", "Store change generation.", true);
+    out << "mxconnector_generation " << v.get(&l::generation) << "\n";
+    metric_head(out, "mxconnector_rcpt_not_ours_total", "RCPT for domains of no connector.", false);
+    out << "mxconnector_rcpt_not_ours_total " << v.get(&l::not_ours) << "\n";
+    metric_head(out, "mxconnector_rcpt_syntax_rejected_total", "RCPT rejected 501 5.1.3.", false);
+    out << "mxconnector_rcpt_syntax_rejected_total " << v.get(&l::rejected_syntax) << "\n";
+    metric_head(out, "mxconnector_rcpt_tempfailed_unattributed_total",
+                "RCPT deferred 451 4.3.0 before a connector was known (store down).", false);
+    out << "mxconnector_rcpt_tempfailed_unattributed_total "
+        << v.get(&l::tempfailed_error_unattributed) << "\n";
+}
+
+std::string prometheus_text(const stats_view& v) {
+    std::ostringstream out;
+    prometheus_global(out, v);
+    for (const auto& d : connector_defs) {
+        std::string metric = std::string("mxconnector_") + d.name + (d.gauge ? "" : "_total");
+        metric_head(out, metric, std::string(d.help) + ".", d.gauge);
+        for (auto* s : v.slots)
+            out << metric << "{connector=\"" << util::prometheus_label_value(s->name) << "\"} "
+                << (s->*d.field).load() << "\n";
+    }
+    metric_head(out, "mxconnector_oldest_file_age_seconds",
+                "Age of the oldest file waiting in the drop folder (0: none).", true);
+    for (auto* s : v.slots) {
+        auto t = static_cast<std::int64_t>(s->oldest_file_time.load());
+        out << "mxconnector_oldest_file_age_seconds{connector=\""
+            << util::prometheus_label_value(s->name) << "\"} "
+            << (t > 0 && v.now > t ? v.now - t : 0) << "\n";
+    }
+    if (const auto& js = v.journal) {
+        metric_head(out, "mxconnector_journal_bytes",
+                    "Size of the import journal's data file (data.mdb).", true);
+        out << "mxconnector_journal_bytes " << js->bytes << "\n";
+        metric_head(out, "mxconnector_journal_entries", "Entries in the import journal.", true);
+        const std::pair<const char*, std::uint64_t> dbs[] = {{"deliveries", js->deliveries},
+                                                             {"files", js->files},
+                                                             {"msgids", js->msgids},
+                                                             {"queueids", js->queueids},
+                                                             {"retries", js->retries}};
+        for (auto [db, n] : dbs)
+            out << "mxconnector_journal_entries{db=\"" << db << "\"} " << n << "\n";
+    }
+    if (v.health) out << importer::target_health_prometheus(*v.health);
+    return out.str();
+}
+
+nlohmann::json stats_json(mxctl_context& ctx, const stats_view& v) {
+    using l = shm_layout;
+    nlohmann::json j = {{"segment", v.shm ? shm_state::segment_name(ctx.cfg()) : ""},
+                        {"running_since", v.get(&l::created_time)},
+                        {"generation", v.get(&l::generation)},
+                        {"not_ours", v.get(&l::not_ours)},
+                        {"rejected_syntax", v.get(&l::rejected_syntax)},
+                        {"milter_heartbeat", v.get(&l::milter_heartbeat)},
+                        {"importer_heartbeat", v.get(&l::importer_heartbeat)},
+                        {"processes",
+                         {{"mx-milter", heartbeat_up(v.get(&l::milter_heartbeat), v.now)},
+                          {"mx-importer", heartbeat_up(v.get(&l::importer_heartbeat), v.now)}}}};
+    nlohmann::json conns = nlohmann::json::object();
+    for (auto* s : v.slots) {
+        nlohmann::json c;
+        for (const auto& d : connector_defs) c[d.name] = (s->*d.field).load();
+        conns[s->name] = c;
+    }
+    j["connectors"] = conns;
+    if (const auto& js = v.journal)
+        j["journal"] = {{"bytes", js->bytes},
+                        {"entries",
+                         {{"deliveries", js->deliveries},
+                          {"files", js->files},
+                          {"msgids", js->msgids},
+                          {"queueids", js->queueids},
+                          {"retries", js->retries}}}};
+    if (v.health) j["targets"] = v.health->value("targets", nlohmann::json::array());
+    return j;
+}
+
+void print_stats(const nlohmann::json& j, const stats_view& v) {
+    if (!v.shm) std::cout << "no counters yet (no daemon has run since boot)\n";
+    std::cout << "mx-milter " << (j["processes"]["mx-milter"].get<bool>() ? "up" : "DOWN")
+              << ", mx-importer " << (j["processes"]["mx-importer"].get<bool>() ? "up" : "DOWN")
+              << "\n";
+    std::cout << "generation " << j["generation"] << ", not ours " << j["not_ours"]
+              << ", syntax rejects " << j["rejected_syntax"] << "\n";
+    std::vector<std::vector<std::string>> rows{{"CONNECTOR"}};
+    for (const auto& d : connector_defs) rows[0].push_back(d.name);
+    for (auto* s : v.slots) {
+        std::vector<std::string> r{s->name};
+        for (const auto& d : connector_defs) r.push_back(std::to_string((s->*d.field).load()));
+        rows.push_back(r);
+    }
+    if (rows.size() > 1) print_table(rows);
+    if (const auto& js = v.journal)
+        std::cout << "journal " << human_bytes(js->bytes) << ", " << js->deliveries
+                  << " deliveries, " << js->retries << " retries\n";
+    if (v.health)
+        for (const auto& line : importer::target_health_lines(*v.health)) std::cout << line << "\n";
+}
+
 }  // namespace
 
 void add_stats_command(CLI::App& app, mxctl_context& ctx) {
@@ -108,133 +250,17 @@ void add_stats_command(CLI::App& app, mxctl_context& ctx) {
                     "write the Prometheus format atomically to this file (node_exporter textfile "
                     "collector, e.g. /var/lib/prometheus/node-exporter/mx-connector.prom)");
     cmd->callback([&ctx, o] {
-        auto shm = shm_state::attach_existing(ctx.cfg());
-        std::vector<const connector_counters*> slots;
-        if (shm) slots = shm->used_slots();
-        const shm_layout* l = shm ? &shm->layout() : nullptr;
-        auto g = [&](const std::atomic<std::uint64_t> shm_layout::*f) -> std::uint64_t {
-            return l ? (l->*f).load() : 0;
-        };
-        const auto now = static_cast<std::int64_t>(std::time(nullptr));
-        const auto health = importer::read_target_health(ctx.cfg());  // breakers, by mx-importer
-        if (o->prometheus || !o->textfile.empty()) {
-            std::ostringstream out;
-            auto metric_head = [&](const std::string& name, const char* help, bool gauge) {
-                out << "# HELP " << name << " " << help << "\n# TYPE " << name << " "
-                    << (gauge ? "gauge" : "counter") << "\n";
-            };
-            metric_head("mxconnector_up", "1 when the daemon's heartbeat is fresh (15 s).", true);
-            out << "mxconnector_up{process=\"mx-milter\"} "
-                << (heartbeat_up(g(&shm_layout::milter_heartbeat), now) ? 1 : 0) << "\n"
-                << "mxconnector_up{process=\"mx-importer\"} "
-                << (heartbeat_up(g(&shm_layout::importer_heartbeat), now) ? 1 : 0) << "\n";
-            metric_head("mxconnector_heartbeat_timestamp_seconds",
-                        "Unix time of the daemon's last heartbeat (0: never).", true);
-            out << "mxconnector_heartbeat_timestamp_seconds{process=\"mx-milter\"} "
-                << g(&shm_layout::milter_heartbeat) << "\n"
-                << "mxconnector_heartbeat_timestamp_seconds{process=\"mx-importer\"} "
-                << g(&shm_layout::importer_heartbeat) << "\n";
-            metric_head("mxconnector_generation", "Store change generation.", true);
-            out << "mxconnector_generation " << g(&shm_layout::generation) << "\n";
-            metric_head("mxconnector_rcpt_not_ours_total", "RCPT for domains of no connector.",
-                        false);
-            out << "mxconnector_rcpt_not_ours_total " << g(&shm_layout::not_ours) << "\n";
-            metric_head("mxconnector_rcpt_syntax_rejected_total", "RCPT rejected 501 5.1.3.",
-                        false);
-            out << "mxconnector_rcpt_syntax_rejected_total " << g(&shm_layout::rejected_syntax)
-                << "\n";
-            metric_head("mxconnector_rcpt_tempfailed_unattributed_total",
-                        "RCPT deferred 451 4.3.0 before a connector was known (store down).",
-                        false);
-            out << "mxconnector_rcpt_tempfailed_unattributed_total "
-                << g(&shm_layout::tempfailed_error_unattributed) << "\n";
-            for (const auto& d : connector_defs) {
-                std::string metric =
-                    std::string("mxconnector_") + d.name + (d.gauge ? "" : "_total");
-                metric_head(metric, (std::string(d.help) + ".").c_str(), d.gauge);
-                for (auto* s : slots)
-                    out << metric << "{connector=\"" << util::prometheus_label_value(s->name)
-                        << "\"} " << (s->*d.field).load() << "\n";
-            }
-            metric_head("mxconnector_oldest_file_age_seconds",
-                        "Age of the oldest file waiting in the drop folder (0: none).", true);
-            for (auto* s : slots) {
-                auto t = static_cast<std::int64_t>(s->oldest_file_time.load());
-                out << "mxconnector_oldest_file_age_seconds{connector=\""
-                    << util::prometheus_label_value(s->name) << "\"} "
-                    << (t > 0 && now > t ? now - t : 0) << "\n";
-            }
-            if (auto js = journal_size(ctx)) {
-                metric_head("mxconnector_journal_bytes",
-                            "Size of the import journal's data file (data.mdb).", true);
-                out << "mxconnector_journal_bytes " << js->bytes << "\n";
-                metric_head("mxconnector_journal_entries", "Entries in the import journal.", true);
-                const std::pair<const char*, std::uint64_t> dbs[] = {{"deliveries", js->deliveries},
-                                                                     {"files", js->files},
-                                                                     {"msgids", js->msgids},
-                                                                     {"queueids", js->queueids},
-                                                                     {"retries", js->retries}};
-                for (auto [db, n] : dbs)
-                    out << "mxconnector_journal_entries{db=\"" << db << "\"} " << n << "\n";
-            }
-            if (health) out << importer::target_health_prometheus(*health);
-            if (!o->textfile.empty()) {
-                // Atomic for the collector: it never reads a half-written file.
-                util::write_file_durable(o->textfile, out.str(), 0644);
-                return;
-            }
-            std::cout << out.str();
-            return;
+        auto v = read_stats(ctx);
+        if (!o->textfile.empty()) {
+            // Atomic for the collector: it never reads a half-written file.
+            util::write_file_durable(o->textfile, prometheus_text(v), 0644);
+        } else if (o->prometheus) {
+            std::cout << prometheus_text(v);
+        } else if (o->json) {
+            print_json(stats_json(ctx, v));
+        } else {
+            print_stats(stats_json(ctx, v), v);
         }
-        nlohmann::json j = {
-            {"segment", shm ? shm_state::segment_name(ctx.cfg()) : ""},
-            {"running_since", g(&shm_layout::created_time)},
-            {"generation", g(&shm_layout::generation)},
-            {"not_ours", g(&shm_layout::not_ours)},
-            {"rejected_syntax", g(&shm_layout::rejected_syntax)},
-            {"milter_heartbeat", g(&shm_layout::milter_heartbeat)},
-            {"importer_heartbeat", g(&shm_layout::importer_heartbeat)},
-            {"processes",
-             {{"mx-milter", heartbeat_up(g(&shm_layout::milter_heartbeat), now)},
-              {"mx-importer", heartbeat_up(g(&shm_layout::importer_heartbeat), now)}}}};
-        nlohmann::json conns = nlohmann::json::object();
-        for (auto* s : slots) {
-            nlohmann::json c;
-            for (const auto& d : connector_defs) c[d.name] = (s->*d.field).load();
-            conns[s->name] = c;
-        }
-        j["connectors"] = conns;
-        auto js = journal_size(ctx);
-        if (js)
-            j["journal"] = {{"bytes", js->bytes},
-                            {"entries",
-                             {{"deliveries", js->deliveries},
-                              {"files", js->files},
-                              {"msgids", js->msgids},
-                              {"queueids", js->queueids},
-                              {"retries", js->retries}}}};
-        if (health) j["targets"] = health->value("targets", nlohmann::json::array());
-        if (o->json) return print_json(j);
-        if (!shm) std::cout << "no counters yet (no daemon has run since boot)\n";
-        std::cout << "mx-milter " << (j["processes"]["mx-milter"].get<bool>() ? "up" : "DOWN")
-                  << ", mx-importer " << (j["processes"]["mx-importer"].get<bool>() ? "up" : "DOWN")
-                  << "\n";
-        std::cout << "generation " << j["generation"] << ", not ours " << j["not_ours"]
-                  << ", syntax rejects " << j["rejected_syntax"] << "\n";
-        std::vector<std::vector<std::string>> rows{{"CONNECTOR"}};
-        for (const auto& d : connector_defs) rows[0].push_back(d.name);
-        for (auto* s : slots) {
-            std::vector<std::string> r{s->name};
-            for (const auto& d : connector_defs) r.push_back(std::to_string((s->*d.field).load()));
-            rows.push_back(r);
-        }
-        if (rows.size() > 1) print_table(rows);
-        if (js)
-            std::cout << "journal " << human_bytes(js->bytes) << ", " << js->deliveries
-                      << " deliveries, " << js->retries << " retries\n";
-        if (health)
-            for (const auto& line : importer::target_health_lines(*health))
-                std::cout << line << "\n";
     });
 }
 

@@ -8,6 +8,33 @@
 #include "mxctl.hpp"
 #include "util/lmdb.hpp"
 
+namespace {
+
+// Every verb group, in the order `mxctl --help` lists them. Each registers its subcommands;
+// options live in a struct the callbacks share (std::make_shared<opts>).
+struct verb_group {
+    const char* verbs;  // for readers of this table
+    void (*add)(CLI::App&, mx::admin::mxctl_context&);
+};
+constexpr verb_group verbs[] = {
+    {"connector", mx::admin::add_connector_commands},
+    {"domain", mx::admin::add_domain_commands},
+    {"mailbox", mx::admin::add_mailbox_commands},
+    {"check", mx::admin::add_check_command},
+    {"export, apply", mx::admin::add_export_apply_commands},
+    {"stats", mx::admin::add_stats_command},
+    {"failed, import-status", mx::admin::add_failed_commands},
+    {"smtp-test, send", mx::admin::add_smtp_commands},
+    {"target-test", mx::admin::add_target_commands},
+    {"doctor", mx::admin::add_doctor_command},
+    {"postfix", mx::admin::add_postfix_commands},
+    {"console", mx::admin::add_console_commands},
+    {"log-report", mx::admin::add_log_report_command},
+    {"cluster", mx::admin::add_cluster_commands},
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
     using namespace mx::admin;
     spdlog::set_level(spdlog::level::warn);
@@ -17,20 +44,7 @@ int main(int argc, char** argv) {
     app.add_option(
         "--config", ctx.config_path,
         "configuration file (default: $MX_CONFIG or /etc/mx-connector/mx-connector.toml)");
-    add_connector_commands(app, ctx);
-    add_domain_commands(app, ctx);
-    add_mailbox_commands(app, ctx);
-    add_check_command(app, ctx);
-    add_export_apply_commands(app, ctx);
-    add_stats_command(app, ctx);
-    add_failed_commands(app, ctx);
-    add_smtp_commands(app, ctx);
-    add_target_commands(app, ctx);
-    add_doctor_command(app, ctx);
-    add_postfix_commands(app, ctx);
-    add_console_commands(app, ctx);
-    add_log_report_command(app, ctx);
-    add_cluster_commands(app, ctx);
+    for (const auto& v : verbs) v.add(app, ctx);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "console.hpp"
+#include "global/config_reader.hpp"
 
 namespace mx::console {
 
@@ -16,11 +17,10 @@ bool console_settings::loopback() const {
 
 console_settings read_settings(const config& cfg) {
     console_settings s;
-    const auto& j = cfg.section("console");
-    auto where = [&](const char* key) { return cfg.file.string() + ": [console] " + key; };
-    if (j.contains("listen")) {
-        if (!j["listen"].is_string()) throw config_error(where("listen") + " must be a string");
-        std::string l = j["listen"].get<std::string>();
+    config_reader r(cfg, "console");
+    auto where = [&](const char* key) { return r.where(key); };
+    if (r.has("listen")) {
+        std::string l = r.string("listen", "");
         auto colon = l.rfind(':');
         int port = -1;
         if (colon != std::string::npos) {
@@ -28,24 +28,15 @@ console_settings read_settings(const config& cfg) {
             if (ec != std::errc() || p != l.data() + l.size()) port = -1;
         }
         if (colon == std::string::npos || colon == 0 || port < 1 || port > 65535)
-            throw config_error(where("listen") + " must be HOST:PORT (e.g. 127.0.0.1:8025), got '" +
-                               l + "'");
+            r.fail("listen", "must be HOST:PORT (e.g. 127.0.0.1:8025), got '" + l + "'");
         s.host = l.substr(0, colon);
         if (s.host.size() > 2 && s.host.front() == '[' && s.host.back() == ']')
             s.host = s.host.substr(1, s.host.size() - 2);
         s.port = port;
     }
-    for (auto [key, dst] : {std::pair{"tls_cert", &s.tls_cert}, std::pair{"tls_key", &s.tls_key}})
-        if (j.contains(key)) {
-            if (!j[key].is_string()) throw config_error(where(key) + " must be a path");
-            *dst = cfg.resolve_path(j[key].get<std::string>()).string();
-        }
-    if (j.contains("sample_seconds")) {
-        if (!j["sample_seconds"].is_number_integer() || j["sample_seconds"].get<int>() < 1 ||
-            j["sample_seconds"].get<int>() > 3600)
-            throw config_error(where("sample_seconds") + " must be 1..3600");
-        s.sample_seconds = j["sample_seconds"].get<int>();
-    }
+    s.tls_cert = r.path("tls_cert", s.tls_cert).string();
+    s.tls_key = r.path("tls_key", s.tls_key).string();
+    s.sample_seconds = static_cast<int>(r.integer("sample_seconds", s.sample_seconds, 1, 3600));
     if (s.tls_cert.empty() != s.tls_key.empty())
         throw config_error(where("tls_cert") + " and tls_key go together: set both or neither");
     if (!s.loopback() && s.tls_cert.empty())

@@ -16,6 +16,7 @@
 #include "ops/console_users.hpp"
 #include "util/fs.hpp"
 #include "util/privdrop.hpp"
+#include "util/signals.hpp"
 
 namespace mx::console {
 namespace {
@@ -77,11 +78,7 @@ int run(const std::string& config_path) {
     auto settings = read_settings(cfg);
     bool tls = !settings.tls_cert.empty();
 
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);  // before any thread: only the waiter gets them
+    util::signal_pipe sigs({SIGTERM, SIGINT});  // before any thread: only the waiter gets them
 
     auto svr = make_server(settings);
     if (!svr->bind_to_port(settings.host, settings.port))
@@ -116,11 +113,12 @@ int run(const std::string& config_path) {
         } while (!cv.wait_for(lock, std::chrono::seconds(settings.sample_seconds),
                               [&] { return stopping; }));
     });
-    std::thread([&svr, sigs] {
-        int sig = 0;
-        sigwait(&sigs, &sig);
+    std::thread waiter([&svr, &sigs] {
+        sigs.start();  // this thread alone takes SIGTERM/SIGINT
+        while (sigs.wait(std::chrono::milliseconds(-1)) == 0) {
+        }
         svr->stop();
-    }).detach();
+    });
 
     std::string url =
         std::string(tls ? "https" : "http") + "://" +
@@ -128,6 +126,8 @@ int run(const std::string& config_path) {
         ":" + std::to_string(settings.port) + "/";
     spdlog::info("mx-console listening on {}", url);
     bool ok = svr->listen_after_bind();
+    util::signal_pipe::post(SIGTERM);  // wakes the waiter when listening ended on its own
+    waiter.join();
     {
         std::lock_guard lock(mu);
         stopping = true;

@@ -292,16 +292,74 @@ bounce_run_stats bounce_sender::run_once() {
     return st;
 }
 
+std::optional<std::string> bounce_sender::suppression(const std::string& sender,
+                                                      const mail::header_block& headers,
+                                                      std::int64_t now) {
+    if (auto why = dsn::suppression_reason(sender, headers)) return why;
+    if (!settings_.enabled) return "bounces are disabled ([bounce] enabled = false)";
+    if (!limiter_allow(sender, now))
+        return "per-sender rate limit (" + std::to_string(settings_.rate_limit) + " per " +
+               std::to_string(settings_.rate_window_seconds) + " s) reached";
+    return std::nullopt;
+}
+
+bounce_sender::identity bounce_sender::identity_for(const std::string& connector_name) {
+    // The store and the secret store open lazily and are shared by the run's workers: read
+    // what is needed under the lock, with the read transaction closed before it is released.
+    std::lock_guard lk(mu_);
+    identity id;
+    {
+        auto view = the_store().read();
+        if (!connector_name.empty()) id.conn = view.find_connector(connector_name);
+        if (id.conn && !id.conn->bounce_sender.empty()) {
+            id.from_header = id.conn->bounce_sender;
+            id.sender_mb = view.find_mailbox(mail::to_lower(id.conn->bounce_sender));
+            if (!id.sender_mb) {  // not necessarily a managed mailbox: credentials-less identity
+                id.sender_mb = mailbox{};
+                id.sender_mb->address = mail::to_lower(id.conn->bounce_sender);
+                id.sender_mb->connector = id.conn->name;
+            }
+        }
+    }
+    id.secrets = id.conn && id.conn->smtp.auth != auth_method::none ? the_secrets() : secrets_;
+    return id;
+}
+
+dsn::input bounce_sender::report_for(const std::vector<loaded_job>& jobs, const std::string& sender,
+                                     const std::string& from_header,
+                                     const std::optional<std::string>& original,
+                                     std::int64_t now) const {
+    dsn::input in;
+    std::set<std::string> seen;
+    for (auto& lj : jobs) {
+        if (lj.job.arrival_time > 0 &&
+            (in.arrival_time == 0 || lj.job.arrival_time < in.arrival_time))
+            in.arrival_time = lj.job.arrival_time;
+        for (auto& r : lj.job.recipients)
+            if (seen.insert(mail::to_lower(r.final_recipient)).second)
+                in.recipients.push_back(
+                    {r.final_recipient, r.original_recipient, r.status, r.diagnostic});
+    }
+    in.reporting_mta = cfg_.hostname;
+    in.from_address = from_header;
+    in.from_display = settings_.from_display;
+    in.to = sender;
+    in.subject = settings_.subject;
+    in.human_template = settings_.human_template;
+    in.size_limit = settings_.size_limit;
+    in.now = now;
+    if (original) in.original = *original;
+    return in;
+}
+
 void bounce_sender::process(const std::string& key, std::vector<loaded_job>& jobs,
                             bounce_run_stats& st, std::map<std::string, std::int64_t>& pending) {
     const auto now = now_();
     const bounce_job& first = jobs.front().job;
-    std::int64_t oldest = INT64_MAX, newest = 0, arrival = 0;
+    std::int64_t oldest = INT64_MAX, newest = 0;
     for (auto& lj : jobs) {
         oldest = std::min(oldest, lj.job.created_time);
         newest = std::max(newest, lj.job.created_time);
-        if (lj.job.arrival_time > 0 && (arrival == 0 || lj.job.arrival_time < arrival))
-            arrival = lj.job.arrival_time;
     }
     auto state = load_state(key);
     if (!state && newest + settings_.coalesce_seconds > now) {  // siblings may still come
@@ -319,25 +377,18 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
     for (auto& lj : jobs) ids += (ids.empty() ? "" : ",") + lj.job.id;
     const std::string what = "bounce " + ids + " to <" + log_safe(sender) + ">";
 
-    // The original message (header section enough above the size limit).
+    // The original message (header section enough above the size limit): the first job's
+    // file that is still there.
     std::size_t cap = std::max<std::size_t>(settings_.size_limit + 1, 256 * 1024);
-    auto original =
-        first.message_path.empty() ? std::nullopt : read_prefix(first.message_path, cap);
-    if (!original) {
-        for (auto& lj : jobs)
-            if (!lj.job.message_path.empty())
-                if ((original = read_prefix(lj.job.message_path, cap))) break;
-    }
+    std::optional<std::string> original;
+    for (auto& lj : jobs)
+        if (!lj.job.message_path.empty())
+            if ((original = read_prefix(lj.job.message_path, cap))) break;
     auto headers =
         mail::parse_header_block(original ? std::string_view(*original) : std::string_view{});
 
     if (!state) {
-        std::optional<std::string> why = dsn::suppression_reason(sender, headers);
-        if (!why && !settings_.enabled) why = "bounces are disabled ([bounce] enabled = false)";
-        if (!why && !limiter_allow(sender, now))
-            why = "per-sender rate limit (" + std::to_string(settings_.rate_limit) + " per " +
-                  std::to_string(settings_.rate_window_seconds) + " s) reached";
-        if (why) {
+        if (auto why = suppression(sender, headers, now)) {
             spdlog::info("{}: suppressed: {}", what, *why);
             finish(key, jobs, "suppressed", *why, 0, nlohmann::json::object());
             for (std::size_t i = 0; i < jobs.size(); ++i) count(jobs[i].job.connector, false);
@@ -357,35 +408,13 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
         return;
     }
 
-    // Connector (may have been removed since: then the installation default, no auth).
-    // The store and the secret store open lazily and are shared by the run's workers: read
-    // what is needed under the lock, with the read transaction closed before it is released.
-    std::unique_lock shared_lk(mu_);
-    std::optional<connector> conn;
-    std::optional<mailbox> sender_mb;
-    std::string from_header;
-    {
-        auto view = the_store().read();
-        if (!first.connector.empty()) conn = view.find_connector(first.connector);
-        if (conn && !conn->bounce_sender.empty()) {
-            from_header = conn->bounce_sender;
-            sender_mb = view.find_mailbox(mail::to_lower(conn->bounce_sender));
-            if (!sender_mb) {  // not necessarily a managed mailbox: credentials-less identity
-                sender_mb = mailbox{};
-                sender_mb->address = mail::to_lower(conn->bounce_sender);
-                sender_mb->connector = conn->name;
-            }
-        }
-    }
+    auto [conn, sender_mb, from_header, secrets] = identity_for(first.connector);
     bool oauth = conn && (conn->smtp.auth == auth_method::google ||
                           conn->smtp.auth == auth_method::microsoft);
     smtp_envelope env;
     env.mail_from =
         oauth ? from_header : std::string();  // RFC 3464: <> unless the provider refuses it
     env.rcpt_to.push_back(sender);
-
-    secret_store* secrets = conn && conn->smtp.auth != auth_method::none ? the_secrets() : secrets_;
-    shared_lk.unlock();
     smtp_submitter submitter(cfg_, secrets);
     auto route = submitter.route_for(conn ? &*conn : nullptr, sender_mb ? &*sender_mb : nullptr);
     auto server = route.server_key();
@@ -409,24 +438,7 @@ void bounce_sender::process(const std::string& key, std::vector<loaded_job>& job
         return;
     }
 
-    std::vector<dsn::recipient> rcpts;
-    std::set<std::string> seen;
-    for (auto& lj : jobs)
-        for (auto& r : lj.job.recipients)
-            if (seen.insert(mail::to_lower(r.final_recipient)).second)
-                rcpts.push_back({r.final_recipient, r.original_recipient, r.status, r.diagnostic});
-    dsn::input in;
-    in.reporting_mta = cfg_.hostname;
-    in.from_address = from_header;
-    in.from_display = settings_.from_display;
-    in.to = sender;
-    in.subject = settings_.subject;
-    in.human_template = settings_.human_template;
-    in.size_limit = settings_.size_limit;
-    in.arrival_time = arrival;
-    in.now = now;
-    in.recipients = std::move(rcpts);
-    if (original) in.original = *original;
+    auto in = report_for(jobs, sender, from_header, original, now);
     auto msg = dsn::build(in);
 
     if (state->in_flight)

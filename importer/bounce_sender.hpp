@@ -38,6 +38,7 @@
 #include "global/bounce_job.hpp"
 #include "global/config.hpp"
 #include "global/dsn.hpp"
+#include "global/mail_header.hpp"
 #include "global/secrets.hpp"
 #include "global/shm_state.hpp"
 #include "global/smtp_submit.hpp"
@@ -115,8 +116,24 @@ class bounce_sender {
         bool in_flight = false;
     };
 
+    // Who sends a group's report: the connector (may have been removed since: then the
+    // installation default, no auth), its bounce sender and the secrets it needs.
+    struct identity {
+        std::optional<connector> conn;
+        std::optional<mailbox> sender_mb;
+        std::string from_header;
+        secret_store* secrets = nullptr;
+    };
+
     void process(const std::string& key, std::vector<loaded_job>& jobs, bounce_run_stats& st,
                  std::map<std::string, std::int64_t>& pending);
+    // First attempt of a group: the reason not to send at all, if any.
+    std::optional<std::string> suppression(const std::string& sender,
+                                           const mail::header_block& headers, std::int64_t now);
+    identity identity_for(const std::string& connector);
+    dsn::input report_for(const std::vector<loaded_job>& jobs, const std::string& sender,
+                          const std::string& from_header,
+                          const std::optional<std::string>& original, std::int64_t now) const;
     void finish(const std::string& key, std::vector<loaded_job>& jobs, const std::string& state,
                 const std::string& detail, int attempts, const nlohmann::json& extra);
     void record(const bounce_job& job, const nlohmann::json& bounce);

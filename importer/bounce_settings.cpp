@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bounce_sender.hpp"
+#include "global/config_reader.hpp"
 #include "global/mail_header.hpp"
 #include "util/fs.hpp"
 
@@ -26,62 +27,38 @@ std::string fnv_hex(std::string_view s) {
     return buf;
 }
 
-template <typename T>
-void get_key(const nlohmann::json& sec, const char* key, T& out) {
-    auto it = sec.find(key);
-    if (it == sec.end()) return;
-    try {
-        out = it->get<T>();
-    } catch (const nlohmann::json::exception&) {
-        throw config_error(std::string("[bounce] ") + key + ": wrong type");
-    }
-}
-
 }  // namespace
 
 bounce_settings bounce_settings::from(const config& cfg) {
     bounce_settings s;
-    const auto& b = cfg.section("bounce");
-    get_key(b, "enabled", s.enabled);
-    get_key(b, "subject", s.subject);
-    get_key(b, "template", s.human_template);
-    if (auto it = b.find("template_file"); it != b.end() && it->is_string()) {
-        std::filesystem::path p = it->get<std::string>();
-        if (p.is_relative() && !cfg.file.empty()) p = cfg.file.parent_path() / p;
+    config_reader r(cfg, "bounce");
+    constexpr std::int64_t day = 86400;
+    s.enabled = r.boolean("enabled", s.enabled);
+    s.subject = r.string("subject", s.subject);
+    if (s.subject.find_first_of("\r\n") != std::string::npos) r.fail("subject", "one line");
+    s.human_template = r.string("template", s.human_template);
+    if (auto p = r.path("template_file", {}); !p.empty()) {
         try {
             s.human_template = util::read_file(p);
         } catch (const std::exception& e) {
-            throw config_error("[bounce] template_file: cannot read " + p.string() + ": " +
-                               e.what());
+            r.fail("template_file", "cannot read " + p.string() + ": " + e.what());
         }
     }
-    get_key(b, "from_name", s.from_display);
-    std::int64_t size_limit = static_cast<std::int64_t>(s.size_limit);
-    get_key(b, "size_limit", size_limit);
-    if (size_limit < 1024) throw config_error("[bounce] size_limit: at least 1024 bytes");
-    s.size_limit = static_cast<std::size_t>(size_limit);
-    get_key(b, "coalesce_seconds", s.coalesce_seconds);
-    get_key(b, "retry_min_seconds", s.retry_min_seconds);
-    get_key(b, "retry_max_seconds", s.retry_max_seconds);
-    get_key(b, "max_age_seconds", s.max_age_seconds);
-    if (b.contains("max_age_days")) {
-        std::int64_t d = 0;
-        get_key(b, "max_age_days", d);
-        s.max_age_seconds = d * 86400;
-    }
-    get_key(b, "rate_limit", s.rate_limit);
-    get_key(b, "rate_window_seconds", s.rate_window_seconds);
-    if (b.contains("done_retention_days")) {
-        std::int64_t d = 0;
-        get_key(b, "done_retention_days", d);
-        s.done_retention_seconds = d * 86400;
-    }
-    get_key(b, "run_budget_seconds", s.run_budget_seconds);
-    if (s.retry_min_seconds < 1 || s.retry_max_seconds < s.retry_min_seconds)
-        throw config_error("[bounce] retry_min_seconds >= 1 and retry_max_seconds >= it");
-    if (s.max_age_seconds < 1) throw config_error("[bounce] max_age_seconds: must be positive");
-    if (s.subject.find_first_of("\r\n") != std::string::npos)
-        throw config_error("[bounce] subject: one line");
+    s.from_display = r.string("from_name", s.from_display);
+    s.size_limit = static_cast<std::size_t>(r.integer(
+        "size_limit", static_cast<std::int64_t>(s.size_limit), 1024, std::int64_t{1} << 30));
+    s.coalesce_seconds = r.integer("coalesce_seconds", s.coalesce_seconds, 0, day);
+    s.retry_min_seconds = r.integer("retry_min_seconds", s.retry_min_seconds, 1, 30 * day);
+    s.retry_max_seconds =
+        r.integer("retry_max_seconds", std::max(s.retry_max_seconds, s.retry_min_seconds),
+                  s.retry_min_seconds, 30 * day);
+    s.max_age_seconds = r.integer("max_age_seconds", s.max_age_seconds, 1, 3650 * day);
+    if (r.has("max_age_days")) s.max_age_seconds = r.integer("max_age_days", 0, 1, 3650) * day;
+    s.rate_limit = static_cast<int>(r.integer("rate_limit", s.rate_limit, 0, 1000000));
+    s.rate_window_seconds = r.integer("rate_window_seconds", s.rate_window_seconds, 1, 30 * day);
+    s.done_retention_seconds =
+        r.integer("done_retention_days", s.done_retention_seconds / day, 0, 3650) * day;
+    s.run_budget_seconds = r.integer("run_budget_seconds", s.run_budget_seconds, 1, 3600);
     return s;
 }
 

@@ -9,26 +9,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <ctime>
 
 #include <spdlog/spdlog.h>
 
 #include "importer.hpp"
 #include "target_health.hpp"
+#include "util/signals.hpp"
 
 namespace mx::importer {
-namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) {
-    g_stop = 1;
-}
-
-}  // namespace
 
 void daemon::request_stop() noexcept {
-    g_stop = 1;
+    util::signal_pipe::post(SIGTERM);
 }
 
 daemon::daemon(const config& cfg, daemon_options o) : cfg_(cfg), o_(std::move(o)) {
@@ -111,11 +103,8 @@ void daemon::rebuild_watches() {
 }
 
 int daemon::run() {
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGTERM, &sa, nullptr);
-    ::sigaction(SIGINT, &sa, nullptr);
+    // Blocked while starting up (a signal then waits in the pipe); taken from the loop's poll.
+    util::signal_pipe sigs({SIGTERM, SIGINT});
     ::signal(SIGPIPE, SIG_IGN);
 
     journal_ = journal::open(cfg_.journal_dir(), false);
@@ -142,7 +131,8 @@ int daemon::run() {
     for (auto& t : tasks_) t.next = clock::now() + t.task.interval;
     std::map<std::string, std::int64_t> oldest;
     publish_health(true);
-    while (!g_stop) {
+    sigs.start();
+    for (int sig = sigs.take(); sig != SIGTERM && sig != SIGINT; sig = sigs.take()) {
         auto now = clock::now();
         if (shm_)
             shm_->layout().importer_heartbeat.store(static_cast<std::uint64_t>(::time(nullptr)));
@@ -192,8 +182,9 @@ int daemon::run() {
         auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(wake - clock::now()).count();
         // Wakes on new files (inotify) and on deliveries that finished on a lane.
-        struct pollfd p[2] = {{engine_->wake_fd(), POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-        ::poll(p, inotify_fd_ >= 0 ? 2 : 1, static_cast<int>(std::clamp<long>(ms, 0, 60000)));
+        struct pollfd p[3] = {
+            {engine_->wake_fd(), POLLIN, 0}, {sigs.fd(), POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
+        ::poll(p, inotify_fd_ >= 0 ? 3 : 2, static_cast<int>(std::clamp<long>(ms, 0, 60000)));
         if (inotify_fd_ >= 0) {
             char buf[8192];
             while (::read(inotify_fd_, buf, sizeof buf) > 0) {

@@ -13,6 +13,7 @@
 #include "delivery_lanes.hpp"
 #include "engine_item.hpp"
 #include "global/cluster.hpp"
+#include "global/config_reader.hpp"
 #include "target_health.hpp"
 #include "util/fs.hpp"
 
@@ -34,41 +35,28 @@ void inject_journal_fault(const std::string& name, const char* step) {
 
 settings settings::from(const config& cfg) {
     settings s;
-    const auto& j = cfg.section("importer");
-    auto num = [&](const char* key, double def) {
-        auto it = j.find(key);
-        return (it != j.end() && it->is_number()) ? it->get<double>() : def;
-    };
-    s.max_age = std::chrono::seconds(static_cast<long>(num("max_age_days", 5) * 86400));
-    s.retry_base = std::chrono::seconds(static_cast<long>(num("retry_base_seconds", 60)));
-    s.retry_max = std::chrono::seconds(static_cast<long>(num("retry_max_seconds", 3600)));
-    s.batch_size = static_cast<std::size_t>(std::max(1.0, num("batch_size", 256)));
-    s.rescan_interval =
-        std::chrono::milliseconds(static_cast<long>(num("rescan_seconds", 5) * 1000));
-    s.eml_settle = std::chrono::seconds(static_cast<long>(num("eml_settle_seconds", 2)));
-    s.worker.base_timeout =
-        std::chrono::milliseconds(static_cast<long>(num("parse_timeout_seconds", 10) * 1000));
-    s.worker.memory_limit = static_cast<std::uint64_t>(num("parse_memory_mb", 1024)) << 20;
-    s.parse_workers = static_cast<std::size_t>(std::clamp(num("parse_workers", 2), 1.0, 16.0));
+    config_reader r(cfg, "importer");
+    auto secs = [](double v) { return std::chrono::seconds(static_cast<long>(v)); };
+    auto ms = [](double v) { return std::chrono::milliseconds(static_cast<long>(v * 1000)); };
+    s.max_age = secs(r.number("max_age_days", 5, 0, 3650) * 86400);
+    s.retry_base = secs(r.number("retry_base_seconds", 60, 0, 86400));
+    s.retry_max = secs(r.number("retry_max_seconds", 3600, 0, 30 * 86400));
+    s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 256, 1, 100000));
+    s.rescan_interval = ms(r.number("rescan_seconds", 5, 0.01, 86400));
+    s.eml_settle = secs(r.number("eml_settle_seconds", 2, 0, 86400));
+    s.worker.base_timeout = ms(r.number("parse_timeout_seconds", 10, 0.1, 3600));
+    s.worker.memory_limit =
+        static_cast<std::uint64_t>(r.integer("parse_memory_mb", 1024, 16, 1 << 20)) << 20;
+    s.parse_workers = static_cast<std::size_t>(r.integer("parse_workers", 2, 1, 16));
     s.worker.limits.max_header_bytes =
-        static_cast<std::size_t>(num("max_header_bytes", 100 * 1024));
-    double days = num("journal_days", 30);
-    if (days < 0) throw config_error("[importer] journal_days must be 0 (keep) or more");
-    s.journal_retention = std::chrono::seconds(static_cast<long>(days * 86400));
-    s.prune_interval = std::chrono::milliseconds(
-        static_cast<long>(std::max(1.0, num("journal_prune_seconds", 3600)) * 1000));
-    s.delivery_threads =
-        static_cast<std::size_t>(std::clamp(num("delivery_threads", 8), 1.0, 256.0));
-    s.delivery_grace = std::chrono::milliseconds(
-        static_cast<long>(std::clamp(num("delivery_grace_ms", 200), 0.0, 600000.0)));
-    std::string dur = j.value("durability", std::string("syncfs"));
-    if (dur == "fsync")
-        s.durability = sync_set::mode::fsync;
-    else if (dur == "syncfs")
-        s.durability = sync_set::mode::syncfs;
-    else
-        throw config_error("[importer] durability must be \"syncfs\" or \"fsync\", not \"" + dur +
-                           "\"");
+        static_cast<std::size_t>(r.integer("max_header_bytes", 100 * 1024, 1024, 64 << 20));
+    s.journal_retention = secs(r.number("journal_days", 30, 0, 36500) * 86400);  // 0: keep
+    s.prune_interval = ms(r.number("journal_prune_seconds", 3600, 1, 30 * 86400));
+    s.delivery_threads = static_cast<std::size_t>(r.integer("delivery_threads", 8, 1, 256));
+    s.delivery_grace = std::chrono::milliseconds(r.integer("delivery_grace_ms", 200, 0, 600000));
+    s.durability = r.word("durability", "syncfs", {"syncfs", "fsync"}) == "fsync"
+                       ? sync_set::mode::fsync
+                       : sync_set::mode::syncfs;
     s.host = cfg.hostname.empty() ? "localhost" : cfg.hostname;
     for (char& c : s.host)
         if (c == '/' || c == '\0' || static_cast<unsigned char>(c) < 32) c = '_';

@@ -52,6 +52,7 @@
 #include <openssl/evp.h>
 
 #include "message_json.hpp"
+#include "message_json_detail.hpp"
 #include "message_parse.hpp"
 #include "target_http.hpp"
 #include "util/sanitizers.hpp"
@@ -59,13 +60,13 @@
 namespace mx::importer {
 namespace {
 
-struct gobject_unref {
-    void operator()(gpointer p) const {
-        if (p) g_object_unref(p);
-    }
-};
-template <class T>
-using gobject_ptr = std::unique_ptr<T, gobject_unref>;
+using detail::addresses;
+using detail::gobject_ptr;
+using detail::header_text;
+using detail::lower;
+using detail::make_valid;
+using detail::trimmed;
+using detail::with_header_boundaries;
 
 std::string base64(const unsigned char* p, std::size_t n) {
     std::string out(4 * ((n + 2) / 3) + 1, '\0');
@@ -74,33 +75,12 @@ std::string base64(const unsigned char* p, std::size_t n) {
     return out;
 }
 
-std::string lower(std::string s) {
-    for (char& c : s)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return s;
-}
-
 bool ieq(const char* a, const char* b) {
     return a && b && g_ascii_strcasecmp(a, b) == 0;
 }
 
-std::string_view trimmed(std::string_view v) {
-    while (!v.empty() && g_ascii_isspace(v.front())) v.remove_prefix(1);
-    while (!v.empty() && g_ascii_isspace(v.back())) v.remove_suffix(1);
-    return v;
-}
-
 bool valid_utf8(std::string_view s) {
     return g_utf8_validate(s.data(), static_cast<gssize>(s.size()), nullptr);
-}
-
-// Any bytes -> valid UTF-8 (invalid sequences become U+FFFD).
-std::string make_valid(std::string_view s) {
-    if (valid_utf8(s)) return std::string(s);
-    char* v = g_utf8_make_valid(s.data(), static_cast<gssize>(s.size()));
-    std::string out = v ? v : "";
-    g_free(v);
-    return out;
 }
 
 // iconv to UTF-8; a byte the charset cannot map becomes U+FFFD and conversion goes on
@@ -281,301 +261,27 @@ nlohmann::json attachment(GMimeObject* obj, bool in_digest, std::uint64_t inline
     return a;
 }
 
-bool has_8bit(std::string_view v) {
-    for (unsigned char c : v)
-        if (c >= 0x80) return true;
-    return false;
-}
-
-// Encoded-words rewritten so GMime's RFC 2047 decoder reads them as RFC 2047 means them:
-// - raw 8-bit bytes inside a Q word (=?iso-8859-1?Q?M\xfcller?=, Eudora does this) are bytes
-//   of the word's charset: written as =XX they decode in it, instead of being guessed as a
-//   separate charset first (GMime's way, which double-decodes them);
-// - B words padded with '=' followed by more encoded-words: GMime joins adjacent words of one
-//   charset before decoding (to rejoin characters split across words) and its base64 state
-//   stops at the padding, losing the rest. Every B word of such a value becomes the Q word
-//   of the same bytes (GLib's base64 decoder), which joins without loss.
-// Anything else is copied unchanged.
-std::string normalise_encoded_words(std::string_view v) {
-    struct word {
-        std::size_t start, end;  // [start, end) of "=?cs?X?text?="
-        std::size_t text;        // offset of text
-        char enc;                // 'Q' or 'B'
-    };
-    std::vector<word> words;
-    for (std::size_t i = 0; (i = v.find("=?", i)) != std::string_view::npos;) {
-        std::size_t q1 = v.find('?', i + 2);
-        if (q1 == std::string_view::npos || q1 + 2 >= v.size() || v[q1 + 2] != '?') {
-            i += 2;
-            continue;
-        }
-        char enc = g_ascii_toupper(v[q1 + 1]);
-        std::size_t end = v.find("?=", q1 + 3);
-        if (end == std::string_view::npos) break;
-        if (enc == 'Q' || enc == 'B') words.push_back({i, end + 2, q1 + 3, enc});
-        i = end + 2;
-    }
-    bool padded_b = false;
-    for (std::size_t k = 0; k + 1 < words.size(); ++k) {
-        const word& w = words[k];
-        if (w.enc == 'B' &&
-            v.substr(w.text, w.end - 2 - w.text).find('=') != std::string_view::npos)
-            padded_b = true;
-    }
-    static const char hex[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(v.size() + 16);
-    std::size_t from = 0;
-    for (const word& w : words) {
-        std::string_view text = v.substr(w.text, w.end - 2 - w.text);
-        bool eight = w.enc == 'Q' && has_8bit(text);
-        if (!eight && !(w.enc == 'B' && padded_b)) continue;
-        out.append(v.substr(from, w.text - 3 - from));  // up to "?X?"
-        out += "?Q?";
-        if (eight) {
-            for (unsigned char c : text) {
-                if (c >= 0x80) {
-                    out += '=';
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                } else {
-                    out += static_cast<char>(c);
-                }
-            }
-        } else {
-            std::string b64(text);
-            gsize n = 0;
-            guchar* bytes = g_base64_decode(b64.c_str(), &n);
-            for (gsize k = 0; k < n; ++k) {
-                unsigned char c = bytes[k];
-                if (g_ascii_isalnum(c)) {
-                    out += static_cast<char>(c);
-                } else {
-                    out += '=';
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                }
-            }
-            g_free(bytes);
-        }
-        out += "?=";
-        from = w.end;
-    }
-    out.append(v.substr(from));
-    return out;
-}
-
-// A header field's value, unfolded and RFC 2047-decoded, valid UTF-8.
-std::string header_text(GMimeHeader* h) {
-    const char* raw = g_mime_header_get_raw_value(h);
-    if (raw && std::strstr(raw, "=?")) {
-        std::string fixed = normalise_encoded_words(raw);
-        if (fixed != raw) {
-            char* unfolded = g_mime_utils_header_unfold(fixed.c_str());
-            char* dec = g_mime_utils_header_decode_text(nullptr, unfolded);
-            std::string out = make_valid(dec ? dec : "");
-            g_free(dec);
-            g_free(unfolded);
-            return out;
-        }
-    }
-    const char* v = g_mime_header_get_value(h);
-    return make_valid(v ? v : "");
-}
-
-// RFC 5322 3.2.2: comments carry no meaning. Removed (outside quoted strings) before an
-// address list is parsed, so "a@b (John)" has no display name, as the RFC and Python say,
-// instead of GMime's legacy reading of the comment as the name.
-std::string strip_comments(std::string_view v) {
-    std::string out;
-    out.reserve(v.size());
-    int depth = 0;
-    bool quoted = false;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        char c = v[i];
-        if (c == '\\' && i + 1 < v.size() && (quoted || depth > 0)) {
-            if (depth == 0) {
-                out += c;
-                out += v[i + 1];
-            }
-            ++i;
-            continue;
-        }
-        if (depth == 0 && c == '"') quoted = !quoted;
-        if (!quoted) {
-            if (c == '(') {
-                if (depth++ == 0) out += ' ';
-                continue;
-            }
-            if (c == ')' && depth > 0) {
-                --depth;
-                continue;
-            }
-        }
-        if (depth == 0) out += c;
-    }
-    return out;
-}
-
-// {name, address} of each mailbox in the first header field `name`, groups flattened.
-nlohmann::json addresses(GMimeObject* msg, const char* name) {
-    nlohmann::json out = nlohmann::json::array();
-    GMimeHeaderList* hl = g_mime_object_get_header_list(msg);
-    GMimeHeader* h = hl ? g_mime_header_list_get_header(hl, name) : nullptr;
-    const char* raw = h ? g_mime_header_get_raw_value(h) : nullptr;
-    if (!raw) return out;
-    char* unfolded = g_mime_utils_header_unfold(normalise_encoded_words(raw).c_str());
-    std::string value = strip_comments(unfolded);
-    g_free(unfolded);
-    gobject_ptr<InternetAddressList> list(internet_address_list_parse(nullptr, value.c_str()));
-    if (!list) return out;
-    std::vector<InternetAddressList*> lists{list.get()};
-    while (!lists.empty()) {
-        InternetAddressList* l = lists.back();
-        lists.pop_back();
-        int n = internet_address_list_length(l);
-        for (int i = 0; i < n; ++i) {
-            InternetAddress* ia = internet_address_list_get_address(l, i);
-            if (INTERNET_ADDRESS_IS_GROUP(ia)) {
-                // groups cannot nest (RFC 5322 3.4); members of one are listed in its place
-                InternetAddressList* m =
-                    internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
-                if (m && lists.size() < 2) {
-                    int k = internet_address_list_length(m);
-                    for (int j = 0; j < k; ++j) {
-                        InternetAddress* mb = internet_address_list_get_address(m, j);
-                        if (!INTERNET_ADDRESS_IS_MAILBOX(mb)) continue;
-                        const char* nm = internet_address_get_name(mb);
-                        const char* ad =
-                            internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(mb));
-                        out.push_back({{"name", make_valid(nm ? nm : "")},
-                                       {"address", make_valid(ad ? ad : "")}});
-                    }
-                }
-                continue;
-            }
-            if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) continue;
-            const char* nm = internet_address_get_name(ia);
-            const char* ad = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
-            out.push_back(
-                {{"name", make_valid(nm ? nm : "")}, {"address", make_valid(ad ? ad : "")}});
-        }
-    }
-    return out;
-}
-
-// The boundary parameter of a Content-Type value (GMime's parameter parser: quotes, RFC 2231).
-std::string boundary_of(const std::string& content_type) {
-    gobject_ptr<GMimeContentType> ct(g_mime_content_type_parse(nullptr, content_type.c_str()));
-    const char* b = ct ? g_mime_content_type_get_parameter(ct.get(), "boundary") : nullptr;
-    return b ? b : "";
-}
-
-// The bytes GMime parses: the original, or a copy in which the structure a reader assumes is
-// made explicit. Two repairs, each where Python's email package, mutt and Thunderbird agree
-// and GMime differs:
-// - RFC 5322/2045 end a header block (the message's, a body part's, an embedded message's)
-//   with an empty line; broken senders leave it out. Readers start the body at the first line
-//   that cannot be a header field; GMime skips such a line, losing text. Every header block
-//   is scanned with the header rule of mail::parse_header_block and an empty line is inserted
-//   where a block ends without one.
-// - A multipart cut off before its close delimiter: readers end its last part at the end of
-//   the file, the final line break being the delimiter's (RFC 2046 5.1.1); GMime keeps it in
-//   the content. The missing close delimiters are appended.
-// - Two delimiter lines in a row delimit no part for readers; GMime makes an empty text/plain
-//   part of them. The first of the two is dropped.
-// Bounded: at most max_mime_multiparts open boundaries are tracked; one pass over the lines.
-std::string_view with_header_boundaries(std::string_view data, std::string& storage) {
-    std::string_view d = data;
-    if (d.substr(0, 5) == "From ") {  // mbox separator, not a header and not content
-        auto eol = d.find('\n');
-        d.remove_prefix(eol == std::string_view::npos ? d.size() : eol + 1);
-    }
-    const parse_limits limits;
-    const bool crlf = d.find("\r\n") != std::string_view::npos;
-    struct edit {
-        std::size_t at, erase;  // insert an empty line at `at` (erase 0), or erase bytes there
-    };
-    std::vector<edit> edits;        // in increasing offset order
-    std::vector<std::string> open;  // boundaries of the multiparts we are in, innermost last
-    // Scans the header block at `at` (and an embedded message's right after it); returns where
-    // the body starts.
-    auto header_block_at = [&](std::size_t at) -> std::size_t {
-        for (int embedded = 0; embedded < 8; ++embedded) {
-            mail::header_block h = mail::parse_header_block(d.substr(at), limits);
-            std::string type;
-            for (const auto& f : h.fields)
-                if (g_ascii_strcasecmp(f.name.c_str(), "Content-Type") == 0) type = f.value;
-            std::string lower_type = lower(std::string(trimmed(type)));
-            if (lower_type.rfind("multipart/", 0) == 0 && open.size() < limits.max_mime_multiparts)
-                if (std::string b = boundary_of(type); !b.empty()) open.push_back(std::move(b));
-            std::size_t body = at + h.section_bytes;
-            if (!h.complete && !h.truncated && body < d.size()) edits.push_back({body, 0});
-            if (h.truncated || body >= d.size() || lower_type.rfind("message/rfc822", 0) != 0)
-                return body;
-            at = body;
-        }
-        return at;
-    };
-    // Which open multipart a line delimits: index into `open` and whether it is the close
-    // delimiter; nullopt for any other line.
-    auto delimiter = [&](std::string_view line) -> std::optional<std::pair<std::size_t, bool>> {
-        if (line.size() < 3 || line[0] != '-' || line[1] != '-') return std::nullopt;
-        while (!line.empty() && g_ascii_isspace(line.back())) line.remove_suffix(1);
-        line.remove_prefix(2);
-        for (std::size_t i = open.size(); i-- > 0;) {
-            const std::string& b = open[i];
-            if (line.size() < b.size() || line.compare(0, b.size(), b) != 0) continue;
-            std::string_view rest = line.substr(b.size());
-            if (rest == "--") return std::pair{i, true};
-            if (rest.empty()) return std::pair{i, false};
-        }
-        return std::nullopt;
-    };
-    auto line_at = [&](std::size_t at) {
-        std::size_t eol = d.find('\n', at);
-        return d.substr(at, (eol == std::string_view::npos ? d.size() : eol + 1) - at);
-    };
-    std::size_t pos = header_block_at(0);
-    while (pos < d.size() && !open.empty()) {
-        std::string_view line = line_at(pos);
-        std::size_t start = pos;
-        pos += line.size();
-        auto delim = delimiter(line);
-        if (!delim) continue;
-        auto [i, close] = *delim;
-        if (close) {  // this multipart (and any inside it) ends
-            open.resize(i);
-            continue;
-        }
-        open.resize(i + 1);  // a part of this multipart begins
-        if (pos < d.size()) {
-            auto following = delimiter(line_at(pos));
-            if (following && following->first == i) {  // no part between two delimiters
-                edits.push_back({start, line.size()});
-                continue;
-            }
-        }
-        pos = header_block_at(pos);
-    }
-    if (edits.empty() && open.empty()) return d;
-    const char* nl = crlf ? "\r\n" : "\n";
-    storage.reserve(d.size() + edits.size() * 2 + open.size() * 80);
-    std::size_t from = 0;
-    for (const edit& e : edits) {
-        storage.append(d.substr(from, e.at - from));
-        if (e.erase == 0) storage += nl;
-        from = e.at + e.erase;
-    }
-    storage.append(d.substr(from));
-    for (std::size_t i = open.size(); i-- > 0;) {
-        if (!storage.empty() && storage.back() != '\n') storage += nl;
-        storage += "--" + open[i] + "--" + nl;
-    }
-    return storage;
-}
-
 }  // namespace
+
+std::string detail::lower(std::string s) {
+    for (char& c : s)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return s;
+}
+
+std::string_view detail::trimmed(std::string_view v) {
+    while (!v.empty() && g_ascii_isspace(v.front())) v.remove_prefix(1);
+    while (!v.empty() && g_ascii_isspace(v.back())) v.remove_suffix(1);
+    return v;
+}
+
+std::string detail::make_valid(std::string_view s) {
+    if (g_utf8_validate(s.data(), static_cast<gssize>(s.size()), nullptr)) return std::string(s);
+    char* v = g_utf8_make_valid(s.data(), static_cast<gssize>(s.size()));
+    std::string out = v ? v : "";
+    g_free(v);
+    return out;
+}
 
 nlohmann::json message_to_json(std::string_view data, std::uint64_t inline_max) {
     static std::once_flag once;

@@ -167,20 +167,18 @@ std::vector<std::string> split_command(std::string_view s) {
     return out;
 }
 
-exec_options parse_exec_spec(std::string_view rest, const nlohmann::json& section) {
+exec_options parse_exec_spec(std::string_view rest, const config_reader& targets) {
     exec_options o;
     o.argv = split_command(rest);
     if (o.argv[0].empty() || o.argv[0][0] != '/')
         throw target_error("exec target needs an absolute command path, got '" +
                            reason_text(o.argv[0], 200) + "'");
     o.timeout = std::chrono::milliseconds(
-        std::max<std::int64_t>(1, config_number(section, "exec_timeout_seconds", 60)) * 1000);
-    if (auto ms = config_number(section, "exec_timeout_ms", 0); ms > 0)
+        static_cast<std::int64_t>(targets.number("exec_timeout_seconds", 60, 1, 86400) * 1000));
+    if (auto ms = targets.integer("exec_timeout_ms", 0, 0, 86400000); ms > 0)
         o.timeout = std::chrono::milliseconds(ms);
-    o.max_output = static_cast<std::size_t>(
-        std::clamp<std::int64_t>(config_number(section, "exec_max_output", 4096), 64, 1 << 20));
-    o.concurrency = static_cast<unsigned>(
-        std::max<std::int64_t>(1, config_number(section, "exec_concurrency", 4)));
+    o.max_output = static_cast<std::size_t>(targets.integer("exec_max_output", 4096, 64, 1 << 20));
+    o.concurrency = static_cast<unsigned>(targets.integer("exec_concurrency", 4, 1, 1024));
     return o;
 }
 
@@ -350,7 +348,7 @@ result classify_exit(const exec_outcome& o, const std::string& what) {
 }
 
 std::unique_ptr<import_target> make_exec_target(const config& cfg, std::string_view rest) {
-    return std::make_unique<exec_target>(cfg, parse_exec_spec(rest, cfg.section("targets")),
+    return std::make_unique<exec_target>(cfg, parse_exec_spec(rest, config_reader(cfg, "targets")),
                                          "exec:" + std::string(rest));
 }
 

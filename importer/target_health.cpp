@@ -16,14 +16,14 @@
 namespace mx::importer {
 
 breaker_settings breaker_settings::from(const config& cfg) {
-    const auto& j = cfg.section("importer");
+    config_reader r(cfg, "importer");
     breaker_settings s;
-    s.failures = static_cast<int>(
-        std::clamp<std::int64_t>(config_number(j, "breaker_failures", s.failures), 0, 1000000));
-    s.base = std::chrono::seconds(
-        std::max<std::int64_t>(1, config_number(j, "breaker_base_seconds", s.base.count())));
-    s.max = std::chrono::seconds(std::max<std::int64_t>(
-        s.base.count(), config_number(j, "breaker_max_seconds", s.max.count())));
+    s.failures = static_cast<int>(r.integer("breaker_failures", s.failures, 0, 1000000));
+    s.base = std::chrono::seconds(r.integer("breaker_base_seconds", s.base.count(), 1, 86400));
+    // Never below the first pause: a shorter maximum would make the doubling shrink it.
+    s.max = std::chrono::seconds(r.integer("breaker_max_seconds",
+                                           std::max(s.max.count(), s.base.count()), s.base.count(),
+                                           30 * 86400));
     return s;
 }
 
@@ -134,7 +134,8 @@ void write_target_health(const config& cfg, const nlohmann::json& j) {
 std::optional<nlohmann::json> read_target_health(const config& cfg) {
     // O_NOFOLLOW, O_NONBLOCK (a FIFO planted there must not hang it) and a cap: mxctl may run as
     // root; the folder is the daemon account's.
-    int fd = ::open(target_health_path(cfg).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd =
+        ::open(target_health_path(cfg).c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
     std::string data;
     char buf[8192];

@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "global/config.hpp"
+#include "global/config_reader.hpp"
 #include "import_target.hpp"
 
 namespace mx::importer {
@@ -50,9 +51,6 @@ std::string idempotency_key(std::string_view fingerprint, std::string_view recip
 // Receiver/command text for a reason: control characters -> ' ', runs of blanks collapsed,
 // invalid UTF-8 replaced, at most max_len bytes (then "...").
 std::string reason_text(std::string_view raw, std::size_t max_len = 300);
-// An integer setting of the [importer] section (JSON numbers may be written as floats);
-// `def` when absent or not a number.
-std::int64_t config_number(const nlohmann::json& section, const char* key, std::int64_t def);
 
 // The next retry delay the engine should use: exponential from `base` doubling per attempt up
 // to `max`, at least `retry_after` (capped at `max`... a receiver asking for more waits up to
@@ -111,7 +109,7 @@ struct webhook_options {
 // "URL[#key=value&...]" with defaults from the config's [targets] section. Fragment keys:
 // format=raw|json, inline_max=BYTES, auth=none|bearer|basic, user=NAME, sign=0|1,
 // timeout=SECONDS, connect_timeout=SECONDS, concurrency=N, ca=PATH. Throws target_error.
-webhook_options parse_webhook_spec(std::string_view rest, const nlohmann::json& section);
+webhook_options parse_webhook_spec(std::string_view rest, const config_reader& targets);
 
 // HMAC-SHA256(secret, timestamp + "." + body) as lower-case hex. Throws target_error.
 std::string webhook_signature(std::string_view secret, std::int64_t timestamp,
@@ -165,7 +163,7 @@ struct exec_options {
     std::size_t max_output = 4096;  // bytes of stdout+stderr kept for the reason
     unsigned concurrency = 4;
 };
-exec_options parse_exec_spec(std::string_view rest, const nlohmann::json& section);
+exec_options parse_exec_spec(std::string_view rest, const config_reader& targets);
 
 struct exec_outcome {
     int wait_status = 0;  // as waitpid() gives it

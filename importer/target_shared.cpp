@@ -27,12 +27,6 @@ std::string idempotency_key(std::string_view fingerprint, std::string_view recip
            });
 }
 
-std::int64_t config_number(const nlohmann::json& section, const char* key, std::int64_t def) {
-    auto it = section.find(key);
-    if (it == section.end() || !it->is_number()) return def;
-    return static_cast<std::int64_t>(it->get<double>());
-}
-
 std::string reason_text(std::string_view raw, std::size_t max_len) {
     std::string out;
     out.reserve(std::min(raw.size(), max_len) + 4);

@@ -3,9 +3,9 @@
 // Order matters (and is why this file exists):
 //   1. block SIGHUP/SIGTERM/SIGINT before any thread exists, so every thread (libmilter's
 //      included) inherits the mask; once all threads run, the main thread alone unblocks them
-//      with handlers that write to a self-pipe. The kernel delivers a process signal to the
-//      thread-group leader when it does not block it, so libmilter's own signal thread (which
-//      would turn SIGHUP into a shutdown) practically never sees one;
+//      with handlers that write to a self-pipe (util::signal_pipe). The kernel delivers a process
+//      signal to the thread-group leader when it does not block it, so libmilter's own signal
+//      thread (which would turn SIGHUP into a shutdown) practically never sees one;
 //   2. load the config, open both sockets with owner/group/mode set before they become
 //      visible (place_unix_socket: bound in a private folder, then renamed into place, so a
 //      symlink the daemon account planted in run_dir is replaced, never followed), attach
@@ -41,6 +41,7 @@
 #include "util/fs.hpp"
 #include "util/privdrop.hpp"
 #include "util/service.hpp"
+#include "util/signals.hpp"
 
 namespace mx::milter {
 namespace {
@@ -49,11 +50,7 @@ constexpr int ex_config = 78;  // sysexits EX_CONFIG
 constexpr int ex_oserr = 71;   // sysexits EX_OSERR
 
 std::string socketmap_spec(const config& cfg) {
-    const auto& m = cfg.section("milter");
-    auto it = m.find("socketmap");
-    if (it == m.end()) return "unix:" + (cfg.run_dir / "socketmap.sock").string();
-    if (!it->is_string()) throw config_error(cfg.file.string() + ": milter.socketmap: string");
-    return cfg.resolve_socket(it->get<std::string>());  // "" disables the socketmap service
+    return cfg.milter.socketmap;  // "" disables the socketmap service
 }
 
 // The folder of a unix socket, created (0755, for the daemon account) when missing. Created
@@ -125,15 +122,6 @@ void stop_milter(const std::string& spec) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     stopper.join();
-}
-
-int g_signal_pipe[2] = {-1, -1};
-
-extern "C" void on_signal(int sig) {
-    int saved = errno;
-    unsigned char c = static_cast<unsigned char>(sig);
-    (void)!::write(g_signal_pipe[1], &c, 1);
-    errno = saved;
 }
 
 }  // namespace
@@ -236,12 +224,13 @@ void place_unix_socket(const std::string& path, const socket_access& access,
 
 int run(const options& opts) {
     // 1. Signals first: every thread created later inherits this mask.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    std::optional<util::signal_pipe> sigs;  // blocked before any thread exists
+    try {
+        sigs.emplace(std::initializer_list<int>{SIGHUP, SIGTERM, SIGINT});
+    } catch (const std::exception& e) {
+        std::cerr << "mx-milter: " << e.what() << "\n";
+        return ex_oserr;
+    }
     ::signal(SIGPIPE, SIG_IGN);
 
     auto st = std::make_unique<daemon_state>();
@@ -335,30 +324,14 @@ int run(const options& opts) {
 
     // All other threads exist (or will be created by threads that block the signals): now the
     // main thread alone takes them.
-    if (::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        spdlog::critical("pipe2: {}", std::strerror(errno));
-        smfi_stop();
-        milter_thread.join();
-        return ex_oserr;
-    }
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    for (int sig : {SIGHUP, SIGTERM, SIGINT}) ::sigaction(sig, &sa, nullptr);
-    pthread_sigmask(SIG_UNBLOCK, &sigs, nullptr);
+    sigs->start();
     util::service::notify_ready("serving " + s.cfg.milter.socket);  // systemd Type=notify
 
     bool stopping = false;
     std::uint64_t reloads_seen = s.shm ? s.shm->layout().reload_requests.load() : 0;
     std::uint64_t generation_seen = 0;
     while (!milter_done.load()) {
-        pollfd pfd{g_signal_pipe[0], POLLIN, 0};
-        int sig = 0;
-        if (::poll(&pfd, 1, 1000) > 0) {
-            unsigned char c = 0;
-            if (::read(g_signal_pipe[0], &c, 1) == 1) sig = c;
-        }
+        int sig = sigs->wait(std::chrono::seconds(1));
         if (sig == SIGTERM || sig == SIGINT) {
             spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
             stopping = true;

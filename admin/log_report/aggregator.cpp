@@ -249,7 +249,6 @@ void aggregator::add_event(const log_line& line, const event& ev) {
     if (now > last_time_) last_time_ = now;
     const std::size_t hour =
         line.hour >= 0 && line.hour < 24 ? static_cast<std::size_t>(line.hour) : 0;
-    const bool by_rcpt = filter_.by_recipient();
     if (++since_sweep_ >= (1u << 20)) {
         since_sweep_ = 0;
         sweep(now);
@@ -271,35 +270,13 @@ void aggregator::add_event(const log_line& line, const event& ev) {
             if (line.daemon == "smtpd") ++t_.disconnections;
             return;
         case event_kind::client:
-        case event_kind::pickup: {
-            msg_state& m = open_message(ev.queue_id, now, true);
-            if (m.received) return;  // a second client= line for the same lifecycle
-            m.received = true;
-            m.hour = static_cast<std::int8_t>(hour);
-            if (ev.kind == event_kind::client)
-                ++t_.received_smtpd;
-            else
-                ++t_.received_pickup;
-            if (!by_rcpt) {
-                m.counted = true;
-                ++t_.received;
-                ++hours_[hour].received;
-            }
-            return;
-        }
+        case event_kind::pickup:
+            return on_received(ev, now, hour);
         case event_kind::message_id:
             open_message(ev.queue_id, now, false);
             return;
-        case event_kind::queued: {
-            msg_state& m = open_message(ev.queue_id, now, false);
-            if (m.queued) return;  // qmgr logs from= again on every queue run
-            m.queued = true;
-            if (by_rcpt) return;  // recipients are not known yet at this point
-            ++t_.queued;
-            if (ev.nrcpt > 0) t_.recipients += static_cast<std::uint64_t>(ev.nrcpt);
-            if (ev.size > 0) t_.bytes_received += static_cast<std::uint64_t>(ev.size);
-            return;
-        }
+        case event_kind::queued:
+            return on_queued(ev, now);
         case event_kind::removed: {
             ++t_.removed;
             auto it = open_.find(ev.queue_id);
@@ -311,158 +288,201 @@ void aggregator::add_event(const log_line& line, const event& ev) {
         }
         case event_kind::expired: {
             auto it = open_.find(ev.queue_id);
-            if (by_rcpt && (it == open_.end() || !it->second.matched)) return;
+            if (filter_.by_recipient() && (it == open_.end() || !it->second.matched)) return;
             ++t_.expired;
             return;
         }
-        case event_kind::import_result: {
-            bool pass = true;
-            domain_stats* ds = recipient_domain(ev.to, pass);
-            if (!pass) return;
-            switch (ev.outcome) {
-                case import_outcome::imported:
-                    ++t_.imported;
-                    if (ds) ++ds->imported;
-                    return;
-                case import_outcome::failed:
-                    ++t_.import_failed;
-                    if (ds) ++ds->import_failed;
-                    import_failure_reasons_.add(ev.reply.empty() ? std::string_view("(none)")
-                                                                 : ev.reply);
-                    return;
-                case import_outcome::deferred:
-                    ++t_.import_deferred;
-                    return;
-                case import_outcome::duplicate:
-                    ++t_.import_duplicates;
-                    return;
-                case import_outcome::other:
-                    return;
-            }
-            return;
-        }
+        case event_kind::import_result:
+            return on_import(ev);
         case event_kind::notification:
             ++t_.notifications;
             return;
-        case event_kind::delivery: {
-            bool pass = true;
-            domain_stats* ds = recipient_domain(ev.to, pass);
-            if (!pass) return;
-            msg_state* m = nullptr;
-            if (by_rcpt || ev.status == delivery_status::deferred) {
-                m = &open_message(ev.queue_id, now, false);
-                m->matched = true;
-            }
-            switch (ev.status) {
-                case delivery_status::sent:
-                    if (ev.forwarded) {
-                        ++t_.forwarded;
-                        return;
-                    }
-                    ++t_.delivered;
-                    ++hours_[hour].delivered;
-                    if (ds) {
-                        ++ds->delivered;
-                        if (ds->connector) ++t_.delivered_to_connectors;
-                    }
-                    if (ev.delay >= 0) delays_.add(ev.delay);
-                    return;
-                case delivery_status::deferred:
-                    ++t_.deferred;
-                    ++hours_[hour].deferred;
-                    if (ds) ++ds->deferred;
-                    if (m && !m->deferred) {
-                        m->deferred = true;
-                        ++t_.deferred_messages;
-                    }
-                    deferral_reasons_.add(normalize_reason(ev.status_text));
-                    return;
-                case delivery_status::bounced:
-                    ++t_.bounced;
-                    ++hours_[hour].bounced;
-                    if (ds) ++ds->bounced;
-                    bounce_reasons_.add(normalize_reason(ev.status_text));
-                    return;
-                case delivery_status::expired:
-                    ++t_.expired;
-                    return;
-                case delivery_status::other:
-                    return;
-            }
+        case event_kind::delivery:
+            return on_delivery(ev, now, hour);
+        case event_kind::reject:
+            return on_reject(ev, hour);
+    }
+}
+
+void aggregator::on_received(const event& ev, std::int64_t now, std::size_t hour) {
+    const bool by_rcpt = filter_.by_recipient();
+    msg_state& m = open_message(ev.queue_id, now, true);
+    if (m.received) return;  // a second client= line for the same lifecycle
+    m.received = true;
+    m.hour = static_cast<std::int8_t>(hour);
+    if (ev.kind == event_kind::client)
+        ++t_.received_smtpd;
+    else
+        ++t_.received_pickup;
+    if (!by_rcpt) {
+        m.counted = true;
+        ++t_.received;
+        ++hours_[hour].received;
+    }
+    return;
+}
+
+void aggregator::on_queued(const event& ev, std::int64_t now) {
+    const bool by_rcpt = filter_.by_recipient();
+    msg_state& m = open_message(ev.queue_id, now, false);
+    if (m.queued) return;  // qmgr logs from= again on every queue run
+    m.queued = true;
+    if (by_rcpt) return;  // recipients are not known yet at this point
+    ++t_.queued;
+    if (ev.nrcpt > 0) t_.recipients += static_cast<std::uint64_t>(ev.nrcpt);
+    if (ev.size > 0) t_.bytes_received += static_cast<std::uint64_t>(ev.size);
+    return;
+}
+
+void aggregator::on_import(const event& ev) {
+    bool pass = true;
+    domain_stats* ds = recipient_domain(ev.to, pass);
+    if (!pass) return;
+    switch (ev.outcome) {
+        case import_outcome::imported:
+            ++t_.imported;
+            if (ds) ++ds->imported;
             return;
-        }
-        case event_kind::reject: {
-            switch (ev.rkind) {
-                case reject_kind::reject_warning:
-                    ++t_.reject_warnings;
-                    return;
-                case reject_kind::hold:
-                case reject_kind::milter_hold:
-                    ++t_.held;
-                    return;
-                case reject_kind::discard:
-                case reject_kind::milter_discard:
-                    ++t_.discarded;
-                    return;
-                case reject_kind::reject:
-                case reject_kind::milter_reject:
-                    break;
+        case import_outcome::failed:
+            ++t_.import_failed;
+            if (ds) ++ds->import_failed;
+            import_failure_reasons_.add(ev.reply.empty() ? std::string_view("(none)") : ev.reply);
+            return;
+        case import_outcome::deferred:
+            ++t_.import_deferred;
+            return;
+        case import_outcome::duplicate:
+            ++t_.import_duplicates;
+            return;
+        case import_outcome::other:
+            return;
+    }
+    return;
+}
+
+void aggregator::on_delivery(const event& ev, std::int64_t now, std::size_t hour) {
+    const bool by_rcpt = filter_.by_recipient();
+    bool pass = true;
+    domain_stats* ds = recipient_domain(ev.to, pass);
+    if (!pass) return;
+    msg_state* m = nullptr;
+    if (by_rcpt || ev.status == delivery_status::deferred) {
+        m = &open_message(ev.queue_id, now, false);
+        m->matched = true;
+    }
+    switch (ev.status) {
+        case delivery_status::sent:
+            if (ev.forwarded) {
+                ++t_.forwarded;
+                return;
             }
-            if (!ev.queue_id.empty() && ev.stage != "RCPT") {
-                // A whole message rejected after it got a queue ID (DATA, END-OF-MESSAGE,
-                // header/body checks): Postfix deletes the file without logging "removed".
-                auto it = open_.find(ev.queue_id);
-                if (it != open_.end()) {
-                    close_message(it->second);
-                    open_.erase(it);
-                }
-            }
-            bool pass = true;
-            domain_stats* ds = nullptr;
-            if (!ev.to.empty()) {
-                ds = recipient_domain(ev.to, pass);
-            } else if (by_rcpt) {
-                pass = false;  // CONNECT/HELO/MAIL-stage rejects name no recipient
-            }
-            if (!pass) return;
-            const bool milter = ev.rkind == reject_kind::milter_reject;
-            const reject_reason reason = classify_reject(ev);
-            ++t_.rejected;
-            ++hours_[hour].rejected;
-            ++rejects_by_reason_[static_cast<std::size_t>(reason)];
-            bump(rejects_by_stage_, ev.stage);
-            if (milter) {
-                ++t_.milter_rejected;
-                bump(milter_rejects_by_stage_, ev.stage);
-            }
-            if (!ev.code.empty() || !ev.dsn.empty()) {
-                char key[32];
-                const sv code = ev.code.substr(0, 3), dsn = ev.dsn.substr(0, 12);
-                std::size_t n = 0;
-                for (char c : code) key[n++] = c;
-                if (!code.empty() && !dsn.empty()) key[n++] = ' ';
-                for (char c : dsn) key[n++] = c;
-                bump(rejects_by_code_, sv(key, n));
-            }
+            ++t_.delivered;
+            ++hours_[hour].delivered;
             if (ds) {
-                ++ds->rejected;
-                if (milter) ++ds->milter_rejected;
-                ++ds->rejects_by_reason[static_cast<std::size_t>(reason)];
+                ++ds->delivered;
+                if (ds->connector) ++t_.delivered_to_connectors;
             }
-            if (!ev.to.empty()) rejected_recipients_.add(address_key(ev.to));
-            if (!ev.client_ip.empty() || !ev.client_host.empty()) {
-                char key[max_key + 2];
-                const sv host = cap_key(ev.client_host).substr(0, max_key / 2);
-                const sv ip = ev.client_ip.substr(0, max_key / 2 - 2);
-                std::size_t n = 0;
-                for (char c : host) key[n++] = c;
-                key[n++] = '[';
-                for (char c : ip) key[n++] = c;
-                key[n++] = ']';
-                rejecting_clients_.add(sv(key, n));
-            }
+            if (ev.delay >= 0) delays_.add(ev.delay);
             return;
+        case delivery_status::deferred:
+            ++t_.deferred;
+            ++hours_[hour].deferred;
+            if (ds) ++ds->deferred;
+            if (m && !m->deferred) {
+                m->deferred = true;
+                ++t_.deferred_messages;
+            }
+            deferral_reasons_.add(normalize_reason(ev.status_text));
+            return;
+        case delivery_status::bounced:
+            ++t_.bounced;
+            ++hours_[hour].bounced;
+            if (ds) ++ds->bounced;
+            bounce_reasons_.add(normalize_reason(ev.status_text));
+            return;
+        case delivery_status::expired:
+            ++t_.expired;
+            return;
+        case delivery_status::other:
+            return;
+    }
+    return;
+}
+
+void aggregator::on_reject(const event& ev, std::size_t hour) {
+    const bool by_rcpt = filter_.by_recipient();
+    switch (ev.rkind) {
+        case reject_kind::reject_warning:
+            ++t_.reject_warnings;
+            return;
+        case reject_kind::hold:
+        case reject_kind::milter_hold:
+            ++t_.held;
+            return;
+        case reject_kind::discard:
+        case reject_kind::milter_discard:
+            ++t_.discarded;
+            return;
+        case reject_kind::reject:
+        case reject_kind::milter_reject:
+            break;
+    }
+    if (!ev.queue_id.empty() && ev.stage != "RCPT") {
+        // A whole message rejected after it got a queue ID (DATA, END-OF-MESSAGE,
+        // header/body checks): Postfix deletes the file without logging "removed".
+        auto it = open_.find(ev.queue_id);
+        if (it != open_.end()) {
+            close_message(it->second);
+            open_.erase(it);
         }
+    }
+    bool pass = true;
+    domain_stats* ds = nullptr;
+    if (!ev.to.empty()) {
+        ds = recipient_domain(ev.to, pass);
+    } else if (by_rcpt) {
+        pass = false;  // CONNECT/HELO/MAIL-stage rejects name no recipient
+    }
+    if (!pass) return;
+    count_reject(ev, ds, hour);
+}
+
+void aggregator::count_reject(const event& ev, domain_stats* ds, std::size_t hour) {
+    const bool milter = ev.rkind == reject_kind::milter_reject;
+    const reject_reason reason = classify_reject(ev);
+    ++t_.rejected;
+    ++hours_[hour].rejected;
+    ++rejects_by_reason_[static_cast<std::size_t>(reason)];
+    bump(rejects_by_stage_, ev.stage);
+    if (milter) {
+        ++t_.milter_rejected;
+        bump(milter_rejects_by_stage_, ev.stage);
+    }
+    if (!ev.code.empty() || !ev.dsn.empty()) {
+        char key[32];
+        const sv code = ev.code.substr(0, 3), dsn = ev.dsn.substr(0, 12);
+        std::size_t n = 0;
+        for (char c : code) key[n++] = c;
+        if (!code.empty() && !dsn.empty()) key[n++] = ' ';
+        for (char c : dsn) key[n++] = c;
+        bump(rejects_by_code_, sv(key, n));
+    }
+    if (ds) {
+        ++ds->rejected;
+        if (milter) ++ds->milter_rejected;
+        ++ds->rejects_by_reason[static_cast<std::size_t>(reason)];
+    }
+    if (!ev.to.empty()) rejected_recipients_.add(address_key(ev.to));
+    if (!ev.client_ip.empty() || !ev.client_host.empty()) {
+        char key[max_key + 2];
+        const sv host = cap_key(ev.client_host).substr(0, max_key / 2);
+        const sv ip = ev.client_ip.substr(0, max_key / 2 - 2);
+        std::size_t n = 0;
+        for (char c : host) key[n++] = c;
+        key[n++] = '[';
+        for (char c : ip) key[n++] = c;
+        key[n++] = ']';
+        rejecting_clients_.add(sv(key, n));
     }
 }
 

@@ -187,6 +187,13 @@ class aggregator {
     // Recipient domain filter + per-domain stats slot (nullptr when filtered out).
     domain_stats* recipient_domain(std::string_view address, bool& pass);
     void sweep(std::int64_t now);
+    // add_event's cases, one per kind of event with more than a counter to bump.
+    void on_received(const event& ev, std::int64_t now, std::size_t hour);
+    void on_queued(const event& ev, std::int64_t now);
+    void on_import(const event& ev);
+    void on_delivery(const event& ev, std::int64_t now, std::size_t hour);
+    void on_reject(const event& ev, std::size_t hour);
+    void count_reject(const event& ev, domain_stats* ds, std::size_t hour);
 
     report_filter filter_;
     const connector_map* connectors_;

@@ -1,6 +1,7 @@
 // event_parser: see event_parser.hpp. Dispatch on the first bytes of the message; every
 // branch is a fixed-string compare or a bounded scan.
 #include "event_parser.hpp"
+#include "event_scan.hpp"
 
 namespace mx::logreport {
 
@@ -9,46 +10,10 @@ namespace {
 using sv = std::string_view;
 constexpr auto npos = sv::npos;
 
-inline bool starts(sv s, sv p) {
-    return s.size() >= p.size() && s.compare(0, p.size(), p) == 0;
-}
-inline bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
-
-// Value of "<...>" at s[0] == '<': up to the '>' that is followed by ',', ' ' or the end.
-// Returns the inner text and sets `next` past the '>'.
-sv angle_value(sv s, std::size_t& next) {
-    if (s.empty() || s[0] != '<') {
-        next = 0;
-        return {};
-    }
-    std::size_t i = 1;
-    for (;;) {
-        const std::size_t gt = s.find('>', i);
-        if (gt == npos) {
-            next = s.size();
-            return s.substr(1);
-        }
-        if (gt + 1 == s.size() || s[gt + 1] == ',' || s[gt + 1] == ' ' || s[gt + 1] == ';' ||
-            s[gt + 1] == ':') {
-            next = gt + 1;
-            return s.substr(1, gt - 1);
-        }
-        i = gt + 1;
-    }
-}
-
-// Parses "key=<v>" or "key=v" terminated by `sep` (", " for qmgr/delivery, " " for envelopes).
-std::int64_t to_int(sv s) {
-    std::int64_t v = 0;
-    std::size_t n = 0;
-    for (const char c : s) {
-        if (!is_digit(c) || ++n > 18) break;
-        v = v * 10 + (c - '0');
-    }
-    return n == 0 ? -1 : v;
-}
+using detail::angle_value;
+using detail::is_digit;
+using detail::starts;
+using detail::to_int;
 
 double to_delay(sv s) {
     // "0.02", "1.3", "3605": fixed-point parse; strtod would need a NUL-terminated copy.
@@ -482,116 +447,6 @@ bool parse_event(const log_line& line, event& ev) noexcept {
         return true;
     }
     return false;
-}
-
-bool parse_importer_event(const log_line& line, event& ev) noexcept {
-    ev = event{};
-    sv m = line.message;
-    if (!starts(m, "import ")) {
-        ev.kind = event_kind::info;  // the importer's other chatter
-        return true;
-    }
-    // Keys in the importer's fixed order; values end at the next space, except detail="..."
-    // which comes after everything we read.
-    std::size_t i = 7;
-    while (i < m.size()) {
-        const std::size_t eq = m.find('=', i);
-        if (eq == npos) break;
-        const sv key = m.substr(i, eq - i);
-        if (key == "detail" || key == "file") break;
-        sv rest = m.substr(eq + 1);
-        sv value;
-        std::size_t used;
-        if (!rest.empty() && rest[0] == '<') {
-            value = angle_value(rest, used);
-        } else {
-            used = rest.find(' ');
-            if (used == npos) used = rest.size();
-            value = rest.substr(0, used);
-        }
-        if (key == "connector")
-            ev.connector = value;
-        else if (key == "rcpt")
-            ev.to = value;
-        else if (key == "mailbox")
-            ev.mailbox = value;
-        else if (key == "msgid") {
-            if (!value.empty() && value.front() == '<') value.remove_prefix(1);
-            if (!value.empty() && value.back() == '>') value.remove_suffix(1);
-            ev.message_id = value;
-        } else if (key == "size")
-            ev.size = to_int(value);
-        else if (key == "queue_id")
-            ev.queue_id = value;
-        else if (key == "status")
-            ev.dsn = value;
-        else if (key == "reason")
-            ev.reply = value;
-        else if (key == "outcome") {
-            if (value == "imported")
-                ev.outcome = import_outcome::imported;
-            else if (value == "failed")
-                ev.outcome = import_outcome::failed;
-            else if (value == "deferred")
-                ev.outcome = import_outcome::deferred;
-            else if (value == "duplicate")
-                ev.outcome = import_outcome::duplicate;
-        }
-        i = eq + 1 + used;
-        while (i < m.size() && m[i] == ' ') ++i;
-    }
-    if (ev.to.empty() || ev.outcome == import_outcome::other) return false;
-    ev.kind = event_kind::import_result;
-    return true;
-}
-
-reject_reason classify_reject(const event& ev) noexcept {
-    const sv d = ev.dsn;
-    if (d == "5.1.1") return reject_reason::user_unknown;
-    if (d == "4.2.1") return reject_reason::connector_inactive;
-    if (d == "4.3.0") return reject_reason::store_error;
-    if (d == "4.7.1" && ev.code == "451" && ev.rkind == reject_kind::milter_reject)
-        return reject_reason::milter_unavailable;
-    if (ev.reply.find("Relay access denied") != npos) return reject_reason::relay_denied;
-    return reject_reason::other;
-}
-
-std::string_view reject_reason_name(reject_reason r) noexcept {
-    switch (r) {
-        case reject_reason::user_unknown:
-            return "user_unknown";
-        case reject_reason::connector_inactive:
-            return "connector_inactive";
-        case reject_reason::store_error:
-            return "store_error";
-        case reject_reason::milter_unavailable:
-            return "milter_unavailable";
-        case reject_reason::relay_denied:
-            return "relay_denied";
-        case reject_reason::other:
-            return "other";
-    }
-    return "other";
-}
-
-std::string_view reject_kind_name(reject_kind k) noexcept {
-    switch (k) {
-        case reject_kind::reject:
-            return "reject";
-        case reject_kind::milter_reject:
-            return "milter-reject";
-        case reject_kind::reject_warning:
-            return "reject_warning";
-        case reject_kind::hold:
-            return "hold";
-        case reject_kind::discard:
-            return "discard";
-        case reject_kind::milter_hold:
-            return "milter-hold";
-        case reject_kind::milter_discard:
-            return "milter-discard";
-    }
-    return "reject";
 }
 
 }  // namespace mx::logreport

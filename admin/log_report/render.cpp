@@ -250,7 +250,10 @@ nlohmann::json to_json(const aggregator& agg, const render_options& opt) {
     return j;
 }
 
-void render_text(const aggregator& agg, const render_options& opt, std::ostream& out) {
+namespace {
+
+// The title, the filters and the totals block of the text report.
+void text_totals(const aggregator& agg, std::ostream& out) {
     const totals& t = agg.total();
     out << "Postfix log report";
     if (agg.first_time())
@@ -293,7 +296,12 @@ void render_text(const aggregator& agg, const render_options& opt, std::ostream&
     row(out, "lines", t.lines,
         std::to_string(t.unparsed) + " unparsed, " + std::to_string(t.other_lines) +
             " other programs");
+}
 
+}  // namespace
+
+void render_text(const aggregator& agg, const render_options& opt, std::ostream& out) {
+    text_totals(agg, out);
     out << "\nRejects by reason\n";
     for (int i = 0; i < reject_reason_count; ++i)
         row(out, reason_label(static_cast<reject_reason>(i)),

@@ -46,7 +46,7 @@ void check_target_spec(const config& cfg, const std::string& spec) {
     if (spec.rfind("webhook:", 0) != 0) return;
     try {
         (void)importer::parse_webhook_spec(std::string_view(spec).substr(8),
-                                           cfg.section("targets"));
+                                           config_reader(cfg, "targets"));
     } catch (const std::exception& e) {
         throw op_error(std::string("target: ") + e.what());  // the text names no secret
     }

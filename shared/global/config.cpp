@@ -7,10 +7,13 @@
 #include <toml++/toml.h>
 
 #include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+
+#include "global/config_reader.hpp"
 
 namespace mx {
 namespace {
@@ -57,41 +60,98 @@ std::string machine_fqdn() {
     return buf;
 }
 
-class reader {
-  public:
-    reader(const nlohmann::json& root, const std::filesystem::path& origin)
-        : root_(root), origin_(origin) {}
+// The top-level keys.
+void read_core(config& c) {
+    config_reader r(c, "");
+    c.state_dir = r.path("state_dir", c.state_dir);
+    c.run_dir = r.path("run_dir", c.run_dir);
+    c.mail_root = r.path("mail_root", c.mail_root);
+    c.hostname = r.string("hostname", c.hostname);
+    if (auto u = r.string("user", ""); !u.empty()) c.user = u;
+    c.subaddress_delimiter = r.string("subaddress_delimiter", c.subaddress_delimiter);
+    if (c.subaddress_delimiter.size() > 1) r.fail("subaddress_delimiter", "one character or empty");
+    c.postmaster_target = r.string("postmaster_target", c.postmaster_target);
+    if (!c.postmaster_target.empty() && c.postmaster_target.find(':') == std::string::npos)
+        r.fail("postmaster_target", "a target spec such as \"maildir:/var/mail/postmaster\"");
+    if (c.postmaster_target.rfind("maildir:", 0) == 0)
+        c.postmaster_target = "maildir:" + c.resolve_path(c.postmaster_target.substr(8)).string();
+    c.log_level =
+        r.word("log_level", c.log_level,
+               {"trace", "debug", "info", "warn", "warning", "error", "err", "critical", "off"});
+    c.log_sink = r.word("log_sink", c.log_sink, {"stderr", "syslog"});
+    if (c.hostname.empty()) c.hostname = machine_fqdn();
+}
 
-    template <typename T>
-    void get(const nlohmann::json& obj, const char* section, const char* key, T& out) const {
-        auto it = obj.find(key);
-        if (it == obj.end()) return;
-        try {
-            out = it->get<T>();
-        } catch (const nlohmann::json::exception&) {
-            throw config_error(where(section, key) + ": wrong type");
+// socket_mode: octal as a string ("0660") or a decimal integer.
+unsigned socket_mode_of(const config_reader& r, unsigned def) {
+    if (!r.has("socket_mode")) return def;
+    std::int64_t mode = 0;
+    try {
+        mode = r.integer("socket_mode", def, 0, 07777);
+    } catch (const config_error&) {
+        std::string s = r.string("socket_mode", "");
+        char* end = nullptr;
+        errno = 0;
+        unsigned long v = std::strtoul(s.c_str(), &end, 8);
+        if (s.empty() || errno != 0 || *end != '\0' || v > 07777)
+            r.fail("socket_mode", "an octal mode such as \"0660\", got \"" + s + "\"");
+        mode = static_cast<std::int64_t>(v);
+    }
+    return static_cast<unsigned>(mode);
+}
+
+// A path key of [milter]: `fallback` in run_dir when absent, "" when set to "" (disabled).
+std::string table_path(const config_reader& r, const config& c, const char* key,
+                       const char* fallback) {
+    return r.path(key, c.run_dir / fallback).string();
+}
+
+void read_milter(config& c) {
+    config_reader r(c, "milter");
+    auto& m = c.milter;
+    m.socket = c.resolve_socket(r.string("socket", "unix:" + (c.run_dir / "milter.sock").string()));
+    m.socket_group = r.string("socket_group", m.socket_group);
+    m.socket_mode = socket_mode_of(r, m.socket_mode);
+    m.reject_unknown_domains =
+        r.word("unknown_domain", "continue", {"continue", "reject"}) == "reject";
+    m.accept_postmaster = r.boolean("accept_postmaster", m.accept_postmaster);
+    m.reject_text = r.string("reject_text", m.reject_text);
+    m.hide_existence = r.boolean("hide_existence", m.hide_existence);
+    m.timeout_seconds = static_cast<int>(r.integer("timeout_seconds", m.timeout_seconds, 1, 3600));
+    if (m.socket.rfind("unix:", 0) != 0 && m.socket.rfind("inet:", 0) != 0 &&
+        m.socket.rfind("inet6:", 0) != 0 && m.socket.rfind("local:", 0) != 0)
+        r.fail("socket", "must start with unix:, local:, inet: or inet6:");
+    m.allow_remote = r.boolean("allow_remote", m.allow_remote);
+    if (bool v6 = m.socket.rfind("inet6:", 0) == 0; v6 || m.socket.rfind("inet:", 0) == 0) {
+        // libmilter binds every interface for "inet:PORT": make the default loopback.
+        auto at = m.socket.find('@');
+        if (at == std::string::npos) {
+            m.socket += v6 ? "@[::1]" : "@127.0.0.1";
+        } else if (!loopback_host(m.socket.substr(at + 1)) && !m.allow_remote) {
+            r.fail("socket", m.socket.substr(at + 1) +
+                                 " is not a loopback address: anybody who can reach it can ask "
+                                 "which addresses have a mailbox here. Use inet:PORT (loopback) "
+                                 "or set [milter] allow_remote = true and firewall the port");
         }
     }
-    void path(const nlohmann::json& obj, const char* section, const char* key,
-              std::filesystem::path& out) const {
-        std::string s;
-        get(obj, section, key, s);
-        if (s.empty()) return;
-        std::filesystem::path p(s);
-        if (p.is_relative() && !origin_.empty()) p = origin_.parent_path() / p;
-        out = p.lexically_normal();
-    }
-    std::string where(const char* section, const char* key) const {
-        std::string w = origin_.empty() ? std::string("config") : origin_.string();
-        w += ": ";
-        if (section && *section) w += std::string(section) + ".";
-        return w + key;
-    }
+    m.socketmap =
+        c.resolve_socket(r.string("socketmap", "unix:" + (c.run_dir / "socketmap.sock").string()));
+    m.domain_table = table_path(r, c, "domain_table", "domains");
+    m.drop_table = table_path(r, c, "drop_table", "virtual_mailbox");
+    m.virtual_map = table_path(r, c, "virtual_map", "virtual_mailbox.regexp");
+}
 
-  private:
-    const nlohmann::json& root_;
-    const std::filesystem::path& origin_;
-};
+void read_smtp(config& c) {
+    config_reader r(c, "smtp");
+    c.smtp.host = r.string("host", c.smtp.host);
+    c.smtp.port = static_cast<int>(r.integer("port", c.smtp.port, 1, 65535));
+    c.smtp.security = *parse_tls_mode(r.word("security", std::string(to_string(c.smtp.security)),
+                                             {"none", "starttls", "tls", "smtps"}));
+    c.smtp.ca_file = r.string("ca_file", c.smtp.ca_file);
+    c.smtp.verify_peer = r.boolean("verify_peer", c.smtp.verify_peer);
+    c.smtp.timeout_seconds =
+        static_cast<int>(r.integer("timeout_seconds", c.smtp.timeout_seconds, 1, 3600));
+}
 
 }  // namespace
 
@@ -155,88 +215,9 @@ config parse_config(std::string_view toml_text, const std::filesystem::path& ori
     config c;
     c.file = origin;
     c.raw = to_json(tbl);
-    reader r(c.raw, origin);
-    const auto& root = c.raw;
-    r.path(root, "", "state_dir", c.state_dir);
-    r.path(root, "", "run_dir", c.run_dir);
-    r.path(root, "", "mail_root", c.mail_root);
-    r.get(root, "", "hostname", c.hostname);
-    if (root.contains("user")) {
-        std::string u;
-        r.get(root, "", "user", u);
-        if (!u.empty()) c.user = u;
-    }
-    r.get(root, "", "subaddress_delimiter", c.subaddress_delimiter);
-    if (c.subaddress_delimiter.size() > 1)
-        throw config_error(r.where("", "subaddress_delimiter") + ": one character or empty");
-    r.get(root, "", "postmaster_target", c.postmaster_target);
-    if (!c.postmaster_target.empty() && c.postmaster_target.find(':') == std::string::npos)
-        throw config_error(r.where("", "postmaster_target") +
-                           ": a target spec such as \"maildir:/var/mail/postmaster\"");
-    if (c.postmaster_target.rfind("maildir:", 0) == 0)
-        c.postmaster_target = "maildir:" + c.resolve_path(c.postmaster_target.substr(8)).string();
-    r.get(root, "", "log_level", c.log_level);
-    r.get(root, "", "log_sink", c.log_sink);
-    if (c.log_sink != "stderr" && c.log_sink != "syslog")
-        throw config_error(r.where("", "log_sink") + ": must be \"stderr\" or \"syslog\"");
-    if (c.hostname.empty()) c.hostname = machine_fqdn();
-
-    c.milter.socket = "unix:" + (c.run_dir / "milter.sock").string();
-    const auto& m = c.section("milter");
-    r.get(m, "milter", "socket", c.milter.socket);
-    c.milter.socket = c.resolve_socket(c.milter.socket);
-    r.get(m, "milter", "socket_group", c.milter.socket_group);
-    if (m.contains("socket_mode")) {
-        std::string mode;
-        if (m["socket_mode"].is_string()) {
-            mode = m["socket_mode"].get<std::string>();
-            c.milter.socket_mode = static_cast<unsigned>(std::stoul(mode, nullptr, 8));
-        } else {
-            r.get(m, "milter", "socket_mode", c.milter.socket_mode);
-        }
-    }
-    std::string unknown = c.milter.reject_unknown_domains ? "reject" : "continue";
-    r.get(m, "milter", "unknown_domain", unknown);
-    if (unknown != "continue" && unknown != "reject")
-        throw config_error(r.where("milter", "unknown_domain") +
-                           ": must be \"continue\" or \"reject\"");
-    c.milter.reject_unknown_domains = unknown == "reject";
-    r.get(m, "milter", "accept_postmaster", c.milter.accept_postmaster);
-    r.get(m, "milter", "reject_text", c.milter.reject_text);
-    r.get(m, "milter", "hide_existence", c.milter.hide_existence);
-    r.get(m, "milter", "timeout_seconds", c.milter.timeout_seconds);
-    if (c.milter.socket.rfind("unix:", 0) != 0 && c.milter.socket.rfind("inet:", 0) != 0 &&
-        c.milter.socket.rfind("inet6:", 0) != 0 && c.milter.socket.rfind("local:", 0) != 0)
-        throw config_error(r.where("milter", "socket") +
-                           ": must start with unix:, local:, inet: or inet6:");
-    r.get(m, "milter", "allow_remote", c.milter.allow_remote);
-    if (bool v6 = c.milter.socket.rfind("inet6:", 0) == 0;
-        v6 || c.milter.socket.rfind("inet:", 0) == 0) {
-        // libmilter binds every interface for "inet:PORT": make the default loopback.
-        auto at = c.milter.socket.find('@');
-        if (at == std::string::npos) {
-            c.milter.socket += v6 ? "@[::1]" : "@127.0.0.1";
-        } else if (!loopback_host(c.milter.socket.substr(at + 1)) && !c.milter.allow_remote) {
-            throw config_error(r.where("milter", "socket") + ": " + c.milter.socket.substr(at + 1) +
-                               " is not a loopback address: anybody who can reach it can ask "
-                               "which addresses have a mailbox here. Use inet:PORT (loopback) or "
-                               "set [milter] allow_remote = true and firewall the port");
-        }
-    }
-
-    const auto& s = c.section("smtp");
-    r.get(s, "smtp", "host", c.smtp.host);
-    r.get(s, "smtp", "port", c.smtp.port);
-    if (c.smtp.port < 1 || c.smtp.port > 65535)
-        throw config_error(r.where("smtp", "port") + ": must be 1..65535");
-    std::string sec(to_string(c.smtp.security));
-    r.get(s, "smtp", "security", sec);
-    auto mode = parse_tls_mode(sec);
-    if (!mode) throw config_error(r.where("smtp", "security") + ": must be none, starttls or tls");
-    c.smtp.security = *mode;
-    r.get(s, "smtp", "ca_file", c.smtp.ca_file);
-    r.get(s, "smtp", "verify_peer", c.smtp.verify_peer);
-    r.get(s, "smtp", "timeout_seconds", c.smtp.timeout_seconds);
+    read_core(c);
+    read_milter(c);
+    read_smtp(c);
     return c;
 }
 

@@ -46,6 +46,12 @@ struct milter_config {
     // Against address harvesting: answer unknown users like this (text without the address).
     bool hide_existence = false;
     int timeout_seconds = 30;
+    // What mx-milter serves Postfix besides the milter (one struct: the milter, doctor and
+    // `mxctl postfix setup` read these, never the raw keys). Defaults in run_dir; "" disables.
+    std::string socketmap;     // unix:PATH / inet:PORT@HOST spec (resolved like `socket`)
+    std::string domain_table;  // lmdb: table of the connector domains (Postfix appends .lmdb)
+    std::string drop_table;    // lmdb: table @domain -> drop folder for virtual(8)
+    std::string virtual_map;   // regexp: table for virtual(8)
 };
 
 struct config {

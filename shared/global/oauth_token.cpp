@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "global/config_reader.hpp"
 #include "global/logging.hpp"
 #include "global/mail_compose.hpp"
 #include "util/curl.hpp"
@@ -51,20 +52,17 @@ void write_cache(const std::filesystem::path& dir, const nlohmann::json& j) {
 
 oauth_settings oauth_settings_from(const config& cfg) {
     oauth_settings s;
-    const auto& o = cfg.section("oauth");
-    auto str = [&](const char* key, std::string& out) {
-        if (auto it = o.find(key); it != o.end() && it->is_string()) out = it->get<std::string>();
-    };
-    str("google_token_url", s.google_token_url);
-    str("microsoft_token_url", s.microsoft_token_url);
-    str("google_scope", s.google_scope);
-    str("microsoft_scope", s.microsoft_scope);
-    str("microsoft_app_scope", s.microsoft_app_scope);
-    str("ca_file", s.ca_file);
-    if (auto it = o.find("refresh_margin_seconds"); it != o.end() && it->is_number_integer())
-        s.refresh_margin_seconds = it->get<int>();
-    if (auto it = o.find("timeout_seconds"); it != o.end() && it->is_number_integer())
-        s.timeout_seconds = it->get<int>();
+    config_reader r(cfg, "oauth");
+    for (auto [key, dst] : {std::pair{"google_token_url", &s.google_token_url},
+                            std::pair{"microsoft_token_url", &s.microsoft_token_url},
+                            std::pair{"google_scope", &s.google_scope},
+                            std::pair{"microsoft_scope", &s.microsoft_scope},
+                            std::pair{"microsoft_app_scope", &s.microsoft_app_scope},
+                            std::pair{"ca_file", &s.ca_file}})
+        *dst = r.string(key, *dst);
+    s.refresh_margin_seconds =
+        static_cast<int>(r.integer("refresh_margin_seconds", s.refresh_margin_seconds, 0, 86400));
+    s.timeout_seconds = static_cast<int>(r.integer("timeout_seconds", s.timeout_seconds, 1, 3600));
     if (s.ca_file.empty()) s.ca_file = cfg.smtp.ca_file;
     return s;
 }

@@ -30,18 +30,6 @@ bool loopback(const std::string& h) {
     return h == "127.0.0.1" || h == "localhost" || h == "::1";
 }
 
-// [milter] KEY as a path (resolved against the config file's folder), `fallback` in run_dir
-// when absent, "" when set to "" (disabled). Same rules as mx-milter's daemon.
-std::string milter_path(const config& cfg, const char* key, const char* fallback) {
-    const auto& m = cfg.section("milter");
-    auto it = m.find(key);
-    if (it == m.end()) return (cfg.run_dir / fallback).string();
-    if (!it->is_string())
-        throw config_error(cfg.file.string() + ": milter." + key + ": string expected");
-    auto p = it->get<std::string>();
-    return p.empty() ? p : cfg.resolve_path(p).string();
-}
-
 // Whitespace-separated words of a master.cf command line; "{ ... }" groups stay whole.
 std::vector<std::string> split_words(const std::string& v) {
     std::vector<std::string> out;
@@ -235,17 +223,10 @@ std::optional<std::pair<std::string, std::string>> smtpd_listen(const master_ser
 
 milter_tables milter_tables_of(const config& cfg) {
     milter_tables t;
-    const auto& m = cfg.section("milter");
-    std::string spec = "unix:" + (cfg.run_dir / "socketmap.sock").string();
-    if (auto it = m.find("socketmap"); it != m.end()) {
-        if (!it->is_string())
-            throw config_error(cfg.file.string() + ": milter.socketmap: string expected");
-        spec = cfg.resolve_socket(it->get<std::string>());
-    }
-    if (starts_with(spec, "unix:")) t.socketmap = spec.substr(5);
-    t.domain_table = milter_path(cfg, "domain_table", "domains");
-    t.drop_table = milter_path(cfg, "drop_table", "virtual_mailbox");
-    t.virtual_map = milter_path(cfg, "virtual_map", "virtual_mailbox.regexp");
+    if (starts_with(cfg.milter.socketmap, "unix:")) t.socketmap = cfg.milter.socketmap.substr(5);
+    t.domain_table = cfg.milter.domain_table;
+    t.drop_table = cfg.milter.drop_table;
+    t.virtual_map = cfg.milter.virtual_map;
     return t;
 }
 

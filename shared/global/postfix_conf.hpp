@@ -69,9 +69,8 @@ std::optional<std::string> service_override(const master_service& s, const std::
 std::optional<std::pair<std::string, std::string>> smtpd_listen(const master_service& s,
                                                                 const std::string& interfaces);
 
-// Where mx-milter serves Postfix (the same keys and defaults mx-milter reads: [milter]
-// socketmap, domain_table, drop_table, virtual_map in run_dir). Throws config_error on a
-// non-string value, like the milter.
+// Where mx-milter serves Postfix: config::milter's socketmap, domain_table, drop_table and
+// virtual_map (read once by load_config) in the form Postfix's wiring needs.
 struct milter_tables {
     std::string socketmap;     // unix socket path; empty when disabled or not a unix socket
     std::string domain_table;  // lmdb: table name (Postfix appends .lmdb); empty: disabled

@@ -14,8 +14,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smtp_env import Sink, wait_for  # noqa: E402
+from smtp_env import Sink, wait_for
 
 PORT = 2586
 

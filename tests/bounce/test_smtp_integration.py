@@ -20,8 +20,7 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smtp_env import Dovecot, FakeOAuth, Postfix, Sink, wait_for  # noqa: E402
+from smtp_env import Dovecot, FakeOAuth, Postfix, Sink, wait_for
 
 SINK, STARTTLS, TLS, RELAY_SINK, SLOW_SINK, DOWN = 2580, 2581, 2582, 2583, 2584, 2589
 OAUTH = 8080

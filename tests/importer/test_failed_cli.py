@@ -7,8 +7,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-import mxenv  # noqa: E402
+import mxenv
 
 
 MIME_MESSAGE = (

@@ -12,8 +12,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-import mxenv  # noqa: E402
+import mxenv
 
 
 def env_hdr(rcpt="info@example.test"):

@@ -25,8 +25,7 @@ import threading
 import time
 import http.server
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mxenv  # noqa: E402
+import mxenv
 
 FAILS = []
 

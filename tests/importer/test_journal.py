@@ -12,11 +12,8 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "targets"))
-import mxenv  # noqa: E402
-from receiver import Receiver  # noqa: E402
+import mxenv
+from receiver import Receiver  # tests/targets, on PYTHONPATH (tests/importer/CMakeLists.txt)
 
 PORT = 8137
 SECRET = "long-keys-secret"

@@ -10,8 +10,7 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-import mxenv  # noqa: E402
+import mxenv
 
 SECRET = "hunter2-smtp-password-sandbox-test"
 

@@ -9,8 +9,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-import mxenv  # noqa: E402
+import mxenv
 
 N = 3000
 

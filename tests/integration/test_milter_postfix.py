@@ -11,69 +11,41 @@ Postfix's own client; a "." connector is a final destination, never a relay.
 Usage: test_milter_postfix.py BUILD_DIR   (root; port MX_MILTER_IT_PORT, default 2531)
 Exit 77 (skipped) when not root or Postfix/swaks are missing. Python 3 stdlib only.
 """
-import glob
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import uuid
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
-PORT = int(os.environ.get("MX_MILTER_IT_PORT", "2531"))
-STACK = os.path.join(ROOT, "scripts", "mx-stack")
+import mxtest
+from mxtest import run
 
-
-def run(cmd, check=True, **kw):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}")
-    return p
+BUILD = mxtest.build_dir()
+PORT = mxtest.port("MX_MILTER_IT_PORT", 2531)
 
 
 class MilterPostfix(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="mx-milter-it-")
-        os.chmod(cls.dir, 0o755)
-        cls.conf = os.path.join(cls.dir, "mx-connector.toml")
-        run([STACK, "start", cls.dir, "--port", str(PORT), "--build", BUILD, "--no-importer"])
+        cls.dir = mxtest.temp_dir("mx-milter-it-")
+        cls.stack = mxtest.Stack(cls.dir, PORT, BUILD, "--no-importer")
+        cls.conf = cls.stack.conf
         cls.maillog = os.path.join(cls.dir, "log", "maillog")
-        cls.drop = os.path.join(cls.dir, "drop")
-        cls.mxctl("connector", "add", "demo", "--drop-folder", f"{cls.drop}/demo",
-                  "--domain", "example.test")
-        cls.mxctl("mailbox", "add", "info@example.test", "--connector", "demo")
-        cls.mxctl("mailbox", "add", "sales@example.test", "--connector", "demo")
-        cls.mxctl("connector", "add", "off", "--drop-folder", f"{cls.drop}/off",
-                  "--domain", "off.test", "--inactive")
+        cls.drop = cls.stack.drop
+        cls.stack.add_demo_connectors()
 
     @classmethod
     def tearDownClass(cls):
-        run([STACK, "stop", cls.dir], check=False)
-        if os.environ.get("MX_KEEP_TEST_DIR"):
-            print(f"kept {cls.dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.stack.stop()
+        mxtest.remove_dir(cls.dir)
 
     @classmethod
     def mxctl(cls, *args):
-        return run([os.path.join(BUILD, "admin", "mxctl"), "--config", cls.conf, *args]).stdout
+        return cls.stack.mxctl(*args)
 
     def swaks(self, to, quit_after=None, body=None):
-        cmd = ["swaks", "--server", f"127.0.0.1:{PORT}", "--from", "sender@sender.test",
-               "--to", to, "--helo", "client.test", "--timeout", "30"]
-        if quit_after:
-            cmd += ["--quit-after", quit_after]
-        if body:
-            cmd += ["--body", body, "--header", f"Subject: {body}"]
-        out = run(cmd, check=False).stdout
-        # "<** 550 5.1.1 ..." (error reply) or "<-  250 ..." (success)
-        replies = re.findall(r"^<(?:\*\*|-) +(\d{3}(?: [245]\.\d+\.\d+)?.*)$", out, re.M)
-        return out, replies
+        return mxtest.swaks(PORT, to, quit_after=quit_after, subject=body, body=body)
 
     def rcpt_reply(self, to):
         out, replies = self.swaks(to, quit_after="RCPT")
@@ -83,18 +55,13 @@ class MilterPostfix(unittest.TestCase):
         return replies[-1]
 
     def wait_for_files(self, folder, marker, count, timeout=20):
-        deadline = time.time() + timeout
         found = []
-        while time.time() < deadline:
-            found = []
-            for f in glob.glob(os.path.join(folder, "new", "*")):
-                with open(f, encoding="utf-8", errors="replace") as fh:
-                    text = fh.read()
-                if marker in text:
-                    found.append(text)
-            if len(found) >= count:
-                return found
-            time.sleep(0.2)
+
+        def enough():
+            found[:] = mxtest.files_with(os.path.join(folder, "new", "*"), marker)
+            return len(found) >= count
+
+        mxtest.wait_for(enough, timeout)
         return found
 
     def maillog_text(self):
@@ -102,12 +69,8 @@ class MilterPostfix(unittest.TestCase):
             return fh.read()
 
     def wait_log(self, pattern, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if re.search(pattern, self.maillog_text(), re.M):
-                return True
-            time.sleep(0.2)
-        return False
+        return bool(mxtest.wait_for(lambda: re.search(pattern, self.maillog_text(), re.M),
+                                    timeout))
 
     # ---- the cases -------------------------------------------------------------------
 
@@ -213,7 +176,7 @@ class MilterPostfix(unittest.TestCase):
         self.assertEqual(run(["postconf", "-c", pfconf, "-h", "virtual_mailbox_maps"]).stdout.strip(), "")
 
     def test_08_milter_stopped_means_451_and_nothing_accepted_then_restart(self):
-        run([STACK, "stop-milter", self.dir])
+        self.stack.stop_milter()
         try:
             marker = "down-" + uuid.uuid4().hex
             out, replies = self.swaks("info@example.test", body=marker)
@@ -225,7 +188,7 @@ class MilterPostfix(unittest.TestCase):
             time.sleep(1)
             self.assertEqual(self.wait_for_files(f"{self.drop}/demo", marker, 1, timeout=1), [])
         finally:
-            run([STACK, "start-milter", self.dir])
+            self.stack.start_milter()
         marker = "back-" + uuid.uuid4().hex
         out, replies = self.swaks("info@example.test", body=marker)
         self.assertTrue(any(r.startswith("250 2.0.0 Ok: queued") for r in replies), out)
@@ -331,7 +294,5 @@ class MilterPostfix(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0 or not shutil.which("postfix") or not shutil.which("swaks"):
-        print("skipped: needs root, postfix and swaks", file=sys.stderr)
-        sys.exit(77)
+    mxtest.require(root=True, tools=("postfix", "swaks"))
     unittest.main(argv=[sys.argv[0], "-v"])

@@ -27,20 +27,18 @@ Sendmail packages cannot be fetched. Python 3 stdlib only.
 import glob
 import json
 import os
-import re
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
-PORT = int(os.environ.get("MX_SENDMAIL_IT_PORT", "2536"))
+import mxtest
+from mxtest import ROOT, run, skip
+
+BUILD = mxtest.build_dir()
+PORT = mxtest.port("MX_SENDMAIL_IT_PORT", 2536)
 POSTFIX_PORT = PORT - 1
-STACK = os.path.join(ROOT, "scripts", "mx-stack")
 CACHE = os.environ.get("MX_SENDMAIL_CACHE", os.path.join(BUILD, "sendmail-pkg"))
 PACKAGES = ["sendmail-bin", "sendmail-base", "sendmail-cf", "m4"]
 USER = os.environ.get("MX_USER", "mxconnector")
@@ -72,13 +70,6 @@ MAILER(`smtp')dnl
 """
 
 
-def run(cmd, check=True, **kw):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}")
-    return p
-
-
 def own_hostname_prefix():
     """Sendmail sleeps 60 s at every start when the host name is unqualified (this machine's is
     "vm", not in DNS): run it in its own UTS namespace named sendmail.mx.test when possible."""
@@ -86,11 +77,6 @@ def own_hostname_prefix():
     if run(wrap + ["true"], check=False).returncode == 0:
         return wrap
     return []
-
-
-def skip(why):
-    print(f"SKIPPED: {why}", file=sys.stderr)
-    sys.exit(77)
 
 
 def unpacked_sendmail():
@@ -122,23 +108,19 @@ class Sendmail(unittest.TestCase):
         cls.sendmail = own_hostname_prefix() + [
             os.path.join(cls.tree, "usr", "libexec", "sendmail", "sendmail")]
         # Sendmail refuses sockets and queues below a world-writable folder such as /tmp.
-        cls.dir = tempfile.mkdtemp(prefix="mx-sendmail-it-", dir="/run")
-        os.chmod(cls.dir, 0o755)
-        cls.stack = os.path.join(cls.dir, "stack")
-        cls.conf = os.path.join(cls.stack, "mx-connector.toml")
-        run([STACK, "start", cls.stack, "--port", str(POSTFIX_PORT), "--build", BUILD])
+        cls.dir = mxtest.temp_dir("mx-sendmail-it-", parent="/run")
+        cls.stack = mxtest.Stack(os.path.join(cls.dir, "stack"), POSTFIX_PORT, BUILD)
+        cls.conf = cls.stack.conf
+        cls.drop = cls.stack.drop
+        cls.mail = cls.stack.mail
         cls.sm = os.path.join(cls.dir, "sendmail")
         # doctor's sendmail group reads the .cf this test generates.
         with open(cls.conf, "a") as f:
-            f.write(f'\n[sendmail]\ncf = "{cls.sm}/sendmail.cf"\n')
-        cls.drop = os.path.join(cls.stack, "drop")
-        cls.mail = os.path.join(cls.stack, "mail")
-        cls.mxctl("connector", "add", "demo", "--drop-folder", f"{cls.drop}/demo",
-                  "--domain", "example.test")
-        for box in ("info", "sales"):
-            cls.mxctl("mailbox", "add", f"{box}@example.test", "--connector", "demo")
-        cls.mxctl("connector", "add", "off", "--drop-folder", f"{cls.drop}/off",
-                  "--domain", "off.test", "--inactive")
+            f.write(f'
+[sendmail]
+cf = "{cls.sm}/sendmail.cf"
+')
+        cls.stack.add_demo_connectors()
         try:
             cls.start_sendmail()
         except BaseException:
@@ -155,7 +137,7 @@ class Sendmail(unittest.TestCase):
         drop_prog = os.path.join(sm, "sendmail-drop")
         shutil.copy(os.path.join(ROOT, "postfix-conf", "sendmail-drop"), drop_prog)
         os.chmod(drop_prog, 0o755)
-        run_dir = os.path.join(cls.stack, "run")
+        run_dir = os.path.join(cls.stack.dir, "run")
         with open(os.path.join(ROOT, "postfix-conf", "sendmail.mc")) as f:
             mc = f.read()
         mc = (mc.replace("/run/mx-connector/", run_dir + "/")
@@ -173,15 +155,15 @@ class Sendmail(unittest.TestCase):
         with open(cls.cf, "w") as f:
             f.write(p.stdout)
         run(cls.sendmail + ["-C", cls.cf, "-bd"])
-        for _ in range(100):
+        def banner():
             try:
                 with socket.create_connection(("127.0.0.1", PORT), timeout=2) as s:
-                    if s.recv(100).startswith(b"220"):
-                        return
+                    return s.recv(100).startswith(b"220")
             except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"sendmail does not answer on 127.0.0.1:{PORT}")
+                return False
+
+        if not mxtest.wait_for(banner, timeout=10, interval=0.1):
+            raise AssertionError(f"sendmail does not answer on 127.0.0.1:{PORT}")
 
     @classmethod
     def tearDownClass(cls):
@@ -193,27 +175,13 @@ class Sendmail(unittest.TestCase):
                 os.kill(pid, 15)
             except ProcessLookupError:
                 pass
-        run([STACK, "stop", cls.stack], check=False)
-        if os.environ.get("MX_KEEP_TEST_DIR"):
-            print(f"kept {cls.dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(cls.dir, ignore_errors=True)
-
-    @classmethod
-    def mxctl(cls, *args):
-        return run([os.path.join(BUILD, "admin", "mxctl"), "--config", cls.conf, *args]).stdout
+        if getattr(cls, "stack", None):
+            cls.stack.stop()
+        mxtest.remove_dir(cls.dir)
 
     def swaks(self, *to, quit_after=None, subject=None, client="127.0.0.1"):
-        cmd = ["swaks", "--server", f"127.0.0.1:{PORT}", "--from", "sender@sender.test",
-               "--to", ",".join(to), "--helo", "client.test", "--timeout", "30",
-               "--local-interface", client]
-        if quit_after:
-            cmd += ["--quit-after", quit_after]
-        if subject:
-            cmd += ["--header", f"Subject: {subject}", "--body", f"body of {subject}"]
-        out = run(cmd, check=False).stdout
-        replies = re.findall(r"^<(?:\*\*|-) +(\d{3}(?: [245]\.\d+\.\d+)?.*)$", out, re.M)
-        return out, replies
+        return mxtest.swaks(PORT, *to, quit_after=quit_after, subject=subject,
+                            body=f"body of {subject}" if subject else None, client=client)
 
     def rcpt_reply(self, to, client="127.0.0.1"):
         out, replies = self.swaks(to, quit_after="RCPT", client=client)
@@ -221,21 +189,12 @@ class Sendmail(unittest.TestCase):
         return replies[-2]  # banner, EHLO, MAIL, RCPT, QUIT
 
     def mailbox_files(self, box, marker):
-        found = []
-        for path in glob.glob(os.path.join(self.mail, "example.test", box, "new", "*")):
-            with open(path, errors="replace") as f:
-                text = f.read()
-            if marker in text:
-                found.append(text)
-        return found
+        return mxtest.files_with(os.path.join(self.mail, "example.test", box, "new", "*"), marker)
 
     def wait_imported(self, box, marker, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            found = self.mailbox_files(box, marker)
-            if found:
-                return found
-            time.sleep(0.2)
+        found = mxtest.wait_for(lambda: self.mailbox_files(box, marker), timeout)
+        if found:
+            return found
         self.fail(f"{marker} never reached {box}'s mailbox; queue:\n"
                   + run(self.sendmail + ["-C", self.cf, "-bp"], check=False).stdout)
 
@@ -267,7 +226,7 @@ class Sendmail(unittest.TestCase):
         self.assertEqual(self.queue_files(), [])  # delivered, not left in Sendmail's queue
         log = ""
         while time.time() < deadline and "rcpt=<sales@example.test>" not in log:
-            with open(os.path.join(self.stack, "log", "mx-importer.log")) as f:
+            with open(os.path.join(self.stack.log, "mx-importer.log")) as f:
                 log = f.read()
             time.sleep(0.2)
         # The queue id is Sendmail's, from its Received line (the importer logs it).
@@ -284,20 +243,20 @@ class Sendmail(unittest.TestCase):
 
     def test_05_milter_down_is_tempfail_and_nothing_is_accepted(self):
         before = set(self.queue_files())
-        run([STACK, "stop-milter", self.stack])
+        self.stack.stop_milter()
         try:
             out, replies = self.swaks("info@example.test", subject="sendmail-it-05")
             self.assertIn("451 4.3.2 Please try again later", replies, out)
             self.assertFalse(any(r.startswith("250 2.0.0") for r in replies), out)
             self.assertEqual(set(self.queue_files()), before)
         finally:
-            run([STACK, "start-milter", self.stack])
+            self.stack.start_milter()
         self.assertRegex(self.rcpt_reply("info@example.test"), r"^250 ")
 
     def test_06_socketmap_down_at_delivery_keeps_the_message_queued(self):
         # Accepted while everything ran, delivered while mx-milter (and its socketmap) is
         # down: the mailertable lookup fails, so Sendmail queues instead of routing by DNS.
-        run([STACK, "stop-milter", self.stack])
+        self.stack.stop_milter()
         try:
             msg = "Subject: sendmail-it-06\n\nqueued while the socketmap is down\n"
             # Exit 71 (and a warning about the socket): the recipient could not be resolved
@@ -309,7 +268,7 @@ class Sendmail(unittest.TestCase):
             self.assertEqual(len(self.queue_files()), 1, out)
             self.assertEqual(self.mailbox_files("info", "sendmail-it-06"), [])
         finally:
-            run([STACK, "start-milter", self.stack])
+            self.stack.start_milter()
         run(self.sendmail + ["-C", self.cf, "-q"])
         self.wait_imported("info", "sendmail-it-06")
         # The queue runner removes the qf file after the mailer exited, which may be a moment
@@ -383,9 +342,5 @@ class Sendmail(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        skip("needs root (Sendmail, private Postfix, system user)")
-    for tool in ("postfix", "swaks", "apt-get", "dpkg"):
-        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            skip(f"{tool} not installed (scripts/deps)")
+    mxtest.require(root=True, tools=("postfix", "swaks", "apt-get", "dpkg"))
     unittest.main(argv=[sys.argv[0], "-v"])

@@ -21,8 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import opslib  # noqa: E402
+import opslib
 
 DOCS = ["README.md", "docs/admin-guide.md"]
 MARK = re.compile(r"^<!--\s*doc-test(?::\s*(\w+))?\s*-->\s*$")

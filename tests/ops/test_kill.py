@@ -16,8 +16,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import opslib  # noqa: E402
+import opslib
 
 
 class Supervisor(threading.Thread):

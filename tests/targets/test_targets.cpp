@@ -28,7 +28,7 @@ fs::path write(const fs::path& p, const std::string& s, unsigned mode = 0644) {
     return p;
 }
 
-const nlohmann::json no_section = nlohmann::json::object();
+const mx::config_reader no_section(nlohmann::json::object(), "targets");
 
 }  // namespace
 
@@ -75,11 +75,12 @@ TEST_CASE("webhook spec: URL, fragment options, config defaults, errors") {
     CHECK(b.describe_url() == "https://h:8080/p");  // no password in reasons and logs
     nlohmann::json sec = {
         {"webhook_concurrency", 7}, {"webhook_format", "json"}, {"webhook_timeout_seconds", 5}};
-    auto c = parse_webhook_spec("http://h/", sec);
+    auto c = parse_webhook_spec("http://h/", mx::config_reader(sec, "targets"));
     CHECK(c.concurrency == 7);
     CHECK(c.body == webhook_options::format::json);
     CHECK(c.timeout == std::chrono::seconds(5));
-    CHECK(parse_webhook_spec("http://h/#concurrency=2", sec).concurrency == 2);
+    CHECK(parse_webhook_spec("http://h/#concurrency=2", mx::config_reader(sec, "targets"))
+              .concurrency == 2);
     CHECK_THROWS_AS(parse_webhook_spec("ftp://h/", no_section), target_error);
     CHECK_THROWS_AS(parse_webhook_spec("http://h/#format=xml", no_section), target_error);
     CHECK_THROWS_AS(parse_webhook_spec("http://h/#auth=basic", no_section), target_error);
@@ -178,8 +179,8 @@ TEST_CASE("command lines are split without a shell") {
     CHECK_THROWS_AS(split_command("/x 'open"), target_error);
     CHECK_THROWS_AS(split_command("   "), target_error);
     CHECK_THROWS_AS(parse_exec_spec("relative/cmd", no_section), target_error);
-    CHECK(parse_exec_spec("/bin/true", {{"exec_timeout_seconds", 3}}).timeout ==
-          std::chrono::seconds(3));
+    CHECK(parse_exec_spec("/bin/true", mx::config_reader({{"exec_timeout_seconds", 3}}, "targets"))
+              .timeout == std::chrono::seconds(3));
 }
 
 TEST_CASE("commands: stdin, environment, exit codes like pipe(8), no inherited fds") {

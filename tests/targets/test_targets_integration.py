@@ -17,8 +17,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from receiver import Receiver  # noqa: E402
+from receiver import Receiver
 
 PORT = 8101
 SECRET = "s3cret-for-tests"

@@ -22,8 +22,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "ops"))
-import opslib  # noqa: E402
+import opslib  # tests/ops, on PYTHONPATH (tests/admin/doctor/CMakeLists.txt)
 
 
 def run(*args, check=True, **kw):
