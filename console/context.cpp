@@ -1,7 +1,10 @@
 // console context: [console] settings and the console's ops::env (store, secrets, shm).
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstring>
 
 #include "console.hpp"
 
@@ -45,6 +48,27 @@ console_settings read_settings(const config& cfg) {
             j["sample_seconds"].get<int>() > 3600)
             throw config_error(where("sample_seconds") + " must be 1..3600");
         s.sample_seconds = j["sample_seconds"].get<int>();
+    }
+    if (j.contains("postfix_log")) {
+        if (!j["postfix_log"].is_string())
+            throw config_error(where("postfix_log") + " must be a path (e.g. /var/log/mail.log)");
+        s.postfix_log = cfg.resolve_path(j["postfix_log"].get<std::string>()).string();
+    }
+    if (j.contains("log_max_mb")) {
+        if (!j["log_max_mb"].is_number_integer() || j["log_max_mb"].get<int>() < 1 ||
+            j["log_max_mb"].get<int>() > 1024)
+            throw config_error(where("log_max_mb") + " must be 1..1024 (MiB read from the end)");
+        s.log_max_bytes = static_cast<std::size_t>(j["log_max_mb"].get<int>()) << 20;
+    }
+    if (j.contains("doctor_seconds")) {
+        if (!j["doctor_seconds"].is_number_integer() || j["doctor_seconds"].get<int>() < 10 ||
+            j["doctor_seconds"].get<int>() > 86400)
+            throw config_error(where("doctor_seconds") + " must be 10..86400");
+        s.doctor_seconds = j["doctor_seconds"].get<int>();
+    }
+    if (j.contains("mxctl")) {
+        if (!j["mxctl"].is_string()) throw config_error(where("mxctl") + " must be a path");
+        s.mxctl = cfg.resolve_path(j["mxctl"].get<std::string>()).string();
     }
     if (s.tls_cert.empty() != s.tls_key.empty())
         throw config_error(where("tls_cert") + " and tls_key go together: set both or neither");
@@ -92,8 +116,53 @@ std::shared_ptr<const mailbox_index> console_env::mailboxes() {
         idx->boxes.push_back(m);
         return true;
     });
+    idx->build_search();
     index_ = idx;
     return index_;
+}
+
+void mailbox_index::build_search() {
+    text.clear();
+    starts.clear();
+    starts.reserve(boxes.size());
+    for (const auto& m : boxes) {
+        starts.push_back(static_cast<std::uint32_t>(text.size()));
+        for (char c : m.address)
+            text.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+        text.push_back('\n');  // never inside an address: a match cannot span two
+    }
+}
+
+std::vector<std::size_t> mailbox_index::search(std::string_view needle, const std::string& conn,
+                                               std::size_t skip, std::size_t limit,
+                                               std::size_t& total) const {
+    std::vector<std::size_t> out;
+    total = 0;
+    auto take = [&](std::size_t i) {
+        if (!conn.empty() && boxes[i].connector != conn) return;
+        if (total++ >= skip && out.size() < limit) out.push_back(i);
+    };
+    if (needle.empty() || needle.find('\n') != std::string_view::npos) {
+        if (needle.empty())
+            for (std::size_t i = 0; i < boxes.size(); ++i) take(i);
+        return out;
+    }
+    const char* base = text.data();
+    const char* end = base + text.size();
+    for (const char* p = base; p < end;) {
+        auto* hit = static_cast<const char*>(
+            ::memmem(p, static_cast<std::size_t>(end - p), needle.data(), needle.size()));
+        if (!hit) break;
+        auto off = static_cast<std::uint32_t>(hit - base);
+        auto i = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), off) -
+                                          starts.begin() - 1);
+        take(i);
+        // Next line: one box counts once however often it matches.
+        auto* nl =
+            static_cast<const char*>(std::memchr(hit, '\n', static_cast<std::size_t>(end - hit)));
+        p = nl ? nl + 1 : end;
+    }
+    return out;
 }
 
 }  // namespace mx::console
