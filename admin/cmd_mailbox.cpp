@@ -191,8 +191,7 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
             } catch (const std::exception& e) {
                 throw cli_error("cannot read " + *file + ": " + e.what());
             }
-            auto rows = ops::parse_mailbox_import(text, *file);
-            std::cout << ops::import_mailboxes(ctx, rows, *file) << " mailboxes imported\n";
+            std::cout << ops::import_mailbox_text(ctx, text, *file) << " mailboxes imported\n";
         });
     }
 }

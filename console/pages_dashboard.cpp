@@ -59,7 +59,7 @@ std::string doctor_section(doctor_cache& doctor, const session& s) {
     return o.str();
 }
 
-std::string body(console_env& env) {
+std::string body(console_env& env, const std::string& doctor_html) {
     std::ostringstream o;
     auto* shm = env.shm();
     std::size_t backlog = 0;
@@ -98,7 +98,8 @@ std::string body(console_env& env) {
           << "</td><td id=\"total-imported\">" << t.imported << "</td><td id=\"total-failed\">"
           << t.failed << "</td><td>" << t.backlog << "</td></tr>";
     }
-    o << "</tbody></table></div></div><h2 class=\"h5\">History, all connectors (per "
+    o << "</tbody></table></div></div>" << doctor_html
+      << "<h2 class=\"h5\">History, all connectors (per "
          "interval)</h2><div class=\"chart-box\"><canvas class=\"history\" id=\"history\" "
          "data-src=\"/api/history.json\"></canvas></div>";
     if (shm)
@@ -139,7 +140,7 @@ void install_dashboard(httplib::Server& svr, console_env& env, auth& a,
                        const std::filesystem::path& history_dir, doctor_cache& doctor) {
     svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Dashboard", notice(req) + body(env) + doctor_section(doctor, s)),
+        res.set_content(page(s, "Dashboard", notice(req) + body(env, doctor_section(doctor, s))),
                         "text/html; charset=utf-8");
     });
     // Only asks for a new run (read-only accounts too): the page shows it when it is done.

@@ -1,6 +1,6 @@
 // console mailboxes: search (substring of the address, per connector, 200 a page with "more"),
 // add, remove and the bulk CSV/JSON import — ops::add_mailbox / remove_mailbox /
-// parse_mailbox_import + import_mailboxes, as `mxctl mailbox add|remove|import` (all or
+// import_mailbox_text, as `mxctl mailbox add|remove|import` (all or
 // nothing, every refused line listed). Google/Microsoft mailboxes show their OAuth2 state and
 // link to the authorisation page (pages_oauth.cpp).
 #include <ctime>
@@ -157,9 +157,8 @@ void install_mailbox_pages(httplib::Server& svr, console_env& env, auth& a) {
             try {
                 if (text.find_first_not_of(" \t\r\n") == std::string::npos)
                     throw ops::import_error({"nothing to import: choose a file or paste lines"});
-                auto rows = ops::parse_mailbox_import(text, source);
                 auto guard = env.writing();
-                auto n = ops::import_mailboxes(env, rows, source);
+                auto n = ops::import_mailbox_text(env, text, source);
                 return redirect(
                     res, "/mailboxes?ok=" + url_encode(std::to_string(n) + " mailboxes imported"));
             } catch (const ops::import_error& e) {

@@ -100,6 +100,7 @@ std::vector<mailbox> find_mailboxes(store_view& v, const std::string& needle,
 struct import_row {
     mailbox box;
     std::string where;  // "line 7" / "entry 3"
+    std::size_t line = 0;
 };
 // Every refused line of an import ("SOURCE: line N: what to fix"), at most 100 and a count.
 class import_error : public op_error {
@@ -115,6 +116,9 @@ std::vector<import_row> parse_mailbox_import(std::string_view text, const std::s
 // One transaction: every row added, or none (import_error lists every refused row).
 std::size_t import_mailboxes(env& e, const std::vector<import_row>& rows,
                              const std::string& source);
+// Both in one: the answer lists the unparseable and the refused lines together, in line order
+// (a file header the parser cannot use still refuses at once).
+std::size_t import_mailbox_text(env& e, std::string_view text, const std::string& source);
 
 // --- OAuth2 of Google/Microsoft mailboxes (ops_oauth.cpp): `mxctl mailbox oauth` and the
 // console's authorisation page. Secrets are never returned: only whether one is stored.

@@ -49,16 +49,28 @@ std::optional<std::vector<std::string>> csv_fields(std::string_view line) {
     return out;
 }
 
+// Refused lines of one pass, in line order, the first max_problems kept (and all counted).
 struct collector {
     std::string source;
-    std::vector<std::string> problems;
+    std::vector<std::pair<std::size_t, std::string>> problems;  // line, message
     std::size_t count = 0;
-    void add(const std::string& where, const std::string& what) {
-        if (++count <= max_problems) problems.push_back(source + ": " + where + ": " + what);
+    void add(std::size_t line, const std::string& where, const std::string& what) {
+        if (++count <= max_problems)
+            problems.emplace_back(line, source + ": " + where + ": " + what);
+    }
+    void add(const import_row& r, const std::string& what) { add(r.line, r.where, what); }
+    // Merges another pass's refusals (line order kept across both).
+    void merge(const collector& o) {
+        problems.insert(problems.end(), o.problems.begin(), o.problems.end());
+        std::stable_sort(problems.begin(), problems.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        if (problems.size() > max_problems) problems.resize(max_problems);
+        count += o.count;
     }
     void raise() const {
         if (count == 0) return;
-        auto p = problems;
+        std::vector<std::string> p;
+        for (const auto& [line, msg] : problems) p.push_back(msg);
         if (count > p.size())
             p.push_back("... and " + std::to_string(count - p.size()) + " more refused line(s)");
         throw import_error(std::move(p));
@@ -81,15 +93,16 @@ std::vector<import_row> parse_json(std::string_view text, collector& c) {
         std::string where = "entry " + std::to_string(++i);
         if (!e.is_object() || !e.contains("address") || !e.contains("connector") ||
             !e["address"].is_string() || !e["connector"].is_string()) {
-            c.add(where, "needs \"address\" and \"connector\" strings");
+            c.add(i, where, "needs \"address\" and \"connector\" strings");
             continue;
         }
         import_row r;
         r.where = where;
+        r.line = i;
         try {
             r.box.address = normalize_mailbox_arg(e["address"].get<std::string>());
         } catch (const op_error& err) {
-            c.add(where, err.what());
+            c.add(r, err.what());
             continue;
         }
         r.box.connector = e["connector"].get<std::string>();
@@ -113,7 +126,7 @@ std::vector<import_row> parse_csv(std::string_view text, collector& c) {
         std::string where = "line " + std::to_string(lineno);
         auto f = csv_fields(line);
         if (!f) {
-            c.add(where, "unterminated quote");
+            c.add(lineno, where, "unterminated quote");
             continue;
         }
         if (addr_col < 0) {
@@ -130,15 +143,16 @@ std::vector<import_row> parse_csv(std::string_view text, collector& c) {
             continue;
         }
         if (static_cast<int>(f->size()) <= std::max(addr_col, conn_col)) {
-            c.add(where, "too few fields (expected address,connector[,target])");
+            c.add(lineno, where, "too few fields (expected address,connector[,target])");
             continue;
         }
         import_row r;
         r.where = where;
+        r.line = lineno;
         try {
             r.box.address = normalize_mailbox_arg((*f)[addr_col]);
         } catch (const op_error& err) {
-            c.add(where, err.what());
+            c.add(r, err.what());
             continue;
         }
         r.box.connector = (*f)[conn_col];
@@ -161,38 +175,60 @@ import_error::import_error(std::vector<std::string> problems)
       }()),
       problems_(std::move(problems)) {}
 
-std::vector<import_row> parse_mailbox_import(std::string_view text, const std::string& source) {
-    collector c{source, {}, 0};
+namespace {
+
+std::vector<import_row> parse_all(std::string_view text, collector& c) {
     auto first = text.find_first_not_of(" \t\r\n");
     bool json = first != std::string_view::npos && (text[first] == '[' || text[first] == '{');
-    auto rows = json ? parse_json(text, c) : parse_csv(text, c);
+    return json ? parse_json(text, c) : parse_csv(text, c);
+}
+
+// Target specs, then every row in one transaction; `parsed` holds the parser's refusals, so
+// one answer lists them all in line order. Any refusal aborts the transaction.
+std::size_t add_all(env& e, const std::vector<import_row>& rows, const collector& parsed) {
+    collector targets{parsed.source, {}, 0};
+    for (const auto& r : rows) {
+        try {
+            check_target_spec(e.cfg(), r.box.target);
+        } catch (const op_error& err) {
+            targets.add(r, err.what());
+        }
+    }
+    write(e, [&](store_tx& tx) {
+        collector c = parsed;  // a retried transaction starts over
+        c.merge(targets);
+        collector store{parsed.source, {}, 0};
+        for (const auto& r : rows) {
+            try {
+                tx.add_mailbox(r.box);  // checks before it writes: the tx stays usable
+            } catch (const rule_error& err) {
+                store.add(r, err.what());
+            }
+        }
+        c.merge(store);
+        c.raise();
+    });
+    return rows.size();
+}
+
+}  // namespace
+
+std::vector<import_row> parse_mailbox_import(std::string_view text, const std::string& source) {
+    collector c{source, {}, 0};
+    auto rows = parse_all(text, c);
     c.raise();
     return rows;
 }
 
 std::size_t import_mailboxes(env& e, const std::vector<import_row>& rows,
                              const std::string& source) {
-    collector c{source, {}, 0};
-    for (const auto& r : rows) {
-        try {
-            check_target_spec(e.cfg(), r.box.target);
-        } catch (const op_error& err) {
-            c.add(r.where, err.what());
-        }
-    }
-    c.raise();
-    write(e, [&](store_tx& tx) {
-        c = collector{source, {}, 0};  // a retried transaction starts over
-        for (const auto& r : rows) {
-            try {
-                tx.add_mailbox(r.box);  // checks before it writes: the tx stays usable
-            } catch (const rule_error& err) {
-                c.add(r.where, err.what());
-            }
-        }
-        c.raise();  // any refusal aborts the whole transaction
-    });
-    return rows.size();
+    return add_all(e, rows, collector{source, {}, 0});
+}
+
+std::size_t import_mailbox_text(env& e, std::string_view text, const std::string& source) {
+    collector parsed{source, {}, 0};
+    auto rows = parse_all(text, parsed);
+    return add_all(e, rows, parsed);
 }
 
 }  // namespace mx::ops

@@ -254,7 +254,9 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     shot("importfailed")
     # The dashboard shows doctor's finding about it (mxctl doctor, run in the background).
     driver.get(base + "/")
-    submits(driver, By, driver.find_element(By.ID, "doctor-refresh").click)
+    again = driver.find_element(By.ID, "doctor-refresh")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", again)
+    submits(driver, By, again.click)
 
     def doctor_says():
         driver.get(base + "/")

@@ -62,6 +62,19 @@ TEST_CASE("mailbox import: every refused line is named and nothing is added", "[
         CHECK(contains(err.problems(), "line 4:"));
         CHECK(contains(err.problems(), "line 5: mailbox ok1@shop.test already exists"));
     }
+    // One answer for both kinds, in line order (the console and mxctl use this one).
+    try {
+        mx::ops::import_mailbox_text(e, csv, "up.csv");
+        FAIL("no import_error");
+    } catch (const mx::ops::import_error& err) {
+        REQUIRE(err.problems().size() == 5);
+        CHECK(err.problems()[0].find("line 4: invalid address") != std::string::npos);
+        CHECK(err.problems()[1].find("line 5: no connector named 'nowhere'") != std::string::npos);
+        CHECK(err.problems()[2].find("line 6:") != std::string::npos);
+        CHECK(err.problems()[3].find("line 7: mailbox ok1@shop.test already exists") !=
+              std::string::npos);
+        CHECK(err.problems()[4].find("line 8: unterminated quote") != std::string::npos);
+    }
     CHECK(e.open_store().read().generation() == g0);
     CHECK_FALSE(e.open_store().read().find_mailbox("ok1@shop.test"));
     // A good file: one commit for all.
@@ -98,7 +111,7 @@ TEST_CASE("mailbox search: substring, any case, per connector, paged", "[console
     hits = idx.search("@odd.test", "", 400, 200, total);  // the third page
     CHECK(hits.size() == 100);
     CHECK(idx.search("user1", "even", 0, 10, total).size() == 10);
-    CHECK(total == 55);  // the even ones of 10..19 and 100..199
+    CHECK(total == 55);                          // the even ones of 10..19 and 100..199
     idx.search("test\nuser", "", 0, 10, total);  // never across two addresses
     CHECK(total == 0);
     idx.search("", "odd", 0, 0, total);

@@ -6,7 +6,7 @@ one JSON line: achieved rate, errors, and p50/p99/max latency in ms per page and
 Every answer must be 200 (a redirect to /login or an error counts as an error).
 
 Usage: load.py --base http://127.0.0.1:8645 --user U --password P [--rate 200] [--seconds 60]
-       [--threads 8] [--paths /,/connectors,...]"""
+       [--threads 4] [--paths /,/connectors,...]"""
 import argparse
 import http.client
 import json
@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--password", required=True)
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=60, help="0: until SIGTERM")
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--paths", default=",".join(DEFAULT_PATHS))
     a = ap.parse_args()
     u = urllib.parse.urlparse(a.base)
