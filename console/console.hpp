@@ -67,9 +67,12 @@ struct mailbox_index {
     std::vector<std::uint32_t> starts;  // offset of each box's line in text
     void build_search();
     // Boxes matching `lower_needle` (substring, empty: all) and `conn` (empty: all): their
-    // indexes from the `skip`-th match on, at most `limit`; `total` counts every match.
+    // indexes from the `skip`-th match on, at most `limit`; `total` counts the matches, up to
+    // max(skip + limit, count_max) — beyond that the scan stops and *capped is set.
+    static constexpr std::size_t count_max = 10000;
     std::vector<std::size_t> search(std::string_view lower_needle, const std::string& conn,
-                                    std::size_t skip, std::size_t limit, std::size_t& total) const;
+                                    std::size_t skip, std::size_t limit, std::size_t& total,
+                                    bool* capped = nullptr) const;
 };
 
 // The console's view of the installation; ops run on it under the locks below.

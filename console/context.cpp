@@ -135,32 +135,39 @@ void mailbox_index::build_search() {
 
 std::vector<std::size_t> mailbox_index::search(std::string_view needle, const std::string& conn,
                                                std::size_t skip, std::size_t limit,
-                                               std::size_t& total) const {
+                                               std::size_t& total, bool* capped) const {
     std::vector<std::size_t> out;
     total = 0;
+    // Counting every match of "@big-domain" would cost a scan of all of them on every page:
+    // past count_max (and the page asked for) the scan stops and the count says "more than".
+    const std::size_t stop_at = std::max(skip + limit, count_max) + 1;
+    if (capped) *capped = false;
     auto take = [&](std::size_t i) {
-        if (!conn.empty() && boxes[i].connector != conn) return;
-        if (total++ >= skip && out.size() < limit) out.push_back(i);
+        if (!conn.empty() && boxes[i].connector != conn) return true;
+        if (total >= skip && out.size() < limit) out.push_back(i);
+        if (++total < stop_at) return true;
+        --total;
+        if (capped) *capped = true;
+        return false;
     };
     if (needle.empty() || needle.find('\n') != std::string_view::npos) {
         if (needle.empty())
-            for (std::size_t i = 0; i < boxes.size(); ++i) take(i);
+            for (std::size_t i = 0; i < boxes.size() && take(i); ++i) {
+            }
         return out;
     }
     const char* base = text.data();
     const char* end = base + text.size();
+    std::size_t i = 0;  // hits come in text order: the box index only moves forward
     for (const char* p = base; p < end;) {
         auto* hit = static_cast<const char*>(
             ::memmem(p, static_cast<std::size_t>(end - p), needle.data(), needle.size()));
         if (!hit) break;
         auto off = static_cast<std::uint32_t>(hit - base);
-        auto i = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), off) -
-                                          starts.begin() - 1);
-        take(i);
+        while (i + 1 < starts.size() && starts[i + 1] <= off) ++i;
+        if (!take(i)) break;
         // Next line: one box counts once however often it matches.
-        auto* nl =
-            static_cast<const char*>(std::memchr(hit, '\n', static_cast<std::size_t>(end - hit)));
-        p = nl ? nl + 1 : end;
+        p = i + 1 < starts.size() ? base + starts[i + 1] : end;
     }
     return out;
 }

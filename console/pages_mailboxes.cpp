@@ -90,7 +90,8 @@ std::string body(console_env& env, const session& s, const httplib::Request& req
     for (const auto& c : cs) method[c.name] = c.smtp.auth;
     auto idx = env.mailboxes();
     std::size_t total = 0;
-    auto hits = idx->search(ops::lower(q), conn, from, shown_max, total);
+    bool capped = false;
+    auto hits = idx->search(ops::lower(q), conn, from, shown_max, total, &capped);
     std::ostringstream o;
     o << notice(req);
     if (!import_errors.empty()) {
@@ -101,7 +102,7 @@ std::string body(console_env& env, const session& s, const httplib::Request& req
     }
     o << search_form(cs, q, conn);
     if (!s.read_only) o << change_forms(s, cs, conn);
-    o << "<p id=\"count\">" << total << " mailbox(es)";
+    o << "<p id=\"count\">" << (capped ? "more than " : "") << total << " mailbox(es)";
     if (total > hits.size())
         o << ", " << (hits.empty() ? 0 : from + 1) << "-" << from + hits.size() << " shown";
     o << "</p><table class=\"table table-sm table-striped\" id=\"mailboxes\"><thead><tr><th>"
@@ -121,7 +122,7 @@ std::string body(console_env& env, const session& s, const httplib::Request& req
         o << "</td></tr>";
     }
     o << "</tbody></table>";
-    if (from + hits.size() < total)
+    if (from + hits.size() < total || capped)
         o << "<p><a id=\"more\" class=\"btn btn-outline-secondary\" href=\"/mailboxes?q="
           << url_encode(q) << "&amp;connector=" << url_encode(conn)
           << "&amp;from=" << from + hits.size() << "\">More…</a></p>";

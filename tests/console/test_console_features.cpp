@@ -116,6 +116,27 @@ TEST_CASE("mailbox search: substring, any case, per connector, paged", "[console
     CHECK(total == 0);
     idx.search("", "odd", 0, 0, total);
     CHECK(total == 500);
+    // Past count_max the scan stops: the count is a lower bound, the page still complete.
+    mx::console::mailbox_index big;
+    for (int i = 0; i < 25000; ++i) {
+        mx::mailbox m;
+        m.address = "u" + std::to_string(i) + "@big.test";
+        m.connector = "big";
+        big.boxes.push_back(m);
+    }
+    big.build_search();
+    bool capped = false;
+    hits = big.search("@big.test", "", 0, 200, total, &capped);
+    CHECK(capped);
+    CHECK(total == mx::console::mailbox_index::count_max);
+    CHECK(hits.size() == 200);
+    hits = big.search("@big.test", "", 20000, 200, total, &capped);  // a deep page
+    REQUIRE(hits.size() == 200);
+    CHECK(big.boxes[hits[0]].address == big.boxes[20000].address);
+    CHECK(total == 20200);
+    hits = big.search("u2499", "", 0, 200, total, &capped);  // rare: counted exactly
+    CHECK_FALSE(capped);
+    CHECK(total == 11);
 }
 
 TEST_CASE("today's counts: since midnight from the ring, resets count from zero", "[console]") {

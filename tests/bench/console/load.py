@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import re
+import resource
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ DEFAULT_PATHS = [
     "/connectors",
     "/mailboxes",
     "/mailboxes?q=u9999",
-    "/mailboxes?q=%40bench.test&from=50000",
+    "/mailboxes?q=%40bench.test&from=5000",
     "/check?address=u123%40bench.test",
     "/failed",
     "/api/history.json",
@@ -124,6 +125,7 @@ def main():
         "requests": len(every) + len(errors),
         "rate": round((len(every) + len(errors)) / secs, 1),
         "errors": len(errors),
+        "client_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 2),
         "first_errors": errors[:5],
         "p50_ms": round(pct(every, 50), 2),
         "p99_ms": round(pct(every, 99), 2),
