@@ -41,9 +41,6 @@ void set_headers(httplib::Server& svr, bool tls) {
         {"Cache-Control", "no-store"}};
     if (tls) hdr.emplace("Strict-Transport-Security", "max-age=31536000");
     svr.set_default_headers(hdr);
-    // Headers and body go out in two writes: without this, Nagle holds the body until the
-    // client's delayed ACK (40 ms) on a keep-alive connection.
-    svr.set_tcp_nodelay(true);
     svr.set_payload_max_length(std::size_t{16} << 20);  // a CSV of ~300k mailboxes
     svr.set_read_timeout(10, 0);
     svr.set_write_timeout(10, 0);
@@ -87,6 +84,10 @@ int run(const std::string& config_path) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);  // before any thread: only the waiter gets them
 
     auto svr = make_server(settings);
+    // Headers and body go out in two writes: without this, Nagle holds a small body until the
+    // client's delayed ACK (40 ms) on a keep-alive connection. Set before the bind: httplib
+    // applies it to the listening socket.
+    svr->set_tcp_nodelay(true);
     if (!svr->bind_to_port(settings.host, settings.port))
         throw std::runtime_error("cannot listen on " + settings.host + ":" +
                                  std::to_string(settings.port) + " ([console] listen)");
