@@ -5,6 +5,7 @@
 
 #include "global/address.hpp"
 #include "mxctl.hpp"
+#include "util/fs.hpp"
 
 namespace mx::admin {
 namespace {
@@ -26,118 +27,6 @@ nlohmann::json mailbox_json(const mailbox& m, mxctl_context& ctx, bool with_secr
         j["target_secret"] = flag(secret_name::target_secret(m.address));
     }
     return j;
-}
-
-// Splits one CSV line (RFC 4180 quoting) into fields.
-std::vector<std::string> csv_fields(std::string_view line, std::size_t lineno) {
-    std::vector<std::string> out(1);
-    bool quoted = false;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-        char c = line[i];
-        if (quoted) {
-            if (c == '"') {
-                if (i + 1 < line.size() && line[i + 1] == '"') {
-                    out.back().push_back('"');
-                    ++i;
-                } else {
-                    quoted = false;
-                }
-            } else {
-                out.back().push_back(c);
-            }
-        } else if (c == '"') {
-            quoted = true;
-        } else if (c == ',') {
-            out.emplace_back();
-        } else {
-            out.back().push_back(c);
-        }
-    }
-    if (quoted) throw cli_error("line " + std::to_string(lineno) + ": unterminated quote");
-    for (auto& f : out) {
-        while (!f.empty() && (f.back() == ' ' || f.back() == '\t')) f.pop_back();
-        std::size_t s = f.find_first_not_of(" \t");
-        f = s == std::string::npos ? std::string() : f.substr(s);
-    }
-    return out;
-}
-
-std::vector<mailbox> read_import_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw cli_error("cannot read " + path);
-    std::vector<mailbox> out;
-    int first = in.peek();
-    while (first == ' ' || first == '\n' || first == '\r' || first == '\t') {
-        in.get();
-        first = in.peek();
-    }
-    if (first == '[' || first == '{') {
-        nlohmann::json j;
-        try {
-            in >> j;
-        } catch (const nlohmann::json::exception& e) {
-            throw cli_error(path + ": invalid JSON: " + e.what());
-        }
-        if (j.is_object() && j.contains("mailboxes")) j = j["mailboxes"];
-        if (!j.is_array())
-            throw cli_error(path + ": expected a JSON array of {address, connector}");
-        std::size_t i = 0;
-        for (auto& e : j) {
-            ++i;
-            if (!e.is_object() || !e.contains("address") || !e.contains("connector") ||
-                !e["address"].is_string() || !e["connector"].is_string())
-                throw cli_error(path + ": entry " + std::to_string(i) +
-                                ": needs \"address\" and \"connector\" strings");
-            mailbox m;
-            try {
-                m.address = normalize_mailbox_arg(e["address"].get<std::string>());
-            } catch (const cli_error& err) {
-                throw cli_error(path + ": entry " + std::to_string(i) + ": " + err.what());
-            }
-            m.connector = e["connector"].get<std::string>();
-            m.target = e.value("target", "");
-            out.push_back(std::move(m));
-        }
-        return out;
-    }
-    std::string line;
-    std::size_t lineno = 0;
-    int addr_col = -1, conn_col = -1, target_col = -1;
-    out.reserve(1024);
-    while (std::getline(in, line)) {
-        ++lineno;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty() || line[0] == '#') continue;
-        auto f = csv_fields(line, lineno);
-        if (addr_col < 0) {
-            for (std::size_t i = 0; i < f.size(); ++i) {
-                if (f[i] == "address")
-                    addr_col = static_cast<int>(i);
-                else if (f[i] == "connector")
-                    conn_col = static_cast<int>(i);
-                else if (f[i] == "target")
-                    target_col = static_cast<int>(i);
-            }
-            if (addr_col < 0 || conn_col < 0)
-                throw cli_error(
-                    path + ": line " + std::to_string(lineno) +
-                    ": the CSV header must name the columns address,connector[,target]");
-            continue;
-        }
-        if (static_cast<int>(f.size()) <= std::max(addr_col, conn_col))
-            throw cli_error(path + ": line " + std::to_string(lineno) + ": too few fields");
-        mailbox m;
-        try {
-            m.address = normalize_mailbox_arg(f[addr_col]);
-        } catch (const cli_error& err) {
-            throw cli_error(path + ": line " + std::to_string(lineno) + ": " + err.what());
-        }
-        m.connector = f[conn_col];
-        if (target_col >= 0 && static_cast<int>(f.size()) > target_col) m.target = f[target_col];
-        out.push_back(std::move(m));
-    }
-    if (addr_col < 0) throw cli_error(path + ": empty file (expected a header address,connector)");
-    return out;
 }
 
 void mailbox_set(mxctl_context& ctx, const std::string& address,
@@ -292,12 +181,14 @@ void add_mailbox_commands(CLI::App& app, mxctl_context& ctx) {
         auto file = std::make_shared<std::string>();
         cmd->add_option("FILE", *file, "CSV or JSON file")->required();
         cmd->callback([&ctx, file] {
-            auto boxes = read_import_file(*file);
-            for (const auto& m : boxes) check_target_spec(ctx.cfg(), m.target);
-            ops::write(ctx, [&](store_tx& tx) {
-                for (const auto& m : boxes) tx.add_mailbox(m);
-            });
-            std::cout << boxes.size() << " mailboxes imported\n";
+            // The console's upload runs the same parser and transaction (admin/ops).
+            std::string text;
+            try {
+                text = util::read_file(*file);
+            } catch (const std::exception& e) {
+                throw cli_error("cannot read " + *file + ": " + e.what());
+            }
+            std::cout << ops::import_mailbox_text(ctx, text, *file) << " mailboxes imported\n";
         });
     }
 }

@@ -196,31 +196,18 @@ void send_message(mxctl_context& ctx, const std::string& from_arg, std::vector<s
 void mailbox_oauth(mxctl_context& ctx, const std::string& arg, const std::string& client_id,
                    const std::string& tenant, const std::string& client_secret,
                    const std::string& refresh_token, bool clear) {
-    auto key = normalize_mailbox_arg(arg);
-    if (!ctx.open_store_read_only().read().find_mailbox(key))
-        throw cli_error("no mailbox '" + key + "' (mxctl mailbox list)");
-    // Secrets read first: a failure to read stdin changes nothing.
-    std::optional<std::string> cs, rt;
-    if (!client_secret.empty()) cs = read_secret_value(client_secret);
-    if (!refresh_token.empty()) rt = read_secret_value(refresh_token);
-    ops::write(ctx, [&](store_tx& tx) {  // cluster mode: through PostgreSQL
-        auto m = tx.find_mailbox(key);
-        if (!m) throw rule_error("no mailbox '" + key + "'");
-        if (clear) m->oauth = {};
-        if (!client_id.empty()) m->oauth.client_id = client_id;
-        if (!tenant.empty()) m->oauth.tenant = tenant;
-        tx.update_mailbox(*m);
-    });
+    // Secrets read first: a failure to read stdin changes nothing. The change itself is
+    // ops::set_mailbox_oauth, the console's authorisation form runs the same.
+    ops::oauth_update u{client_id, tenant, std::nullopt, std::nullopt, clear};
+    if (!client_secret.empty()) u.client_secret = read_secret_value(client_secret);
+    if (!refresh_token.empty()) u.refresh_token = read_secret_value(refresh_token);
+    // The changed record as written (with --no-wait in cluster mode the local store may not
+    // have it yet).
+    const mailbox m = ops::set_mailbox_oauth(ctx, arg, u);
+    const std::string& key = m.address;
     auto& secrets = ctx.secrets();
-    if (clear) {
-        secrets.remove(secret_name::oauth_client_secret(key));
-        secrets.remove(secret_name::oauth_refresh_token(key));
-    }
-    if (cs) secrets.set(secret_name::oauth_client_secret(key), *cs);
-    if (rt) secrets.set(secret_name::oauth_refresh_token(key), *rt);
-    auto m = ctx.open_store_read_only().read().find_mailbox(key);
-    std::cout << "mailbox " << key << ": oauth client id '" << m->oauth.client_id << "', tenant '"
-              << m->oauth.tenant << "', client secret "
+    std::cout << "mailbox " << key << ": oauth client id '" << m.oauth.client_id << "', tenant '"
+              << m.oauth.tenant << "', client secret "
               << (secrets.get(secret_name::oauth_client_secret(key)) ? "***" : "(none)")
               << ", refresh token "
               << (secrets.get(secret_name::oauth_refresh_token(key)) ? "***" : "(none)") << "\n";

@@ -34,6 +34,36 @@ function drawHistory(canvas) {
       canvas.dataset.drawn = 'yes';
     });
 }
+function drawLogCharts(canvases) {
+  if (typeof Chart === 'undefined' || canvases.length === 0) return;
+  fetch(canvases[0].dataset.src, {credentials: 'same-origin'})
+    .then((r) => r.json())
+    .then((d) => {
+      const opts = {animation: false, responsive: true, scales: {y: {beginAtZero: true}}};
+      for (const c of canvases) {
+        let cfg = null;
+        if (c.dataset.kind === 'hourly') {
+          const colors = {received: '#0d6efd', delivered: '#198754', rejected: '#dc3545',
+                          deferred: '#fd7e14', bounced: '#6f42c1'};
+          cfg = {type: 'bar', data: {labels: d.hourly.map((h) => String(h.hour).padStart(2, '0')),
+                 datasets: Object.keys(colors).map((k) => ({label: k, backgroundColor: colors[k],
+                                                           data: d.hourly.map((h) => h[k])}))},
+                 options: opts};
+        } else if (c.dataset.kind === 'reasons') {
+          const r = d.rejects.by_reason;
+          cfg = {type: 'bar', data: {labels: Object.keys(r), datasets: [
+                   {label: 'rejects', backgroundColor: '#dc3545', data: Object.values(r)}]},
+                 options: Object.assign({indexAxis: 'y'}, opts, {scales: {x: {beginAtZero: true}}})};
+        } else if (c.dataset.kind === 'delays') {
+          const keys = ['p50', 'p90', 'p95', 'p99', 'max'];
+          cfg = {type: 'bar', data: {labels: keys, datasets: [
+                   {label: 'seconds', backgroundColor: '#0d6efd', data: keys.map((k) => d.delays[k])}]},
+                 options: opts};
+        }
+        if (cfg) { new Chart(c, cfg); c.dataset.drawn = 'yes'; }
+      }
+    });
+}
 document.addEventListener('DOMContentLoaded', () => {
   const sel = document.getElementById('auth');
   if (sel) { sel.addEventListener('change', showAuthDetails); showAuthDetails(); }
@@ -41,6 +71,7 @@ document.addEventListener('DOMContentLoaded', () => {
     f.addEventListener('submit', (e) => { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
   }
   for (const c of document.querySelectorAll('canvas.history')) drawHistory(c);
+  drawLogCharts(document.querySelectorAll('canvas.logchart'));
 });
 )JS";
 
@@ -52,6 +83,9 @@ pre.headers { white-space: pre-wrap; word-break: break-all; max-height: 40rem; o
 .down { color: #dc3545; font-weight: bold; }
 td form { display: inline; }
 .chart-box { max-width: 60rem; }
+.doctor-fail td { background: #f8d7da; }
+.doctor-warn td { background: #fff3cd; }
+td.hostile { word-break: break-all; }
 )CSS";
 
 std::string slurp(const char* path) {

@@ -127,7 +127,7 @@ void auth::post(httplib::Server& svr, const std::string& path, bool read_only_ok
             res.set_content("no session: log in first\n", "text/plain");
             return;
         }
-        if (!same(req.get_param_value("csrf"), s->csrf)) {
+        if (!same(form_value(req, "csrf"), s->csrf)) {
             spdlog::warn("console: POST {} refused: CSRF token missing or wrong (user {})",
                          log_safe(req.path), log_safe(s->user));
             res.status = 403;

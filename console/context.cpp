@@ -1,7 +1,10 @@
 // console context: [console] settings and the console's ops::env (store, secrets, shm).
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstring>
 
 #include "console.hpp"
 #include "global/config_reader.hpp"
@@ -37,6 +40,12 @@ console_settings read_settings(const config& cfg) {
     s.tls_cert = r.path("tls_cert", s.tls_cert).string();
     s.tls_key = r.path("tls_key", s.tls_key).string();
     s.sample_seconds = static_cast<int>(r.integer("sample_seconds", s.sample_seconds, 1, 3600));
+    s.postfix_log = r.path("postfix_log", s.postfix_log).string();
+    s.log_max_bytes = static_cast<std::size_t>(r.integer(
+                          "log_max_mb", static_cast<std::int64_t>(s.log_max_bytes >> 20), 1, 1024))
+                      << 20;
+    s.doctor_seconds = static_cast<int>(r.integer("doctor_seconds", s.doctor_seconds, 10, 86400));
+    s.mxctl = r.path("mxctl", s.mxctl).string();
     if (s.tls_cert.empty() != s.tls_key.empty())
         throw config_error(where("tls_cert") + " and tls_key go together: set both or neither");
     if (!s.loopback() && s.tls_cert.empty())
@@ -83,8 +92,60 @@ std::shared_ptr<const mailbox_index> console_env::mailboxes() {
         idx->boxes.push_back(m);
         return true;
     });
+    idx->build_search();
     index_ = idx;
     return index_;
+}
+
+void mailbox_index::build_search() {
+    text.clear();
+    starts.clear();
+    starts.reserve(boxes.size());
+    for (const auto& m : boxes) {
+        starts.push_back(static_cast<std::uint32_t>(text.size()));
+        for (char c : m.address)
+            text.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+        text.push_back('\n');  // never inside an address: a match cannot span two
+    }
+}
+
+std::vector<std::size_t> mailbox_index::search(std::string_view needle, const std::string& conn,
+                                               std::size_t skip, std::size_t limit,
+                                               std::size_t& total, bool* capped) const {
+    std::vector<std::size_t> out;
+    total = 0;
+    // Counting every match of "@big-domain" would cost a scan of all of them on every page:
+    // past count_max (and the page asked for) the scan stops and the count says "more than".
+    const std::size_t stop_at = std::max(skip + limit, count_max) + 1;
+    if (capped) *capped = false;
+    auto take = [&](std::size_t i) {
+        if (!conn.empty() && boxes[i].connector != conn) return true;
+        if (total >= skip && out.size() < limit) out.push_back(i);
+        if (++total < stop_at) return true;
+        --total;
+        if (capped) *capped = true;
+        return false;
+    };
+    if (needle.empty() || needle.find('\n') != std::string_view::npos) {
+        if (needle.empty())
+            for (std::size_t i = 0; i < boxes.size() && take(i); ++i) {
+            }
+        return out;
+    }
+    const char* base = text.data();
+    const char* end = base + text.size();
+    std::size_t i = 0;  // hits come in text order: the box index only moves forward
+    for (const char* p = base; p < end;) {
+        auto* hit = static_cast<const char*>(
+            ::memmem(p, static_cast<std::size_t>(end - p), needle.data(), needle.size()));
+        if (!hit) break;
+        auto off = static_cast<std::uint32_t>(hit - base);
+        while (i + 1 < starts.size() && starts[i + 1] <= off) ++i;
+        if (!take(i)) break;
+        // Next line: one box counts once however often it matches.
+        p = i + 1 < starts.size() ? base + starts[i + 1] : end;
+    }
+    return out;
 }
 
 }  // namespace mx::console

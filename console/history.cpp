@@ -108,11 +108,17 @@ std::vector<sample> history::read() const {
     if (::pread(f.fd, &hdr, sizeof hdr, 0) != sizeof hdr || hdr.magic != ring_magic ||
         hdr.slots != slots_ || hdr.count > slots_ || hdr.next >= slots_)
         return out;
+    // One read of every slot (645 KB), then the ring's order: the pages read it per request.
+    // A young ring's file ends after its last written slot.
+    std::vector<ring_slot> slots(slots_);
+    ssize_t got = ::pread(f.fd, slots.data(), slots_ * sizeof(ring_slot), sizeof hdr);
+    if (got < 0) return out;
+    auto present = static_cast<std::uint64_t>(got) / sizeof(ring_slot);
     std::uint64_t first = (hdr.next + slots_ - hdr.count) % slots_;
+    out.reserve(hdr.count);
     for (std::uint64_t i = 0; i < hdr.count; ++i) {
-        ring_slot slot{};
-        off_t at = static_cast<off_t>(sizeof hdr + ((first + i) % slots_) * sizeof slot);
-        if (::pread(f.fd, &slot, sizeof slot, at) != sizeof slot) break;
+        if ((first + i) % slots_ >= present) break;
+        const auto& slot = slots[(first + i) % slots_];
         out.push_back(sample{slot.time, slot.v[0], slot.v[1], slot.v[2], slot.v[3], slot.v[4],
                              slot.v[5], slot.v[6]});
     }

@@ -42,6 +42,13 @@ std::string url_encode(std::string_view s) {
     });
 }
 
+std::string form_value(const httplib::Request& req, const std::string& key) {
+    // httplib keeps the fields of a multipart body (the CSV upload) apart from req.params.
+    if (req.has_param(key)) return req.get_param_value(key);
+    if (req.is_multipart_form_data() && req.has_file(key)) return req.get_file_value(key).content;
+    return {};
+}
+
 std::string csrf_field(const session& s) {
     return "<input type=\"hidden\" name=\"csrf\" value=\"" + h(s.csrf) + "\">";
 }
@@ -64,7 +71,8 @@ std::string page(const session& s, const std::string& title, const std::string& 
                                {"/connectors", "Connectors"},
                                {"/mailboxes", "Mailboxes"},
                                {"/failed", "ImportFailed"},
-                               {"/check", "Check an address"}})
+                               {"/check", "Check an address"},
+                               {"/log", "Log report"}})
         nav += std::string("<li class=\"nav-item\"><a class=\"nav-link") +
                (title == label ? " active" : "") + "\" href=\"" + href + "\">" + label +
                "</a></li>";

@@ -3,6 +3,9 @@
 // Google / Microsoft with its detail area) and Mailboxes. Saving turns the form into the
 // KEY=VALUE settings of `mxctl connector set` and runs ops::create/update_connector: one
 // transaction, the same validation messages as mxctl.
+#include <algorithm>
+#include <cstring>
+#include <ctime>
 #include <sstream>
 
 #include "console.hpp"
@@ -144,8 +147,9 @@ std::string form(console_env& env, const session& s, const form_values& f,
       << "><label class=\"form-check-label\" for=\"allow_plaintext\">Allow the password without "
          "TLS</label></div></fieldset>"
       << "<div data-auth=\"google microsoft\" class=\"alert alert-info\">Google and Microsoft "
-         "credentials (OAuth2) are set per mailbox: <code>mxctl mailbox set ADDRESS "
-         "oauth.client_id=... oauth.client_secret=- oauth.refresh_token=-</code>.</div>"
+         "credentials (OAuth2) are set per mailbox: on the Mailboxes page, the OAuth2 column "
+         "of each mailbox leads to its authorisation (or <code>mxctl mailbox oauth "
+         "ADDRESS</code>).</div>"
       << "<h2 class=\"h5\">Mailboxes</h2>" << mailbox_list(env, f.original);
     if (!s.read_only) o << "<button class=\"btn btn-primary\" id=\"save\">Save</button>";
     o << " <a class=\"btn btn-secondary\" href=\"/connectors\">Back</a></form>";
@@ -186,7 +190,8 @@ void save(console_env& env, const httplib::Request& req) {
         ops::update_connector(env, f.original, kv, lines(f.domains));
 }
 
-std::string list(console_env& env, const session& s, const httplib::Request& req) {
+std::string list(console_env& env, const session& s, const httplib::Request& req,
+                 today_cache& today) {
     auto guard = env.reading();
     auto v = env.open_store_read_only().read();
     auto cs = v.connectors();
@@ -202,25 +207,29 @@ std::string list(console_env& env, const session& s, const httplib::Request& req
         o << "<p><a class=\"btn btn-primary\" href=\"/connectors/edit\" id=\"new-connector\">New "
              "connector</a></p>";
     o << "<table class=\"table table-sm table-striped\" id=\"connectors\"><thead><tr><th>Name</"
-         "th><th>Active</th><th>Subdomains</th><th>Mailboxes</th><th>Accepted</th><th>Rejected</"
-         "th><th>Imported</th><th>Failed</th><th></th></tr></thead><tbody>";
+         "th><th>Active</th><th>Subdomains</th><th>Mailboxes</th><th>Accepted today</th><th>"
+         "Rejected today</th><th>Imported today</th><th>Failed today</th><th></th></tr></thead>"
+         "<tbody>";
+    std::int64_t earliest = 0;
     for (auto& c : cs) {
         std::string d;
         for (auto& x : c.domains) d += (d.empty() ? "" : ", ") + x;
-        std::uint64_t acc = 0, rej = 0, imp = 0, fail = 0;
+        sample t;
         if (shm)
             for (auto* slot : shm->used_slots())
-                if (c.name == slot->name) {
-                    acc = slot->accepted;
-                    rej = slot->rejected_unknown;
-                    imp = slot->imported;
-                    fail = slot->failed_no_mailbox + slot->failed_unparseable +
-                           slot->failed_too_large + slot->failed_refused + slot->failed_expired;
+                if (c.name ==
+                    std::string_view(slot->name, ::strnlen(slot->name, sizeof slot->name))) {
+                    auto tc = today.of(
+                        *slot, static_cast<std::int64_t>(shm->layout().created_time.load()));
+                    t = tc.counts;
+                    earliest = std::max(earliest, tc.from);
                 }
         o << "<tr><td><a href=\"/connectors/edit?name=" << url_encode(c.name) << "\">" << h(c.name)
           << "</a></td><td>" << (c.active ? "yes" : "no") << "</td><td>" << h(d.empty() ? "-" : d)
-          << "</td><td>" << count(c.name) << "</td><td>" << acc << "</td><td>" << rej << "</td><td>"
-          << imp << "</td><td>" << fail << "</td><td>";
+          << "</td><td>" << count(c.name) << "</td><td class=\"today-accepted\">" << t.accepted
+          << "</td><td class=\"today-rejected\">" << t.rejected
+          << "</td><td class=\"today-imported\">" << t.imported
+          << "</td><td class=\"today-failed\">" << t.failed << "</td><td>";
         if (!s.read_only)
             o << "<form method=\"post\" action=\"/connectors/active\">" << csrf_field(s)
               << "<input type=\"hidden\" name=\"name\" value=\"" << h(c.name)
@@ -229,17 +238,20 @@ std::string list(console_env& env, const session& s, const httplib::Request& req
               << (c.active ? "Deactivate" : "Activate") << "</button></form>";
         o << "</td></tr>";
     }
-    o << "</tbody></table><p class=\"text-muted\">Counters since the shared-memory segment was "
-         "created.</p>";
+    auto midnight = local_midnight(static_cast<std::int64_t>(::time(nullptr)));
+    o << "</tbody></table><p class=\"text-muted\" id=\"today-note\">Today: since local midnight"
+      << (earliest > midnight ? " (the counter history starts at " + when(earliest) + ")" : "")
+      << ".</p>";
     return o.str();
 }
 
 }  // namespace
 
-void install_connector_pages(httplib::Server& svr, console_env& env, auth& a) {
+void install_connector_pages(httplib::Server& svr, console_env& env, auth& a, today_cache& today) {
     svr.Get("/connectors", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Connectors", list(env, s, req)), "text/html; charset=utf-8");
+        res.set_content(page(s, "Connectors", list(env, s, req, today)),
+                        "text/html; charset=utf-8");
     });
     svr.Get("/connectors/edit", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);

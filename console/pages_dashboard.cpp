@@ -20,7 +20,46 @@ std::string daemon_state(const char* name, std::uint64_t heartbeat) {
            "</li>";
 }
 
-std::string body(console_env& env) {
+std::string doctor_section(doctor_cache& doctor, const session& s) {
+    auto r = doctor.get();
+    std::ostringstream o;
+    o << "<h2 class=\"h5\">Doctor</h2><div id=\"doctor\">";
+    if (r.time == 0) {
+        o << "<p id=\"doctor-state\">Checking… (<code>mxctl doctor</code> runs in the "
+             "background; reload in a moment)</p></div>";
+        return o.str();
+    }
+    std::size_t ok = 0;
+    std::string rows;
+    for (const auto& f : r.findings) {
+        auto status = ops::json_str(f, "status");
+        if (status == "ok") {
+            ++ok;
+            continue;
+        }
+        rows += "<tr class=\"doctor-" + h(status) + "\"><td>" +
+                (status == "fail" ? "<span class=\"down\">FAIL</span>" : "<span>WARN</span>") +
+                "</td><td>" + h(ops::json_str(f, "check")) + "</td><td>" +
+                h(ops::json_str(f, "message")) + "</td><td><code>" + h(ops::json_str(f, "fix")) +
+                "</code></td></tr>";
+    }
+    o << "<p id=\"doctor-state\">Checked " << when(r.time)
+      << (r.running ? " (checking again…)" : "") << ": " << ok << " ok";
+    if (!r.error.empty()) o << "; <span class=\"down\">" << h(r.error) << "</span>";
+    o << "</p>";
+    if (!rows.empty())
+        o << "<table class=\"table table-sm\" id=\"doctor-findings\"><thead><tr><th></th><th>"
+             "Check</th><th>Finding</th><th>Fix</th></tr></thead><tbody>"
+          << rows << "</tbody></table>";
+    else if (r.error.empty())
+        o << "<p>No warnings, nothing failed.</p>";
+    o << "<form method=\"post\" action=\"/doctor/refresh\">" << csrf_field(s)
+      << "<button class=\"btn btn-sm btn-outline-secondary\" id=\"doctor-refresh\">Check "
+         "again</button></form></div>";
+    return o.str();
+}
+
+std::string body(console_env& env, const std::string& doctor_html) {
     std::ostringstream o;
     auto* shm = env.shm();
     std::size_t backlog = 0;
@@ -59,7 +98,8 @@ std::string body(console_env& env) {
           << "</td><td id=\"total-imported\">" << t.imported << "</td><td id=\"total-failed\">"
           << t.failed << "</td><td>" << t.backlog << "</td></tr>";
     }
-    o << "</tbody></table></div></div><h2 class=\"h5\">History, all connectors (per "
+    o << "</tbody></table></div></div>" << doctor_html
+      << "<h2 class=\"h5\">History, all connectors (per "
          "interval)</h2><div class=\"chart-box\"><canvas class=\"history\" id=\"history\" "
          "data-src=\"/api/history.json\"></canvas></div>";
     if (shm)
@@ -97,10 +137,17 @@ nlohmann::json history_json(const std::vector<sample>& pts) {
 }  // namespace
 
 void install_dashboard(httplib::Server& svr, console_env& env, auth& a,
-                       const std::filesystem::path& history_dir) {
+                       const std::filesystem::path& history_dir, doctor_cache& doctor) {
     svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Dashboard", notice(req) + body(env)), "text/html; charset=utf-8");
+        res.set_content(page(s, "Dashboard", notice(req) + body(env, doctor_section(doctor, s))),
+                        "text/html; charset=utf-8");
+    });
+    // Only asks for a new run (read-only accounts too): the page shows it when it is done.
+    a.post(svr, "/doctor/refresh", true, [&](const httplib::Request&, httplib::Response& res) {
+        doctor.refresh();
+        doctor.get();
+        redirect(res, "/?ok=" + url_encode("doctor is checking again"));
     });
     svr.Get("/api/history.json",
             [history_dir](const httplib::Request& req, httplib::Response& res) {

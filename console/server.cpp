@@ -42,7 +42,7 @@ void set_headers(httplib::Server& svr, bool tls) {
         {"Cache-Control", "no-store"}};
     if (tls) hdr.emplace("Strict-Transport-Security", "max-age=31536000");
     svr.set_default_headers(hdr);
-    svr.set_payload_max_length(std::size_t{4} << 20);
+    svr.set_payload_max_length(std::size_t{16} << 20);  // a CSV of ~300k mailboxes
     svr.set_read_timeout(10, 0);
     svr.set_write_timeout(10, 0);
     svr.set_exception_handler(
@@ -81,6 +81,10 @@ int run(const std::string& config_path) {
     util::signal_pipe sigs({SIGTERM, SIGINT});  // before any thread: only the waiter gets them
 
     auto svr = make_server(settings);
+    // Headers and body go out in two writes: without this, Nagle holds a small body until the
+    // client's delayed ACK (40 ms) on a keep-alive connection. Set before the bind: httplib
+    // applies it to the listening socket.
+    svr->set_tcp_nodelay(true);
     if (!svr->bind_to_port(settings.host, settings.port))
         throw std::runtime_error("cannot listen on " + settings.host + ":" +
                                  std::to_string(settings.port) + " ([console] listen)");
@@ -93,9 +97,18 @@ int run(const std::string& config_path) {
     set_headers(*svr, tls);
     install_assets(*svr);
     a.install(*svr);
-    install_dashboard(*svr, env, a, history_dir);
-    install_connector_pages(*svr, env, a);
+    doctor_cache doctor(doctor_command(settings.mxctl, resolve_config_path(config_path).string()),
+                        settings.doctor_seconds);
+    today_cache today(history_dir);
+    log_view logs(settings.postfix_log, settings.log_max_bytes, [&env] {
+        auto guard = env.reading();
+        return store_connector_map(env);
+    });
+    install_dashboard(*svr, env, a, history_dir, doctor);
+    install_connector_pages(*svr, env, a, today);
     install_mailbox_pages(*svr, env, a);
+    install_oauth_pages(*svr, env, a);
+    install_log_page(*svr, a, logs);
     install_failed_pages(*svr, env, a);
     install_check_page(*svr, env, a);
 

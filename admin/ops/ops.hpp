@@ -24,6 +24,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -112,6 +113,60 @@ bool mailbox_matches(const mailbox& m, const std::string& lower_needle, const st
 std::string lower(std::string s);
 std::vector<mailbox> find_mailboxes(store_view& v, const std::string& needle,
                                     const std::string& conn, std::size_t limit, std::size_t& total);
+
+// --- bulk import (ops_import.cpp): `mxctl mailbox import` and the console's CSV upload.
+// CSV with a header naming address,connector[,target] (RFC 4180 quoting, '#' comments) or a
+// JSON array of {address, connector[, target]} (or {"mailboxes": [...]}).
+struct import_row {
+    mailbox box;
+    std::string where;  // "line 7" / "entry 3"
+    std::size_t line = 0;
+};
+// Every refused line of an import ("SOURCE: line N: what to fix"), at most 100 and a count.
+class import_error : public op_error {
+  public:
+    explicit import_error(std::vector<std::string> problems);
+    const std::vector<std::string>& problems() const noexcept { return problems_; }
+
+  private:
+    std::vector<std::string> problems_;
+};
+// Parses the whole text; import_error lists every line that cannot be a mailbox.
+std::vector<import_row> parse_mailbox_import(std::string_view text, const std::string& source);
+// One transaction: every row added, or none (import_error lists every refused row).
+std::size_t import_mailboxes(env& e, const std::vector<import_row>& rows,
+                             const std::string& source);
+// Both in one: the answer lists the unparseable and the refused lines together, in line order
+// (a file header the parser cannot use still refuses at once).
+std::size_t import_mailbox_text(env& e, std::string_view text, const std::string& source);
+
+// --- OAuth2 of Google/Microsoft mailboxes (ops_oauth.cpp): `mxctl mailbox oauth` and the
+// console's authorisation page. Secrets are never returned: only whether one is stored.
+struct oauth_update {
+    std::string client_id, tenant;                            // empty: unchanged
+    std::optional<std::string> client_secret, refresh_token;  // set: replaced
+    bool clear = false;  // forget client id, tenant and both secrets first
+};
+// Store change in one transaction, then the secrets (after the commit).
+mailbox set_mailbox_oauth(env& e, const std::string& address, const oauth_update& u);
+struct oauth_status {
+    auth_method method = auth_method::none;  // of the mailbox's connector
+    std::string client_id, tenant;
+    bool client_secret = false, refresh_token = false;  // stored?
+    std::int64_t token_expires = 0;                     // cached access token (0: none)
+    std::int64_t refreshed = 0;                         // when it was fetched
+    std::string last_error;                             // last failed refresh (no secret)
+    std::int64_t last_error_time = 0;
+    // "ok", "expired", "refresh failed", "no refresh token", "no client id", "not OAuth2"
+    std::string summary(std::int64_t now) const;
+};
+oauth_status mailbox_oauth_status(env& e, const mailbox& m, auth_method method);
+// The mailbox and its connector's method (op_error when none or not Google/Microsoft).
+std::pair<mailbox, auth_method> find_oauth_mailbox(store_view& v, const std::string& address);
+// Fetches a new access token now with the stored credentials (the importer's code path; may
+// wait [oauth] timeout_seconds: hold no store lock); returns its expiry, or op_error with the
+// endpoint's answer (also recorded for the status).
+std::int64_t refresh_mailbox_oauth(env& e, const mailbox& m, auth_method method);
 
 // --- check (ops_check.cpp): exactly the milter's answer, a dead store is a tempfail
 check_result check(env& e, const std::string& address);

@@ -79,6 +79,23 @@ void oauth_token_source::invalidate(const mailbox& mb) {
     if (cache.erase(cache_key(mb)) > 0) write_cache(cache_dir_, cache);
 }
 
+std::optional<oauth_cache_status> oauth_token_source::cached_status(const mailbox& mb) const {
+    auto cache = read_cache(cache_file());
+    auto it = cache.find(cache_key(mb));
+    if (it == cache.end() || !it->is_object()) return std::nullopt;
+    oauth_cache_status s;
+    auto num = [&](const char* k) {
+        auto v = it->find(k);
+        return v != it->end() && v->is_number_integer() ? v->get<std::int64_t>() : 0;
+    };
+    s.expires_at = it->value("access_token", "").empty() ? 0 : num("expires_at");
+    s.refreshed_at = num("refreshed_at");
+    s.last_error_at = num("last_error_at");
+    if (auto v = it->find("last_error"); v != it->end() && v->is_string())
+        s.last_error = v->get<std::string>();
+    return s;
+}
+
 oauth_token oauth_token_source::access_token(auth_method provider, const mailbox& mb,
                                              bool force_refresh, std::int64_t now) {
     if (provider != auth_method::google && provider != auth_method::microsoft)
@@ -93,9 +110,26 @@ oauth_token oauth_token_source::access_token(auth_method provider, const mailbox
                 return {tok, exp, true, it->value("grant", "")};
         }
     }
-    auto t = fetch(provider, mb, now);
+    oauth_token t;
+    try {
+        t = fetch(provider, mb, now);
+    } catch (const oauth_error& e) {
+        // Kept for mxctl doctor and the console (the message names no secret); a cached token
+        // still valid stays usable.
+        auto& entry = cache[cache_key(mb)];
+        if (!entry.is_object()) entry = nlohmann::json::object();
+        entry["last_error"] = e.what();
+        entry["last_error_at"] = now;
+        try {
+            write_cache(cache_dir_, cache);
+        } catch (const std::exception& w) {
+            spdlog::warn("oauth: cannot write token cache: {}", w.what());
+        }
+        throw;
+    }
     cache[cache_key(mb)] = {{"access_token", t.access_token},
                             {"expires_at", t.expires_at},
+                            {"refreshed_at", now},
                             {"grant", t.grant},
                             {"provider", std::string(to_string(provider))}};
     try {

@@ -52,6 +52,15 @@ struct oauth_settings {
 
 oauth_settings oauth_settings_from(const config& cfg);  // reads [oauth]
 
+// What the cache knows about a mailbox's token (never the token): its expiry and when it was
+// fetched, or the last failed refresh (kept until a refresh succeeds).
+struct oauth_cache_status {
+    std::int64_t expires_at = 0;
+    std::int64_t refreshed_at = 0;
+    std::string last_error;
+    std::int64_t last_error_at = 0;
+};
+
 struct oauth_token {
     std::string access_token;
     std::int64_t expires_at = 0;  // unix seconds
@@ -71,6 +80,8 @@ class oauth_token_source {
                              std::int64_t now);
     // Drops the cached token (after the SMTP server refused it).
     void invalidate(const mailbox& mb);
+    // The cache's entry for this mailbox (nullopt: never fetched nor failed).
+    std::optional<oauth_cache_status> cached_status(const mailbox& mb) const;
 
     const oauth_settings& settings() const { return settings_; }
     std::filesystem::path cache_file() const { return cache_dir_ / "tokens.json"; }

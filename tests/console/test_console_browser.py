@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """mx-console in a real browser (Debian's chromium + chromium-driver, python3-selenium, headless)
 against a private stack from scripts/mx-stack: login, the connector form, mailboxes, swaks -> 250
-and the dashboard count rising, a <script>-bearing subject shown escaped in ImportFailed, retry
-after adding the mailbox, CSRF and session refusals, the read-only role. Saves a screenshot of
+and the dashboard count rising, today's count on the connectors list, a CSV import refused line by
+line then accepted, a <script>-bearing subject shown escaped in ImportFailed and doctor's finding
+about it on the dashboard, retry after adding the mailbox, the log report with a hostile log
+line shown as text, a Google mailbox's OAuth2 state and new credentials, CSRF and session
+refusals, the read-only role. Saves a screenshot of
 each page into docs/console/ (shown in docs/console.md). Exit 77 (skipped) only when chromium,
 chromium-driver or selenium are not installed."""
 import argparse
@@ -71,7 +74,8 @@ def main():
     stack_start()
     cfg = os.path.join(d, "mx-connector.toml")
     with open(cfg, "a") as f:
-        f.write(f'\n[console]\nlisten = "127.0.0.1:{a.http_port}"\nsample_seconds = 1\n')
+        f.write(f'\n[console]\nlisten = "127.0.0.1:{a.http_port}"\nsample_seconds = 1\n'
+                f'doctor_seconds = 10\npostfix_log = "{d}/log/maillog"\n')
     mxctl = lambda *args, check=True: subprocess.run(
         [f"{a.build}/admin/mxctl", "--config", cfg, *args], check=check, capture_output=True, text=True)
     mxctl("console", "user", "add", "admin", "--password", "admin-password-1")
@@ -223,7 +227,10 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     driver.get(base + "/")
     wait_for(lambda: driver.find_element(By.ID, "history").get_attribute("data-drawn") == "yes", 10,
              "the history chart")
-    shot("dashboard")
+    # Today's counts on the connectors list (since midnight: the stack's segment is new).
+    driver.get(base + "/connectors")
+    assert int(driver.find_element(By.CSS_SELECTOR, "#connectors td.today-accepted").text) >= 1
+    bulk_import(driver, base, By, d, mxctl, shot)
 
     # A file for a recipient without a mailbox (accepted, then the mailbox went) fails alone.
     subject = '<script>alert("x")</script> & <b>bold</b>'
@@ -245,6 +252,21 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     assert "&lt;script&gt;" in driver.page_source
     assert "late@shop.test" in driver.find_element(By.ID, "failed").text
     shot("importfailed")
+    # The dashboard shows doctor's finding about it (mxctl doctor, run in the background).
+    driver.get(base + "/")
+    again = driver.find_element(By.ID, "doctor-refresh")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", again)
+    submits(driver, By, again.click)
+
+    def doctor_says():
+        driver.get(base + "/")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#doctor-findings tr.doctor-warn")
+        return [r.text for r in rows if "ImportFailed" in r.text]
+    wait_for(doctor_says, 90, "the doctor finding about ImportFailed on the dashboard")
+    wait_for(lambda: driver.find_element(By.ID, "history").get_attribute("data-drawn") == "yes", 10,
+             "the history chart")
+    shot("dashboard")
+    driver.get(base + "/failed")
     submits(driver, By, driver.find_element(By.LINK_TEXT, "Headers").click)
     assert "Subject: " + subject in driver.find_element(By.ID, "headers").text
     shot("headers")
@@ -265,6 +287,8 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     assert driver.find_element(By.ID, "r-decision").text == "reject"
     assert driver.find_element(By.ID, "r-reply").text in want, (want,)
     shot("check")
+    log_report(driver, base, By, d, shot)
+    oauth_page(driver, base, By, d, mxctl, shot)
 
     # A form posted without (or with a wrong) CSRF token is refused and changes nothing.
     status, body = post_with_session(driver, base, "/mailboxes/add",
@@ -291,6 +315,8 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
     for path, fields in (("/mailboxes/add", {"address": "ro@shop.test", "connector": "shop"}),
                          ("/mailboxes/remove", {"address": "buyer@shop.test"}),
                          ("/connectors/active", {"name": "shop", "active": "no"}),
+                         ("/mailboxes/import", {"text": "address,connector\nro2@shop.test,shop\n"}),
+                         ("/mailboxes/oauth/save", {"address": "buyer@shop.test", "client_id": "x"}),
                          ("/connectors/save", {"name": "ro", "drop_folder": drop})):
         status, body = post_with_session(driver, base, path, dict(fields, csrf=csrf))
         assert status == 403 and "read-only" in body, (path, status, body)
@@ -312,6 +338,74 @@ def run(a, d, cfg, mxctl, drop, base, driver, shots, By, Select, Keys):
         seen.append(wait_for(error_text, 10, "the answer to a wrong password"))
     assert seen[:5] == ["Wrong name or password."] * 5, seen
     assert "Too many failed logins" in seen[5], seen
+
+def bulk_import(driver, base, By, d, mxctl, shot):
+    """CSV upload: one refused line refuses the file, every refused line is listed."""
+    bad = os.path.join(d, "import-bad.csv")
+    with open(bad, "w") as f:
+        f.write("address,connector\nbulk1@shop.test,shop\nnot an address,shop\n"
+                "bulk2@shop.test,nowhere\n<b>x</b>@shop.test,shop\n")
+    driver.get(base + "/mailboxes")
+    driver.find_element(By.CSS_SELECTOR, "#import-box summary").click()
+    driver.find_element(By.ID, "import-file").send_keys(bad)
+    submits(driver, By, driver.find_element(By.ID, "import").click)
+    errors = driver.find_element(By.ID, "import-errors").text
+    for want in ("import-bad.csv: line 3: invalid address", "line 4: no connector named 'nowhere'",
+                 "line 5: invalid address '<b>x</b>@shop.test'"):
+        assert want in errors, (want, errors)
+    assert not driver.find_elements(By.CSS_SELECTOR, "#import-errors b")
+    assert mxctl("mailbox", "show", "bulk1@shop.test", check=False).returncode != 0
+    driver.find_element(By.CSS_SELECTOR, "#import-box summary").click()
+    shot("import")
+    # Pasted lines: all of them in one go.
+    driver.find_element(By.ID, "import-text").send_keys(
+        "address,connector\nbulk1@shop.test,shop\nbulk2@shop.test,shop\n")
+    submits(driver, By, driver.find_element(By.ID, "import").click)
+    assert "2 mailboxes imported" in driver.find_element(By.ID, "ok").text
+    for box in ("bulk1@shop.test", "bulk2@shop.test"):
+        assert mxctl("mailbox", "show", box, check=False).returncode == 0, box
+
+
+def log_report(driver, base, By, d, shot):
+    """The log report of the stack's maillog, with a hostile line shown as text."""
+    hostile = '"<script>alert(1)</script>"@shop.test'
+    stamp = time.strftime("%b %e %H:%M:%S")
+    with open(os.path.join(d, "log", "maillog"), "a") as f:
+        f.write(f"{stamp} mx postfix/smtpd[4242]: NOQUEUE: reject: RCPT from unknown[192.0.2.66]: "
+                f"550 5.1.1 <{hostile}>: Recipient address rejected: User unknown; "
+                f"from=<a@sender.test> to=<{hostile}> proto=ESMTP helo=<evil>\n")
+    driver.get(base + "/log")
+    cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#log-top-recipients td.hostile")]
+    assert hostile in cells, (cells, driver.page_source[-3000:])
+    assert not driver.find_elements(By.CSS_SELECTOR, "#log-top-recipients script")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in driver.page_source
+    assert int(driver.find_element(By.ID, "log-rejected").text) >= 1
+    wait_for(lambda: driver.find_element(By.ID, "log-hourly").get_attribute("data-drawn") == "yes",
+             10, "the log report's hourly chart")
+    shot("logreport")
+
+
+def oauth_page(driver, base, By, d, mxctl, shot):
+    """A Google mailbox: its state, new credentials through the form, no secret shown."""
+    gdrop = os.path.join(d, "drop", "gmail")
+    subprocess.run(["install", "-d", "-o", "mxconnector", "-g", "mxconnector", "-m", "0750", gdrop],
+                   check=True)
+    mxctl("connector", "add", "gmail", "--drop-folder", gdrop, "--domain", "g.test")
+    mxctl("connector", "set", "gmail", "smtp.auth=google")
+    mxctl("mailbox", "add", "boss@g.test", "--connector", "gmail")
+    driver.get(base + "/mailboxes?q=boss")
+    assert "google: no client id" in driver.find_element(By.CSS_SELECTOR, "a.oauth-state").text
+    submits(driver, By, driver.find_element(By.CSS_SELECTOR, "a.oauth-state").click)
+    driver.find_element(By.ID, "client_id").send_keys("client-42")
+    driver.find_element(By.ID, "refresh_token").send_keys("SECRET-REFRESH-42")
+    submits(driver, By, driver.find_element(By.ID, "oauth-save").click)
+    assert "credentials of boss@g.test saved" in driver.find_element(By.ID, "ok").text
+    assert driver.find_element(By.ID, "oauth-summary").text == "not yet used"
+    assert "SECRET-REFRESH-42" not in driver.page_source
+    out = mxctl("mailbox", "show", "boss@g.test", "--json").stdout
+    assert '"client-42"' in out and '"***"' in out, out
+    shot("oauth")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,51 +5,16 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
-#include <optional>
 
 #include "console.hpp"
 #include "ops/console_users.hpp"
 
+#include "console_test_env.hpp"
+
 namespace fs = std::filesystem;
-
-namespace {
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/mx-console-unit-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-mx::config cfg_with(const temp_dir& t, const std::string& console_section) {
-    return mx::parse_config("state_dir = \"" + (t.path / "state").string() + "\"\nrun_dir = \"" +
-                                (t.path / "run").string() + "\"\n" + console_section,
-                            t.path / "c.toml");
-}
-
-struct test_env : mx::ops::env {
-    mx::config c;
-    std::optional<mx::store> s;
-    std::optional<mx::secret_store> sec;
-    explicit test_env(mx::config cfg) : c(std::move(cfg)) {}
-    const mx::config& cfg() override { return c; }
-    mx::store& open_store() override {
-        if (!s) s = mx::store::open(c, false);
-        return *s;
-    }
-    mx::store& open_store_read_only() override { return open_store(); }
-    mx::secret_store& secrets() override {
-        if (!sec) sec = mx::secret_store::open(c, false);
-        return *sec;
-    }
-};
-
-}  // namespace
+using console_test::cfg_with;
+using console_test::temp_dir;
+using console_test::test_env;
 
 TEST_CASE("[console] listen: loopback by default, anything else only with TLS", "[console]") {
     temp_dir t;
