@@ -66,13 +66,13 @@ std::string check_result::reply() const {
 std::optional<mailbox_match> resolve_mailbox(store_view& v, const address& a,
                                              std::string_view delim) {
     std::string key = a.str();
-    if (auto m = v.find_mailbox(key)) return mailbox_match{m->connector, key, "exact"};
+    if (auto c = v.mailbox_connector(key)) return mailbox_match{std::move(*c), key, "exact"};
     if (auto base = strip_extension(a.local, delim)) {
         std::string k = *base + "@" + a.domain;
-        if (auto m = v.find_mailbox(k)) return mailbox_match{m->connector, k, "subaddress"};
+        if (auto c = v.mailbox_connector(k)) return mailbox_match{std::move(*c), k, "subaddress"};
     }
     std::string ca = catch_all_key(a.domain);
-    if (auto m = v.find_mailbox(ca)) return mailbox_match{m->connector, ca, "catch-all"};
+    if (auto c = v.mailbox_connector(ca)) return mailbox_match{std::move(*c), ca, "catch-all"};
     return std::nullopt;
 }
 
