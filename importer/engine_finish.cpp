@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "delivery_lanes.hpp"
@@ -37,6 +38,8 @@ void engine::dispatch(batch& b) {
         for (const auto& [spec, n] : lane_jobs_)
             if (n > 0) behind.insert(spec);
     }
+    // All of the batch's jobs go onto the lanes at once (one lock, one wake-up per thread).
+    std::vector<std::pair<std::string, std::function<void()>>> jobs;
     for (auto& itp : b.items) {
         item* it = itp.get();
         for (std::size_t i = 0; i < it->rcpts.size(); ++i) {
@@ -51,7 +54,7 @@ void engine::dispatch(batch& b) {
             }
             // The lane runs deliveries of this target one after another; other targets' lanes
             // go on meanwhile. The result comes back under done_mu_.
-            lanes_->submit(r.spec, [this, it, i, awaited, conn = b.f->connector] {
+            jobs.emplace_back(r.spec, [this, it, i, awaited, conn = b.f->connector] {
                 auto& rc = it->rcpts[i];
                 delivery d{it->work, it->pr.size,        rc.key,         rc.mailbox,
                            conn,     it->pr.fingerprint, it->first_seen, &it->pr.info};
@@ -66,8 +69,8 @@ void engine::dispatch(batch& b) {
                     // Paused by an earlier delivery of this lane: not tried.
                     res = {result_kind::temporary,
                            "4.4.5",
-                           "target " + rc.target->describe() + " paused until " + mail::iso8601(*until) +
-                               " after repeated temporary failures",
+                           "target " + rc.target->describe() + " paused until " +
+                               mail::iso8601(*until) + " after repeated temporary failures",
                            {}};
                     res.retry_after = std::chrono::seconds(std::max<std::int64_t>(1, *until - now));
                 } else {
@@ -106,6 +109,7 @@ void engine::dispatch(batch& b) {
             });
         }
     }
+    lanes_->submit_all(std::move(jobs));
 }
 
 void engine::sync_items(const folder& f, std::vector<item*>& items) {

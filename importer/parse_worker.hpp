@@ -99,6 +99,11 @@ class parse_worker {
 // requests on in_fd (the SOCK_SEQPACKET socket) and replies on out_fd until EOF.
 int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sandbox = true);
 
+// Prepares this process for parsing once: every charset converter module loaded, the
+// libraries' lazy state initialised (so nothing needs open() later, under the sandbox). The
+// worker calls it before its filter; fork mode calls it in the parent, whose children inherit it.
+void prepare_worker_once(const parse_limits& limits);
+
 // Analyses one already open file in this process (what the worker does for one request).
 nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only = false);
 // The same for a path (opened O_NOFOLLOW here; tests and tools, never inside the worker).

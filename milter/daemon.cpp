@@ -222,122 +222,81 @@ void place_unix_socket(const std::string& path, const socket_access& access,
     cleanup();
 }
 
-int run(const options& opts) {
-    // 1. Signals first: every thread created later inherits this mask.
-    std::optional<util::signal_pipe> sigs;  // blocked before any thread exists
-    try {
-        sigs.emplace(std::initializer_list<int>{SIGHUP, SIGTERM, SIGINT});
-    } catch (const std::exception& e) {
-        std::cerr << "mx-milter: " << e.what() << "\n";
-        return ex_oserr;
-    }
-    ::signal(SIGPIPE, SIG_IGN);
+namespace {
 
-    auto st = std::make_unique<daemon_state>();
-    std::string smap;
+// The config, the table writer and the socketmap address; an exit code when the daemon
+// cannot (or, with --check-config, need not) go on.
+std::optional<int> load(const options& opts, daemon_state& st, std::string& smap) {
     try {
-        st->cfg = load_config(resolve_config_path(opts.config_path));
-        smap = socketmap_spec(st->cfg);
+        st.cfg = load_config(resolve_config_path(opts.config_path));
+        smap = socketmap_spec(st.cfg);
         // The same paths doctor and `mxctl postfix setup` wire Postfix to (one reader).
-        auto t = postfix::milter_tables_of(st->cfg);
-        st->tables =
+        auto t = postfix::milter_tables_of(st.cfg);
+        st.tables =
             std::make_unique<postfix_tables_writer>(t.virtual_map, t.domain_table, t.drop_table);
     } catch (const std::exception& e) {
         std::cerr << "mx-milter: " << e.what() << "\n";
         return ex_config;
     }
     if (opts.check_config) {
-        std::cout << "mx-milter: configuration " << st->cfg.file.string() << " is valid\n";
+        std::cout << "mx-milter: configuration " << st.cfg.file.string() << " is valid\n";
         return 0;
     }
-    setup_logging(st->cfg, "mx-milter");
-    if (st->cfg.log_sink != "syslog") use_buffered_stderr_log("mx-milter");
-    st->policy = std::make_shared<const check_policy>(check_policy::from(st->cfg));
-    st->store = std::make_unique<store_holder>(st->cfg.store_dir());
+    return std::nullopt;
+}
 
-    std::optional<util::account> pw;
-    if (st->cfg.user && geteuid() == 0) {
-        pw = util::lookup_account(*st->cfg.user);
-        if (!pw) {
-            spdlog::critical("user '{}' (config key `user`) does not exist",
-                             log_safe(*st->cfg.user));
-            return ex_config;
-        }
-    }
-    std::string pw_name = pw ? pw->name : std::string();
-
-    std::unique_ptr<socketmap_server> smap_server;
+// Step 2 (still as root when started as root): shared memory, libmilter's socket placed
+// safely, the socketmap's socket. Throws on failure.
+std::unique_ptr<socketmap_server> open_sockets(daemon_state& st, const std::string& smap,
+                                               const std::optional<util::account>& pw) {
     try {
-        try {
-            st->shm = shm_state::attach(st->cfg);
-        } catch (const std::exception& e) {
-            spdlog::warn("shared memory unavailable, counters disabled: {}", log_safe(e.what()));
-        }
-        const std::string& spec = st->cfg.milter.socket;
-        std::string milter_path = unix_socket_path(spec);
-        socket_access access = socket_access_for(st->cfg);
-        if (smfi_settimeout(st->cfg.milter.timeout_seconds) != MI_SUCCESS)
-            throw std::runtime_error("smfi_settimeout failed");
-        smfi_setbacklog(128);
-        register_milter();
-        // libmilter binds the path it is given itself: give it one inside the private folder.
-        auto open_milter_socket = [&](const std::string& conn) {
-            std::string c = conn;  // smfi_setconn keeps its own copy
-            if (smfi_setconn(c.data()) != MI_SUCCESS)
-                throw std::runtime_error("smfi_setconn(" + spec + ") failed");
-            if (smfi_opensocket(true) != MI_SUCCESS)
-                throw std::runtime_error("smfi_opensocket(" + spec +
-                                         ") failed (directory missing or not writable?)");
-        };
-        if (milter_path.empty()) {
-            open_milter_socket(spec);  // inet: loopback unless allow_remote (config.cpp)
-        } else {
-            ensure_socket_dir(milter_path, pw);
-            place_unix_socket(milter_path, access,
-                              [&](const std::string& p) { open_milter_socket("unix:" + p); });
-        }
-        if (!smap.empty()) {
-            ensure_socket_dir(unix_socket_path(smap), pw);
-            smap_server = std::make_unique<socketmap_server>(*st, smap, access);
-        }
-        if (pw) util::drop_privileges(*pw);
+        st.shm = shm_state::attach(st.cfg);
     } catch (const std::exception& e) {
-        spdlog::critical("start-up failed: {}", log_safe(e.what()));
-        return ex_oserr;
+        spdlog::warn("shared memory unavailable, counters disabled: {}", log_safe(e.what()));
     }
+    const std::string& spec = st.cfg.milter.socket;
+    std::string milter_path = unix_socket_path(spec);
+    socket_access access = socket_access_for(st.cfg);
+    if (smfi_settimeout(st.cfg.milter.timeout_seconds) != MI_SUCCESS)
+        throw std::runtime_error("smfi_settimeout failed");
+    smfi_setbacklog(128);
+    register_milter();
+    // libmilter binds the path it is given itself: give it one inside the private folder.
+    auto open_milter_socket = [&](const std::string& conn) {
+        std::string c = conn;  // smfi_setconn keeps its own copy
+        if (smfi_setconn(c.data()) != MI_SUCCESS)
+            throw std::runtime_error("smfi_setconn(" + spec + ") failed");
+        if (smfi_opensocket(true) != MI_SUCCESS)
+            throw std::runtime_error("smfi_opensocket(" + spec +
+                                     ") failed (directory missing or not writable?)");
+    };
+    if (milter_path.empty()) {
+        open_milter_socket(spec);  // inet: loopback unless allow_remote (config.cpp)
+    } else {
+        ensure_socket_dir(milter_path, pw);
+        place_unix_socket(milter_path, access,
+                          [&](const std::string& p) { open_milter_socket("unix:" + p); });
+    }
+    std::unique_ptr<socketmap_server> smap_server;
+    if (!smap.empty()) {
+        ensure_socket_dir(unix_socket_path(smap), pw);
+        smap_server = std::make_unique<socketmap_server>(st, smap, access);
+    }
+    return smap_server;
+}
 
-    daemon_state& s = *st;
-    set_state(std::move(st));
-    if (smap_server) smap_server->start();
-    spdlog::info("mx-milter started: milter {} socketmap {} store {} user {}", s.cfg.milter.socket,
-                 smap.empty() ? "(disabled)" : smap, s.cfg.store_dir().string(),
-                 pw ? pw_name : std::string("(unchanged)"));
-    s.store->ready();  // open now if it exists (and log it); otherwise on the first RCPT
-    s.tables->refresh(*s.store, true);
-
-    std::atomic<bool> milter_done{false};
-    int milter_rc = 0;
-    std::thread milter_thread([&] {
-        milter_rc = smfi_main();
-        milter_done.store(true);
-    });
-
-    // All other threads exist (or will be created by threads that block the signals): now the
-    // main thread alone takes them.
-    sigs->start();
-    util::service::notify_ready("serving " + s.cfg.milter.socket);  // systemd Type=notify
-
-    bool stopping = false;
+// Step 4, the main thread's loop while smfi_main() runs: signals, heartbeat, reload requests,
+// table refresh, the decision log's flush. True when it ended on SIGTERM/SIGINT.
+bool serve(daemon_state& s, util::signal_pipe& sigs, const std::atomic<bool>& milter_done) {
     std::uint64_t reloads_seen = s.shm ? s.shm->layout().reload_requests.load() : 0;
     std::uint64_t generation_seen = 0;
     while (!milter_done.load()) {
-        int sig = sigs->wait(std::chrono::seconds(1));
+        int sig = sigs.wait(std::chrono::seconds(1));
         if (sig == SIGTERM || sig == SIGINT) {
             spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
-            stopping = true;
             util::service::notify_stopping();
             stop_milter(s.cfg.milter.socket);
-            break;
+            return true;
         }
         if (sig == SIGHUP) reload(s, "SIGHUP");
         util::service::notify_watchdog();  // no-op unless WatchdogSec= is set
@@ -360,6 +319,68 @@ int run(const options& opts) {
         s.tables->refresh(*s.store, false);
         flush_log();  // decision lines reach stderr within a second
     }
+    return false;
+}
+
+}  // namespace
+
+int run(const options& opts) {
+    // 1. Signals first, blocked before any thread exists: every thread created later
+    // inherits this mask.
+    std::optional<util::signal_pipe> sigs;
+    try {
+        sigs.emplace(std::initializer_list<int>{SIGHUP, SIGTERM, SIGINT});
+    } catch (const std::exception& e) {
+        std::cerr << "mx-milter: " << e.what() << "\n";
+        return ex_oserr;
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    auto st = std::make_unique<daemon_state>();
+    std::string smap;
+    if (auto rc = load(opts, *st, smap)) return *rc;
+    setup_logging(st->cfg, "mx-milter");
+    if (st->cfg.log_sink != "syslog") use_buffered_stderr_log("mx-milter");
+    st->policy = std::make_shared<const check_policy>(check_policy::from(st->cfg));
+    st->store = std::make_unique<store_holder>(st->cfg.store_dir());
+
+    std::optional<util::account> pw;
+    if (st->cfg.user && geteuid() == 0) {
+        pw = util::lookup_account(*st->cfg.user);
+        if (!pw) {
+            spdlog::critical("user '{}' (config key `user`) does not exist",
+                             log_safe(*st->cfg.user));
+            return ex_config;
+        }
+    }
+    std::unique_ptr<socketmap_server> smap_server;
+    try {
+        smap_server = open_sockets(*st, smap, pw);  // 2.
+        if (pw) util::drop_privileges(*pw);         // 3.
+    } catch (const std::exception& e) {
+        spdlog::critical("start-up failed: {}", log_safe(e.what()));
+        return ex_oserr;
+    }
+
+    daemon_state& s = *st;
+    set_state(std::move(st));
+    if (smap_server) smap_server->start();
+    spdlog::info("mx-milter started: milter {} socketmap {} store {} user {}", s.cfg.milter.socket,
+                 smap.empty() ? "(disabled)" : smap, s.cfg.store_dir().string(),
+                 pw ? pw->name : std::string("(unchanged)"));
+    s.store->ready();  // open now if it exists (and log it); otherwise on the first RCPT
+    s.tables->refresh(*s.store, true);
+
+    std::atomic<bool> milter_done{false};
+    int milter_rc = 0;
+    std::thread milter_thread([&] {  // 4.
+        milter_rc = smfi_main();
+        milter_done.store(true);
+    });
+    // All other threads exist (or will be created by threads that block the signals): now the
+    // main thread alone takes them.
+    sigs->start();
+    util::service::notify_ready("serving " + s.cfg.milter.socket);  // systemd Type=notify
+    bool stopping = serve(s, *sigs, milter_done);
     milter_thread.join();
     if (smap_server) smap_server->stop();
     // libmilter leaves its unix socket behind; a stopped milter must not look alive.

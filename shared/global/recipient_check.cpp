@@ -69,26 +69,28 @@ std::string check_result::reply() const {
 std::optional<mailbox_match> resolve_mailbox(store_view& v, const address& a,
                                              std::string_view delim) {
     std::string key = a.str();
-    if (auto m = v.find_mailbox(key)) return mailbox_match{m->connector, key, "exact"};
+    if (auto c = v.mailbox_connector(key)) return mailbox_match{std::move(*c), key, "exact"};
     if (auto base = strip_extension(a.local, delim)) {
         std::string k = *base + "@" + a.domain;
-        if (auto m = v.find_mailbox(k)) return mailbox_match{m->connector, k, "subaddress"};
+        if (auto c = v.mailbox_connector(k)) return mailbox_match{std::move(*c), k, "subaddress"};
     }
     std::string ca = catch_all_key(a.domain);
-    if (auto m = v.find_mailbox(ca)) return mailbox_match{m->connector, ca, "catch-all"};
+    if (auto c = v.mailbox_connector(ca)) return mailbox_match{std::move(*c), ca, "catch-all"};
     return std::nullopt;
 }
 
 check_result check_address(store_view& v, const check_policy& p, const address& a) {
-    const std::string bracketed = "<" + a.str() + ">";
+    // Reply texts only: an accepted recipient (most RCPTs) builds none of them.
+    auto bracketed = [&a] { return "<" + a.str() + ">"; };
     auto dm = v.match_domain(a.domain);
     if (!dm) {
         if (p.reject_unknown_domains) {
-            auto r = make(decision::reject, "550", "5.1.2",
-                          p.hide_existence
-                              ? std::string("Recipient address rejected")
-                              : bracketed + ": Recipient address rejected: Domain not served here",
-                          "domain " + a.domain + " is served by no connector");
+            auto r =
+                make(decision::reject, "550", "5.1.2",
+                     p.hide_existence
+                         ? std::string("Recipient address rejected")
+                         : bracketed() + ": Recipient address rejected: Domain not served here",
+                     "domain " + a.domain + " is served by no connector");
             r.recipient = a;
             return r;
         }
@@ -101,8 +103,9 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
     auto conn = v.find_connector(dm->connector);
     if (!conn) {
         // A domain pointing at a vanished connector is a store inconsistency: temporary.
-        auto r = make(decision::tempfail, "451", "4.3.0", bracketed + ": Temporary lookup failure",
-                      "domain " + dm->pattern + " names missing connector " + dm->connector);
+        auto r =
+            make(decision::tempfail, "451", "4.3.0", bracketed() + ": Temporary lookup failure",
+                 "domain " + dm->pattern + " names missing connector " + dm->connector);
         r.recipient = a;
         return r;
     }
@@ -111,7 +114,7 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
     r.connector = conn->name;
     if (!conn->active) {
         auto t = make(decision::tempfail, "450", "4.2.1",
-                      bracketed + ": Recipient address rejected: Mailbox temporarily unavailable",
+                      bracketed() + ": Recipient address rejected: Mailbox temporarily unavailable",
                       "connector " + conn->name + " is inactive");
         t.recipient = a;
         t.connector = conn->name;
@@ -122,8 +125,10 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
         r.verdict = decision::accept;
         r.mailbox = mb->mailbox;
         r.matched_by = mb->matched_by;
-        r.reason =
-            "mailbox " + mb->mailbox + " (" + mb->matched_by + ") on connector " + conn->name;
+        // One allocation (a chain of operator+ reallocated several times per RCPT).
+        r.reason.reserve(32 + mb->mailbox.size() + conn->name.size());
+        r.reason.append("mailbox ").append(mb->mailbox).append(" (").append(mb->matched_by);
+        r.reason.append(") on connector ").append(conn->name);
         return r;
     }
     if (p.accept_postmaster && a.local == "postmaster") {
@@ -133,7 +138,7 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
         return r;
     }
     std::string text = p.hide_existence ? std::string("Recipient address rejected")
-                                        : replace_all(p.reject_text, "{address}", bracketed);
+                                        : replace_all(p.reject_text, "{address}", bracketed());
     auto rej = make(decision::reject, "550", "5.1.1", one_line(text),
                     "no mailbox for " + a.str() + " on connector " + conn->name);
     rej.recipient = a;

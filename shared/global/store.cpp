@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <stdexcept>
 
 #include "global/address.hpp"
 #include "global/shm_state.hpp"
@@ -172,6 +173,65 @@ std::optional<mailbox> store_view::find_mailbox(std::string_view key) {
     auto v = store_->mailboxes_.get(txn_, key);
     if (!v) return std::nullopt;
     return mailbox_from_json(std::string(key), nlohmann::json::parse(*v));
+}
+
+namespace {
+// One SAX pass over a mailbox record for its top-level "connector" string: no document, no
+// map, no copies of the other members (a full parse per RCPT was a measurable part of a
+// milter decision). What a full parse would refuse (not JSON, not an object, a connector that
+// is not a string) throws here too.
+class connector_member final : public nlohmann::json_sax<nlohmann::json> {
+  public:
+    std::optional<std::string> value;
+    bool object = false;
+
+    bool null() override { return other(); }
+    bool boolean(bool) override { return other(); }
+    bool number_integer(number_integer_t) override { return other(); }
+    bool number_unsigned(number_unsigned_t) override { return other(); }
+    bool number_float(number_float_t, const string_t&) override { return other(); }
+    bool binary(binary_t&) override { return other(); }
+    bool string(string_t& s) override {
+        if (wanted_) value = std::move(s);
+        wanted_ = false;
+        return true;
+    }
+    bool start_object(std::size_t) override {
+        if (depth_ == 0) object = true;
+        ++depth_;
+        return other();
+    }
+    bool key(string_t& k) override {
+        wanted_ = depth_ == 1 && k == "connector";
+        return true;
+    }
+    bool end_object() override { return --depth_, true; }
+    bool start_array(std::size_t) override {
+        ++depth_;
+        return other();
+    }
+    bool end_array() override { return --depth_, true; }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+        return false;
+    }
+
+  private:
+    bool other() {
+        if (wanted_) throw std::runtime_error("mailbox record: connector is not a string");
+        return true;
+    }
+    int depth_ = 0;
+    bool wanted_ = false;
+};
+}  // namespace
+
+std::optional<std::string> store_view::mailbox_connector(std::string_view key) {
+    auto v = store_->mailboxes_.get(txn_, key);
+    if (!v) return std::nullopt;
+    connector_member m;
+    if (!nlohmann::json::sax_parse(*v, &m) || !m.object)
+        throw std::runtime_error("mailbox record of " + std::string(key) + " is not a JSON object");
+    return m.value ? std::move(*m.value) : std::string();
 }
 
 bool store_view::has_mailbox(std::string_view key) {

@@ -75,6 +75,10 @@ class store_view {
     // Most specific pattern covering an ASCII domain.
     std::optional<domain_match> match_domain(std::string_view ascii_domain);
     std::optional<mailbox> find_mailbox(std::string_view key);
+    // Only the connector of mailbox `key` (all an RCPT decision needs), read from the record
+    // without building a JSON document; nullopt when there is no such mailbox. A malformed
+    // record throws, as find_mailbox does.
+    std::optional<std::string> mailbox_connector(std::string_view key);
     bool has_mailbox(std::string_view key);
     // Visits mailboxes in key order; fn returns false to stop. Optional connector filter.
     void for_each_mailbox(const std::function<bool(const mailbox&)>& fn,

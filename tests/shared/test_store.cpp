@@ -143,6 +143,41 @@ TEST_CASE("store rules", "[store][rules]") {
     }
 }
 
+TEST_CASE("mailbox_connector reads a record's connector as find_mailbox does", "[store][rules]") {
+    temp_dir d;
+    auto s = mx::store::open(d.path / "store", false);
+    s.write([](mx::store_tx& tx) {
+        tx.add_connector(make_connector("a", {"example.com"}));
+        tx.add_mailbox(make_mailbox("x@example.com", "a"));
+    });
+    {
+        auto v = s.read();
+        CHECK(v.mailbox_connector("x@example.com") == std::optional<std::string>("a"));
+        CHECK(v.find_mailbox("x@example.com")->connector == "a");
+        CHECK_FALSE(v.mailbox_connector("y@example.com"));
+    }
+    // Records written by hand: what the full parse refuses is refused here too.
+    {
+        auto t = mx::lmdb::txn::begin(s.env(), false);
+        auto db = mx::lmdb::dbi::open(t, "mailboxes");
+        db.put(t, "arr@example.com", "[1]");
+        db.put(t, "num@example.com", R"({"connector":3})");
+        db.put(t, "cut@example.com", R"({"connector":"a")");
+        db.put(t, "nested@example.com", R"({"x":{"connector":"z"},"connector":"a","y":[1]})");
+        db.put(t, "none@example.com", R"({"target":""})");
+        t.commit();
+    }
+    auto v = s.read();
+    for (const char* bad : {"arr@example.com", "num@example.com", "cut@example.com"}) {
+        CHECK_THROWS(v.mailbox_connector(bad));
+        CHECK_THROWS(v.find_mailbox(bad));
+    }
+    CHECK(v.mailbox_connector("nested@example.com") == std::optional<std::string>("a"));
+    CHECK(v.find_mailbox("nested@example.com")->connector == "a");
+    CHECK(v.mailbox_connector("none@example.com") == std::optional<std::string>(""));
+    CHECK(v.find_mailbox("none@example.com")->connector.empty());
+}
+
 TEST_CASE("the map grows instead of failing", "[store][growth]") {
     temp_dir d;
     auto s =
