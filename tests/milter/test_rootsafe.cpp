@@ -74,9 +74,9 @@ struct victim {
 };
 
 void chown_tree(const std::filesystem::path& dir, const passwd& pw) {
-    (void)::lchown(dir.c_str(), pw.pw_uid, pw.pw_gid);
+    REQUIRE(::lchown(dir.c_str(), pw.pw_uid, pw.pw_gid) == 0);
     for (auto& e : std::filesystem::recursive_directory_iterator(dir))
-        (void)::lchown(e.path().c_str(), pw.pw_uid, pw.pw_gid);
+        REQUIRE(::lchown(e.path().c_str(), pw.pw_uid, pw.pw_gid) == 0);
 }
 
 void check_socket(const std::string& path, uid_t uid, unsigned mode) {
