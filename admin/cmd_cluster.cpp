@@ -1,7 +1,8 @@
 // mxctl cluster init|status|nodes, and the global --no-wait (docs/cluster.md).
 //
-// init: creates the schema and seeds the catalog from this host's store (refuses when
-// PostgreSQL already has a catalog, unless --force). status: this replica against the primary
+// init: creates the schema and seeds the catalog and the secrets (encrypted with the cluster
+// key; refused without the key when this host has secrets) from this host's stores (refuses
+// when PostgreSQL already has a catalog, unless --force). status: this replica against the primary
 // (exit 0 connected, 3 PostgreSQL unreachable: the figures are then the replica's last
 // contact). nodes: every host's heartbeat.
 // Security: the conninfo is printed redacted only.
@@ -13,6 +14,7 @@
 #include "global/cluster.hpp"
 #include "global/cluster_catalog.hpp"
 #include "global/cluster_db.hpp"
+#include "global/cluster_secrets.hpp"
 #include "mxctl.hpp"
 
 namespace mx::admin {
@@ -67,6 +69,19 @@ void cluster_init(mxctl_context& ctx, bool force) {
         boxes = v.mailbox_count();
         p = cluster::seed_catalog(w, v);
     }
+    // The secrets go along, encrypted: every host with the key makes its secret store equal to
+    // PostgreSQL's, so a catalog seeded without them would erase them everywhere.
+    auto& secrets = ctx.secrets();
+    const auto names = secrets.names();
+    if (!names.empty() && !cluster::load_key(c.key_file))
+        throw cli_error("this host has " + std::to_string(names.size()) +
+                        " secret(s) (SMTP passwords, OAuth credentials) and no cluster key at " +
+                        c.key_file.string() + ": create it first (e.g. `openssl rand -hex 32 > " +
+                        c.key_file.string() +
+                        "`, mode 0600, owned by the daemon account), then run init again");
+    cluster::remove_secret_prefix(w, "");  // --force: the catalog and its secrets both replaced
+    for (const auto& n : names)
+        if (auto v = secrets.get(n)) cluster::put_secret(w, c, n, *v);
     w.commit();
     local.write([&](store_tx& tx) { cluster::set_local_position(tx, p); });
     std::cout << "cluster catalog created from this host's store (" << boxes

@@ -142,6 +142,35 @@ def main():
         c.mxctl("a", "connector", "set", "erp", "active=true")
         wait_code(PORT_B, "known@example.test", 250, 15)
 
+        # --- secrets: sealed in PostgreSQL with the cluster key, replicated to hosts that have
+        # it (both here); never in PostgreSQL as plain text.
+        key = os.urandom(32).hex()
+        for n in c.nodes:
+            kf = os.path.join(c.nodes[n], "state", "cluster.key")
+            with open(kf, "w") as f:
+                f.write(key + "\n")
+            os.chmod(kf, 0o600)
+            shutil.chown(kf, "mxconnector", "mxconnector")
+        secret = "Sup3r-" + os.urandom(6).hex()
+        c.mxctl("a", "connector", "set", "erp", f"smtp.password={secret}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            j = json.loads(c.mxctl("b", "connector", "show", "erp", "--json").stdout)
+            if j["smtp"]["secret"] == "***":
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the SMTP password set on A never reached B's secret store")
+        dump = run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_dump",
+                    "-a", "-t", "mxc.secrets", c.script("pg-private", "conninfo",
+                                                        c.pg).stdout.strip()]).stdout
+        assert "smtp" in dump and secret not in dump and secret.encode().hex() not in dump, \
+            "the secret is readable in PostgreSQL"
+        for n in c.nodes:
+            out = c.mxctl(n, "connector", "show", "erp").stdout
+            assert secret not in out, "mxctl printed the secret"
+        print("secret set on A: on B (sealed in PostgreSQL, AES-256-GCM)")
+
         # --- PostgreSQL down
         c.pg_stop()
         for port in (PORT_A, PORT_B):
