@@ -167,33 +167,29 @@ std::optional<std::string> suppression_reason(std::string_view sender,
     return std::nullopt;
 }
 
-message build(const input& in) {
-    message msg;
-    std::string host = mail::single_line(in.reporting_mta, 253);
-    std::string from_addr =
-        in.from_address.empty() ? "MAILER-DAEMON@" + host : mail::single_line(in.from_address, 254);
-    auto orig_headers = mail::parse_header_block(in.original);
-    std::string orig_subject = mail::single_line(orig_headers.get("Subject").value_or(""), 300);
-    std::string orig_msgid = mail::single_line(orig_headers.get("Message-ID").value_or(""), 900);
+namespace {
 
-    // Part 3 content first: the boundary must not occur in anything we enclose.
-    msg.headers_only = in.original.size() > in.size_limit;
+// Part 3: the original message, or only its header section when it is larger than the limit
+// (cut on a line boundary), CRLF, ending in CRLF; empty when there is no original.
+std::string enclosed_original(const input& in, bool headers_only) {
+    if (in.original.empty()) return {};
     std::string part3;
-    if (!in.original.empty()) {
-        if (msg.headers_only) {
-            std::string_view hs = mail::header_section(in.original);
-            if (hs.size() > in.size_limit) {  // cut on a line boundary
-                auto cut = hs.rfind('\n', in.size_limit);
-                hs = hs.substr(0, cut == std::string_view::npos ? 0 : cut + 1);
-            }
-            part3 = mail::to_crlf(hs);
-        } else {
-            part3 = mail::to_crlf(in.original);
+    if (headers_only) {
+        std::string_view hs = mail::header_section(in.original);
+        if (hs.size() > in.size_limit) {
+            auto cut = hs.rfind('\n', in.size_limit);
+            hs = hs.substr(0, cut == std::string_view::npos ? 0 : cut + 1);
         }
-        if (part3.size() >= 2 && part3.compare(part3.size() - 2, 2, "\r\n") != 0) part3 += "\r\n";
+        part3 = mail::to_crlf(hs);
+    } else {
+        part3 = mail::to_crlf(in.original);
     }
+    if (part3.size() >= 2 && part3.compare(part3.size() - 2, 2, "\r\n") != 0) part3 += "\r\n";
+    return part3;
+}
 
-    // Part 2: message/delivery-status.
+// Part 2: message/delivery-status.
+std::string delivery_status(const input& in, const std::string& host) {
     std::string status;
     status += "Reporting-MTA: dns; " + host + "\r\n";
     if (in.arrival_time > 0)
@@ -209,8 +205,13 @@ message build(const input& in) {
         std::string type = looks_like_smtp_reply(diag) ? "smtp" : "x-mx-connector";
         status += mail::header_line("Diagnostic-Code", type + "; " + diag);
     }
+    return status;
+}
 
-    // Part 1: the human text.
+// Part 1: the human text from the template, CRLF-terminated; `ascii` says whether it stayed
+// 7bit (else quoted-printable).
+std::string human_text(const input& in, const std::string& host, const std::string& orig_subject,
+                       const std::string& orig_msgid, bool& ascii) {
     std::string rcpt_lines;
     for (const auto& r : in.recipients) {
         rcpt_lines +=
@@ -226,10 +227,45 @@ message build(const input& in) {
                 {"{message_id}", orig_msgid},
                 {"{arrival_date}", in.arrival_time > 0 ? mail::rfc5322_date(in.arrival_time)
                                                        : std::string("unknown")}});
-    bool human_ascii = mail::is_ascii(human);
-    std::string human_body = human_ascii ? mail::to_crlf(human) : mail::quoted_printable(human);
-    if (human_body.size() < 2 || human_body.compare(human_body.size() - 2, 2, "\r\n") != 0)
-        human_body += "\r\n";
+    ascii = mail::is_ascii(human);
+    std::string body = ascii ? mail::to_crlf(human) : mail::quoted_printable(human);
+    if (body.size() < 2 || body.compare(body.size() - 2, 2, "\r\n") != 0) body += "\r\n";
+    return body;
+}
+
+// The From: value: the address alone, or a display name encoded / quoted as it needs.
+std::string from_value(const input& in, const std::string& from_addr) {
+    std::string display = mail::single_line(in.from_display, 100);
+    if (display.empty()) return from_addr;
+    if (!mail::is_ascii(display)) return mail::encode_words(display) + " <" + from_addr + ">";
+    if (display.find_first_of("\"\\()<>,;:@[].") != std::string::npos) {
+        std::string q = "\"";
+        for (char c : display) {
+            if (c == '"' || c == '\\') q += '\\';
+            q += c;
+        }
+        return q + "\" <" + from_addr + ">";
+    }
+    return display + " <" + from_addr + ">";
+}
+
+}  // namespace
+
+message build(const input& in) {
+    message msg;
+    std::string host = mail::single_line(in.reporting_mta, 253);
+    std::string from_addr =
+        in.from_address.empty() ? "MAILER-DAEMON@" + host : mail::single_line(in.from_address, 254);
+    auto orig_headers = mail::parse_header_block(in.original);
+    std::string orig_subject = mail::single_line(orig_headers.get("Subject").value_or(""), 300);
+    std::string orig_msgid = mail::single_line(orig_headers.get("Message-ID").value_or(""), 900);
+
+    // Part 3 content first: the boundary must not occur in anything we enclose.
+    msg.headers_only = in.original.size() > in.size_limit;
+    const std::string part3 = enclosed_original(in, msg.headers_only);
+    const std::string status = delivery_status(in, host);
+    bool human_ascii = true;
+    const std::string human_body = human_text(in, host, orig_subject, orig_msgid, human_ascii);
 
     do {
         msg.boundary = mail::make_boundary();
@@ -239,23 +275,7 @@ message build(const input& in) {
 
     std::string subject = expand(in.subject, {{"{subject}", orig_subject}});
     std::string out;
-    std::string display = mail::single_line(in.from_display, 100);
-    std::string from_value;
-    if (display.empty()) {
-        from_value = from_addr;
-    } else if (!mail::is_ascii(display)) {
-        from_value = mail::encode_words(display) + " <" + from_addr + ">";
-    } else if (display.find_first_of("\"\\()<>,;:@[].") != std::string::npos) {
-        std::string q = "\"";
-        for (char c : display) {
-            if (c == '"' || c == '\\') q += '\\';
-            q += c;
-        }
-        from_value = q + "\" <" + from_addr + ">";
-    } else {
-        from_value = display + " <" + from_addr + ">";
-    }
-    out += mail::header_line("From", from_value);
+    out += mail::header_line("From", from_value(in, from_addr));
     out += mail::header_line("To", mail::single_line(in.to, 254));
     out += mail::header_line("Subject", mail::encode_words(mail::single_line(subject, 300)));
     out += "Date: " + mail::rfc5322_date(in.now) + "\r\n";
