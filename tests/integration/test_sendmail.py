@@ -116,10 +116,7 @@ class Sendmail(unittest.TestCase):
         cls.sm = os.path.join(cls.dir, "sendmail")
         # doctor's sendmail group reads the .cf this test generates.
         with open(cls.conf, "a") as f:
-            f.write(f'
-[sendmail]
-cf = "{cls.sm}/sendmail.cf"
-')
+            f.write(f'\n[sendmail]\ncf = "{cls.sm}/sendmail.cf"\n')
         cls.stack.add_demo_connectors()
         try:
             cls.start_sendmail()
