@@ -27,6 +27,7 @@ Sendmail packages cannot be fetched. Python 3 stdlib only.
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -295,7 +296,7 @@ class Sendmail(unittest.TestCase):
         with open(self.cf) as f:
             good = f.read()
         broken_cf = os.path.join(self.sm, "broken.cf")
-        broken_conf = os.path.join(self.stack, "broken.toml")
+        broken_conf = os.path.join(self.stack.dir, "broken.toml")
         with open(self.conf) as f:
             conf_text = f.read().replace(self.cf, broken_cf)
         with open(broken_conf, "w") as f:
@@ -328,14 +329,14 @@ class Sendmail(unittest.TestCase):
         finally:
             os.chmod(prog, 0o755)
         # mx-milter down: the socketmap does not answer Sendmail's mailertable lookup.
-        run([STACK, "stop-milter", self.stack])
+        self.stack.stop_milter()
         try:
             code, doc, sm = self.doctor(self.conf)
             failed = [f["message"] for f in sm if f["status"] == "fail"]
             self.assertEqual(code, 1, doc)
             self.assertTrue(any("does not answer" in m for m in failed), failed)
         finally:
-            run([STACK, "start-milter", self.stack])
+            self.stack.start_milter()
 
 
 if __name__ == "__main__":
