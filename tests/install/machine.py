@@ -72,7 +72,7 @@ def base_tree():
         if os.path.exists(os.path.join(base, ".complete")):
             return base
         if not shutil.which("debootstrap"):
-            raise Skip("debootstrap is not installed (scripts/deps installs it)")
+            raise Skip("debootstrap is not installed (scripts/deps --tests installs it)")
         shutil.rmtree(base, ignore_errors=True)
         tmp = base + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--deb", help="check this .deb instead of running cpack in BUILD")
     a = ap.parse_args()
     if not shutil.which("lintian"):
-        print("SKIPPED: lintian is not installed (scripts/deps installs it)", file=sys.stderr)
+        print("SKIPPED: lintian is not installed (scripts/deps --tests installs it)", file=sys.stderr)
         sys.exit(77)
     deb = a.deb or common.build_dir_deb(os.path.abspath(a.build))
     # --no-cfg: no user or host profile changes what is checked. Info tags are shown but do
