@@ -80,10 +80,7 @@ void reload(daemon_state& st, const std::string& why) {
     try {
         config fresh = load_config(st.cfg.file);
         auto p = std::make_shared<const check_policy>(check_policy::from(fresh));
-        {
-            std::lock_guard lk(st.policy_mu);
-            st.policy = p;
-        }
+        st.set_policy(p);
         spdlog::default_logger()->set_level(spdlog::level::from_str(fresh.log_level));
         if (fresh.milter.socket != st.cfg.milter.socket)
             spdlog::warn("milter.socket changed: takes effect after a restart");
@@ -340,7 +337,7 @@ int run(const options& opts) {
     if (auto rc = load(opts, *st, smap)) return *rc;
     setup_logging(st->cfg, "mx-milter");
     if (st->cfg.log_sink != "syslog") use_buffered_stderr_log("mx-milter");
-    st->policy = std::make_shared<const check_policy>(check_policy::from(st->cfg));
+    st->set_policy(std::make_shared<const check_policy>(check_policy::from(st->cfg)));
     st->store = std::make_unique<store_holder>(st->cfg.store_dir());
 
     std::optional<util::account> pw;

@@ -226,6 +226,33 @@ void count(shm_state* shm, const check_result& r) noexcept {
     }
 }
 
+std::uint64_t daemon_state::next_id() {
+    static std::atomic<std::uint64_t> ids{0};
+    return ids.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+void daemon_state::set_policy(std::shared_ptr<const check_policy> p) {
+    std::lock_guard lk(policy_mu_);
+    policy_ = std::move(p);
+    policy_version_.fetch_add(1, std::memory_order_release);
+}
+
+const check_policy& daemon_state::current_policy() {
+    struct cached {
+        std::uint64_t owner = 0, version = 0;
+        std::shared_ptr<const check_policy> policy;
+    };
+    thread_local cached mine;
+    auto v = policy_version_.load(std::memory_order_acquire);
+    if (mine.owner != id_ || mine.version != v || !mine.policy) {
+        std::lock_guard lk(policy_mu_);
+        mine.policy = policy_;
+        mine.owner = id_;
+        mine.version = policy_version_.load(std::memory_order_relaxed);
+    }
+    return *mine.policy;
+}
+
 bool daemon_state::replica_stale(const check_policy& p) const noexcept {
     // mx-replica publishes its last contact with PostgreSQL (docs/cluster.md); never seen
     // (0) counts as stale too: the replica has not proven it follows.
@@ -241,7 +268,7 @@ check_result daemon_state::decide(std::string_view arg, bool smtputf8, std::stri
                                   std::string_view client) {
     check_result r;
     try {
-        auto p = current_policy();
+        const check_policy* p = &current_policy();
         if (p->max_staleness > 0 && replica_stale(*p)) {
             r = internal_error_result(arg, "cluster replica older than max_staleness");
         } else if (p->smtputf8 == smtputf8) {

@@ -203,22 +203,28 @@ class postfix_tables_writer {
 
 struct daemon_state {
     config cfg;
-    std::shared_ptr<const check_policy> policy;  // replaced on reload (under policy_mu)
-    std::mutex policy_mu;
     std::unique_ptr<store_holder> store;
     std::unique_ptr<postfix_tables_writer> tables;
     std::optional<shm_state> shm;
     std::atomic<std::uint64_t> internal_errors{0};
 
-    std::shared_ptr<const check_policy> current_policy() {
-        std::lock_guard lk(policy_mu);
-        return policy;
-    }
+    // The policy in force; replaced on reload. Readers (every RCPT, on every libmilter
+    // thread) keep a per-thread reference and take the lock only after a change: a mutex and
+    // two shared reference-count updates per decision were contended with 8+ connections.
+    void set_policy(std::shared_ptr<const check_policy> p);
+    const check_policy& current_policy();
     // [cluster] max_staleness: the replica's last contact with PostgreSQL is too old.
     bool replica_stale(const check_policy& p) const noexcept;
     // One decision as the milter makes it: check, count, log. Never throws.
     check_result decide(std::string_view smtp_argument, bool smtputf8, std::string_view queue_id,
                         std::string_view client);
+
+  private:
+    std::shared_ptr<const check_policy> policy_;  // under policy_mu_
+    std::mutex policy_mu_;
+    std::atomic<std::uint64_t> policy_version_{0};  // bumped by set_policy()
+    std::uint64_t id_ = next_id();                  // tells instances apart for thread caches
+    static std::uint64_t next_id();
 };
 
 // The daemon's state; set once before smfi_main starts.

@@ -100,8 +100,8 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
         r.recipient = a;
         return r;
     }
-    auto conn = v.find_connector(dm->connector);
-    if (!conn) {
+    auto active = v.connector_active(dm->connector);
+    if (!active) {
         // A domain pointing at a vanished connector is a store inconsistency: temporary.
         auto r =
             make(decision::tempfail, "451", "4.3.0", bracketed() + ": Temporary lookup failure",
@@ -109,26 +109,27 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
         r.recipient = a;
         return r;
     }
+    const std::string& conn_name = dm->connector;
     check_result r;
     r.recipient = a;
-    r.connector = conn->name;
-    if (!conn->active) {
+    r.connector = conn_name;
+    if (!*active) {
         auto t = make(decision::tempfail, "450", "4.2.1",
                       bracketed() + ": Recipient address rejected: Mailbox temporarily unavailable",
-                      "connector " + conn->name + " is inactive");
+                      "connector " + conn_name + " is inactive");
         t.recipient = a;
-        t.connector = conn->name;
+        t.connector = conn_name;
         return t;
     }
     auto mb = resolve_mailbox(v, a, p.subaddress_delimiter);
-    if (mb && mb->connector == conn->name) {
+    if (mb && mb->connector == conn_name) {
         r.verdict = decision::accept;
         r.mailbox = mb->mailbox;
         r.matched_by = mb->matched_by;
         // One allocation (a chain of operator+ reallocated several times per RCPT).
-        r.reason.reserve(32 + mb->mailbox.size() + conn->name.size());
+        r.reason.reserve(32 + mb->mailbox.size() + conn_name.size());
         r.reason.append("mailbox ").append(mb->mailbox).append(" (").append(mb->matched_by);
-        r.reason.append(") on connector ").append(conn->name);
+        r.reason.append(") on connector ").append(conn_name);
         return r;
     }
     if (p.accept_postmaster && a.local == "postmaster") {
@@ -140,9 +141,9 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
     std::string text = p.hide_existence ? std::string("Recipient address rejected")
                                         : replace_all(p.reject_text, "{address}", bracketed());
     auto rej = make(decision::reject, "550", "5.1.1", one_line(text),
-                    "no mailbox for " + a.str() + " on connector " + conn->name);
+                    "no mailbox for " + a.str() + " on connector " + conn_name);
     rej.recipient = a;
-    rej.connector = conn->name;
+    rej.connector = conn_name;
     return rej;
 }
 

@@ -96,7 +96,7 @@ namespace {
 // Parsing a connector's JSON was more than half of a milter RCPT decision (perf): every RCPT
 // reads its connector. The parsed record is kept per thread, keyed by the exact bytes read in
 // this transaction, so a changed record is parsed again and a stale one is never used.
-const connector& parse_connector_cached(std::string_view name, const std::string& raw) {
+const connector& parse_connector_cached(std::string_view name, std::string_view raw) {
     struct entry {
         std::string raw;
         connector parsed;
@@ -114,7 +114,7 @@ const connector& parse_connector_cached(std::string_view name, const std::string
 }  // namespace
 
 std::optional<connector> store_view::find_connector(std::string_view name, bool with_domains) {
-    auto v = store_->connectors_.get(txn_, name);
+    auto v = store_->connectors_.get_view(txn_, name);
     if (!v) return std::nullopt;
     connector c = parse_connector_cached(name, *v);
     c.name = std::string(name);
@@ -124,6 +124,14 @@ std::optional<connector> store_view::find_connector(std::string_view name, bool 
             if (owner == name) c.domains.push_back(pattern);
     }
     return c;
+}
+
+std::optional<bool> store_view::connector_active(std::string_view name) {
+    // The RCPT path: no copy of the record or of the parsed connector (both were visible in
+    // the milter's profile), only the one flag it needs.
+    auto v = store_->connectors_.get_view(txn_, name);
+    if (!v) return std::nullopt;
+    return parse_connector_cached(name, *v).active;
 }
 
 std::vector<connector> store_view::connectors() {
@@ -226,7 +234,7 @@ class connector_member final : public nlohmann::json_sax<nlohmann::json> {
 }  // namespace
 
 std::optional<std::string> store_view::mailbox_connector(std::string_view key) {
-    auto v = store_->mailboxes_.get(txn_, key);
+    auto v = store_->mailboxes_.get_view(txn_, key);
     if (!v) return std::nullopt;
     connector_member m;
     if (!nlohmann::json::sax_parse(*v, &m) || !m.object)

@@ -69,6 +69,8 @@ class store_view {
 
     std::uint64_t generation();
     std::optional<connector> find_connector(std::string_view name, bool with_domains = false);
+    // Whether connector `name` is active (nullopt: no such connector), without copying it.
+    std::optional<bool> connector_active(std::string_view name);
     std::vector<connector> connectors();                         // sorted by name, with domains
     std::vector<std::pair<std::string, std::string>> domains();  // (pattern, connector), sorted
     std::optional<std::string> domain_owner(std::string_view pattern);

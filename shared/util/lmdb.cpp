@@ -130,6 +130,15 @@ std::optional<std::string> dbi::get(txn& t, std::string_view key) const {
     return std::string(to_view(v));
 }
 
+std::optional<std::string_view> dbi::get_view(txn& t, std::string_view key) const {
+    MDB_val k = to_val(key);
+    MDB_val v{};
+    int rc = mdb_get(t.handle(), handle_, &k, &v);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    if (rc) fail("mdb_get", rc);
+    return to_view(v);
+}
+
 bool dbi::contains(txn& t, std::string_view key) const {
     MDB_val k = to_val(key);
     MDB_val v{};

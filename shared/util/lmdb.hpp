@@ -105,6 +105,9 @@ class dbi {
     static dbi open(txn& t, const char* name, unsigned int flags = 0);
 
     std::optional<std::string> get(txn& t, std::string_view key) const;
+    // The value in place, without a copy: valid only until `t` ends or writes (LMDB's own
+    // rule). For hot read paths that look at a record and keep nothing of it.
+    std::optional<std::string_view> get_view(txn& t, std::string_view key) const;
     bool contains(txn& t, std::string_view key) const;
     // Returns false if `no_overwrite` and the key exists.
     bool put(txn& t, std::string_view key, std::string_view value, unsigned int flags = 0) const;

@@ -29,7 +29,7 @@ check_result result(decision d, const char* code = "", const char* dsn = "", con
 std::unique_ptr<daemon_state> make_state(milter_test::installation& inst) {
     auto st = std::make_unique<daemon_state>();
     st->cfg = inst.cfg;
-    st->policy = std::make_shared<const check_policy>(check_policy::from(inst.cfg));
+    st->set_policy(std::make_shared<const check_policy>(check_policy::from(inst.cfg)));
     st->store = std::make_unique<store_holder>(inst.cfg.store_dir());
     st->tables = std::make_unique<postfix_tables_writer>((inst.dir / "vmap.regexp").string(),
                                                          (inst.dir / "domains").string());
