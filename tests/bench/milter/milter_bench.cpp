@@ -2,8 +2,10 @@
 // N connections (one thread each) negotiate, CONNECT, MAIL, then send RCPTs for
 // "u<i>@<domain>" with i uniformly random in [0, 2*mailboxes): half known (accept), half
 // unknown (550) — every reply is checked against that expectation (a wrong one fails the run).
-// A new transaction (ABORT + MAIL) every 50 RCPTs, like real sessions.
-// Usage: milter_bench SOCKET CONNECTIONS TOTAL_RCPTS MAILBOXES [DOMAIN]
+// A new transaction (ABORT + MAIL) every 50 RCPTs; with SESSION_RCPTS > 0 a new milter
+// session (close, connect, negotiate, CONNECT, MAIL) every SESSION_RCPTS RCPTs instead, as
+// Postfix opens one per SMTP session (libmilter then starts a thread per session).
+// Usage: milter_bench SOCKET CONNECTIONS TOTAL_RCPTS MAILBOXES [DOMAIN [SESSION_RCPTS]]
 // Prints one JSON line: {"connections":N,"rcpts":T,"seconds":S,"per_second":R,"p50_us":..,
 // "p99_us":..,"wrong":0}
 #include <algorithm>
@@ -24,7 +26,8 @@ using clock_type = std::chrono::steady_clock;
 int main(int argc, char** argv) {
     if (argc < 5) {
         std::fprintf(stderr,
-                     "usage: milter_bench SOCKET CONNECTIONS TOTAL_RCPTS MAILBOXES [DOMAIN]\n");
+                     "usage: milter_bench SOCKET CONNECTIONS TOTAL_RCPTS MAILBOXES [DOMAIN "
+                     "[SESSION_RCPTS]]\n");
         return 2;
     }
     std::string sock = argv[1];
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
     long total = std::atol(argv[3]);
     long boxes = std::atol(argv[4]);
     std::string domain = argc > 5 ? argv[5] : "bench.test";
+    long session_rcpts = argc > 6 ? std::atol(argv[6]) : 0;
     long per = total / conns;
     std::vector<std::vector<float>> lat(static_cast<std::size_t>(conns));
     std::atomic<long> wrong{0}, errors{0};
@@ -43,12 +47,19 @@ int main(int argc, char** argv) {
                 std::mt19937_64 rng(static_cast<unsigned long>(c) * 7919 + 1);
                 auto& l = lat[static_cast<std::size_t>(c)];
                 l.reserve(static_cast<std::size_t>(per));
-                auto cl = client::connect_unix(sock, 30000);
-                cl.negotiate();
-                cl.connect("bench" + std::to_string(c), "192.0.2.9");
-                cl.mail({"<s@sender.test>"});
+                auto open_session = [&] {
+                    auto cl = client::connect_unix(sock, 30000);
+                    cl.negotiate();
+                    cl.connect("bench" + std::to_string(c), "192.0.2.9");
+                    cl.mail({"<s@sender.test>"});
+                    return cl;
+                };
+                auto cl = open_session();
                 for (long i = 0; i < per; ++i) {
-                    if (i > 0 && i % 50 == 0) {
+                    if (session_rcpts > 0 && i > 0 && i % session_rcpts == 0) {
+                        cl.quit();
+                        cl = open_session();
+                    } else if (i > 0 && i % 50 == 0) {
                         cl.abort();
                         cl.mail({"<s@sender.test>"});
                     }
