@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>  // renameat2, RENAME_NOREPLACE
 #include <cstring>
 #include <set>
+#include <string_view>
+#include <vector>
 
 #include "engine_item.hpp"
 #include "util/fs.hpp"
@@ -113,19 +116,64 @@ std::string make_private(const std::filesystem::path& work_dir, const std::files
     return {};
 }
 
-// Names in a folder we own, in directory order; dot files (temporaries) are skipped.
+// When a drop file arrived, from its name alone (no stat per file): Maildir names start with
+// the delivery time, "<secs>.", and Postfix's virtual(8) ("<secs>.V<dev>I<inode>M<usecs>.<host>")
+// and Dovecot ("<secs>.M<usecs>P<pid>...") add the microseconds. A work name's "<origin>,"
+// is skipped. Names without a leading time (IIS pickup *.eml, hand-dropped files) are {0, 0}:
+// they go first, and each batch takes them out of the way.
+struct arrival {
+    std::uint64_t secs = 0, usecs = 0;
+};
+
+arrival arrival_of(std::string_view n) {
+    if (n.size() > 2 && n[1] == ',') n.remove_prefix(2);
+    auto digits = [](std::string_view s, std::uint64_t& v) {
+        std::size_t i = 0;
+        v = 0;
+        for (; i < s.size() && i < 19 && s[i] >= '0' && s[i] <= '9'; ++i)
+            v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+        return i;
+    };
+    arrival a;
+    std::size_t len = digits(n, a.secs);
+    if (len == 0 || len >= n.size() || n[len] != '.') return {};
+    auto part = n.substr(len + 1);
+    part = part.substr(0, part.find('.'));
+    if (auto m = part.find('M'); m != std::string_view::npos) digits(part.substr(m + 1), a.usecs);
+    return a;
+}
+
+// Names in a folder we own, oldest first (arrival_of, then by name), dot files (temporaries)
+// skipped. `want`: how many the caller will take at most; only those are put in order
+// (selection, not a full sort of a large backlog), the rest follow in no particular order.
 template <typename Fn>
-void list_dir(const std::filesystem::path& dir, Fn&& fn) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return;
-    while (auto* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
-        // dropped link points to is ever read, and the link does not linger forever.
-        if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
-        if (!fn(std::string(e->d_name), e->d_type)) break;
+void list_dir(const std::filesystem::path& dir, std::size_t want, Fn&& fn) {
+    struct entry {
+        arrival at;
+        std::string name;
+        unsigned char type;
+    };
+    std::vector<entry> names;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (auto* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
+            // dropped link points to is ever read, and the link does not linger forever.
+            if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
+            names.push_back({arrival_of(e->d_name), e->d_name, e->d_type});
+        }
+        ::closedir(d);
     }
-    ::closedir(d);
+    auto older = [](const entry& a, const entry& b) {
+        if (a.at.secs != b.at.secs) return a.at.secs < b.at.secs;
+        if (a.at.usecs != b.at.usecs) return a.at.usecs < b.at.usecs;
+        return a.name < b.name;
+    };
+    auto mid = names.begin() + static_cast<long>(std::min(want, names.size()));
+    if (mid != names.end()) std::nth_element(names.begin(), mid, names.end(), older);
+    std::sort(names.begin(), mid, older);
+    for (auto& e : names)
+        if (!fn(e.name, e.type)) break;
 }
 
 bool ends_with_eml(const std::string& n) {
@@ -154,7 +202,7 @@ void engine::claim_own(batch& b) {
     const auto& work = b.work;
 
     auto rt = journal_.read();
-    list_dir(work, [&](const std::string& n, unsigned char) {
+    list_dir(work, b.budget, [&](const std::string& n, unsigned char) {
         auto p = work / n;
         if (b.items.size() >= b.budget) {
             b.note_waiting(p);
@@ -194,54 +242,55 @@ void engine::claim_own(batch& b) {
 
 void engine::claim_new(batch& b) {
     auto claim = [&](const std::filesystem::path& dir, char origin, bool eml_only) {
-        list_dir(dir, [&](const std::string& n, unsigned char) {
-            if (eml_only && !ends_with_eml(n)) return true;
-            auto src = dir / n;
-            if (b.items.size() >= b.budget) {
-                b.note_waiting(src);
-                return true;
-            }
-            if (eml_only && s_.eml_settle.count() > 0) {
-                struct stat sb {};
-                if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
-                if (b.now - sb.st_mtime < s_.eml_settle.count()) {
-                    b.note_waiting(src);
-                    return true;
-                }
-            }
-            std::string wn = bounded_name(safe_name(n), max_work_name);
-            auto dst = b.work / (std::string(1, origin) + "," + wn);
-            int rc = claim_rename(src, dst);
-            for (int i = 0; rc == EEXIST && i < 8; ++i) {
-                // An older claim of the same name is still here (a retry, a crash): both
-                // stay; the newcomer gets a unique suffix.
-                wn =
-                    bounded_name(safe_name(n) + "." +
-                                     short_hash(dst.string() + std::to_string(b.now) +
-                                                std::to_string(i) + std::to_string(b.items.size())),
-                                 max_work_name);
-                dst = b.work / (std::string(1, origin) + "," + wn);
-                rc = claim_rename(src, dst);
-            }
-            if (rc != 0) {
-                if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
-                    spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
-                                 log_safe(src.string()), std::strerror(rc));
-                return true;
-            }
-            if (auto err = make_private(b.work, dst); !err.empty())
-                spdlog::warn(
-                    "connector {}: cannot make a private copy of {} ({}); importing "
-                    "it as it is",
-                    b.f->connector, log_safe(wn), err);
-            auto itp = std::make_unique<item>(s_.durability);
-            auto& it = *itp;
-            it.work = dst;
-            it.name = wn;
-            it.origin = origin;
-            b.items.push_back(std::move(itp));
-            return true;
-        });
+        list_dir(dir, b.budget > b.items.size() ? b.budget - b.items.size() : 0,
+                 [&](const std::string& n, unsigned char) {
+                     if (eml_only && !ends_with_eml(n)) return true;
+                     auto src = dir / n;
+                     if (b.items.size() >= b.budget) {
+                         b.note_waiting(src);
+                         return true;
+                     }
+                     if (eml_only && s_.eml_settle.count() > 0) {
+                         struct stat sb {};
+                         if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
+                         if (b.now - sb.st_mtime < s_.eml_settle.count()) {
+                             b.note_waiting(src);
+                             return true;
+                         }
+                     }
+                     std::string wn = bounded_name(safe_name(n), max_work_name);
+                     auto dst = b.work / (std::string(1, origin) + "," + wn);
+                     int rc = claim_rename(src, dst);
+                     for (int i = 0; rc == EEXIST && i < 8; ++i) {
+                         // An older claim of the same name is still here (a retry, a crash): both
+                         // stay; the newcomer gets a unique suffix.
+                         wn = bounded_name(
+                             safe_name(n) + "." +
+                                 short_hash(dst.string() + std::to_string(b.now) +
+                                            std::to_string(i) + std::to_string(b.items.size())),
+                             max_work_name);
+                         dst = b.work / (std::string(1, origin) + "," + wn);
+                         rc = claim_rename(src, dst);
+                     }
+                     if (rc != 0) {
+                         if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
+                             spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
+                                          log_safe(src.string()), std::strerror(rc));
+                         return true;
+                     }
+                     if (auto err = make_private(b.work, dst); !err.empty())
+                         spdlog::warn(
+                             "connector {}: cannot make a private copy of {} ({}); importing "
+                             "it as it is",
+                             b.f->connector, log_safe(wn), err);
+                     auto itp = std::make_unique<item>(s_.durability);
+                     auto& it = *itp;
+                     it.work = dst;
+                     it.name = wn;
+                     it.origin = origin;
+                     b.items.push_back(std::move(itp));
+                     return true;
+                 });
     };
     claim(b.f->retry_dir(), 'r', false);
     claim(b.f->new_dir(), 'n', false);
