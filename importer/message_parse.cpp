@@ -274,26 +274,43 @@ nlohmann::json to_json(const message_info& m) {
             {"note", m.note}};
 }
 
+namespace {
+
+// The string at `key`, moved out of `j` (the reply is decoded once); `def` when absent or not
+// a string.
+std::string take_string(nlohmann::json& j, const char* key, const char* def = "") {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return def;
+    return std::move(it->get_ref<std::string&>());
+}
+
+}  // namespace
+
 message_info message_info_from_json(const nlohmann::json& j) {
+    nlohmann::json copy = j;
+    return message_info_from_json(std::move(copy));
+}
+
+message_info message_info_from_json(nlohmann::json&& j) {
     message_info m;
-    m.env.sender = j.value("sender", "");
+    m.env.sender = take_string(j, "sender");
     m.env.sender_known = j.value("sender_known", false);
     if (auto it = j.find("recipients"); it != j.end() && it->is_array())
-        for (const auto& r : *it)
-            if (r.is_string()) m.env.recipients.push_back(r.get<std::string>());
-    m.env.original_recipient = j.value("original_recipient", "");
-    m.env.source = j.value("envelope_source", "none");
-    m.message_id = j.value("message_id", "");
-    m.subject = j.value("subject", "");
-    m.from = j.value("from", "");
-    m.queue_id = j.value("queue_id", "");
+        for (auto& r : *it)
+            if (r.is_string()) m.env.recipients.push_back(std::move(r.get_ref<std::string&>()));
+    m.env.original_recipient = take_string(j, "original_recipient");
+    m.env.source = take_string(j, "envelope_source", "none");
+    m.message_id = take_string(j, "message_id");
+    m.subject = take_string(j, "subject");
+    m.from = take_string(j, "from");
+    m.queue_id = take_string(j, "queue_id");
     m.header_bytes = j.value("header_bytes", std::size_t{0});
     m.header_truncated = j.value("header_truncated", false);
     m.has_header_block = j.value("has_header_block", false);
-    m.content_type = j.value("content_type", "");
+    m.content_type = take_string(j, "content_type");
     m.mime_parts = j.value("mime_parts", std::size_t{0});
     m.structure_parsed = j.value("structure_parsed", false);
-    m.note = j.value("note", "");
+    m.note = take_string(j, "note");
     return m;
 }
 

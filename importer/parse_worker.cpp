@@ -97,7 +97,7 @@ parse_result decode_reply(std::string_view line) {
             r.size = j.value("size", std::uint64_t{0});
             r.mtime = j.value("mtime", std::int64_t{0});
             r.fingerprint = j.value("fingerprint", "");
-            r.info = message_info_from_json(j.at("info"));
+            r.info = message_info_from_json(std::move(j.at("info")));
         }
     } catch (const std::exception& e) {
         r.st = parse_result::status::crashed;

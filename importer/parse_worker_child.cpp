@@ -325,8 +325,8 @@ nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only
     nlohmann::json reply = {{"ok", true},
                             {"size", size},
                             {"mtime", static_cast<std::int64_t>(st.st_mtime)},
-                            {"fingerprint", sha256(data)},
-                            {"info", to_json(info)}};
+                            {"fingerprint", sha256(data)}};
+    reply["info"] = to_json(info);  // moved in (an initializer list would copy it)
     if (map) ::munmap(map, size);
     return reply;
 }
