@@ -102,6 +102,22 @@ void collect_rcpts(engine::item& it, store_view& view, const std::string& connec
     }
 }
 
+// The same bytes for the same recipient in an earlier file of this batch (or one still on a
+// lane): that file's outcome is this one's too (the journal's rule for a re-delivered
+// message), never a second delivery or a second bounce. Marks `r` settled and says so.
+bool duplicate_in_batch(engine::batch& b, const engine::item& it, rcpt& r) {
+    if (it.pr.fingerprint.empty()) return false;  // unknown bytes: nothing to compare
+    auto [at, first] = b.taken.emplace(journal::delivery_key(it.pr.fingerprint, r.key), it.name);
+    if (first) return false;
+    r.settled = true;
+    r.res = {result_kind::imported,
+             "2.0.0",
+             "duplicate: the same message as " + at->second + " (its outcome stands)",
+             {}};
+    ++b.bs.duplicates;
+    return true;
+}
+
 }  // namespace
 
 void engine::parse_items(batch& b) {
@@ -202,22 +218,7 @@ void engine::plan_file(batch& b, item& it, store_view& view, lmdb::txn& rt) {
     const auto policy = check_policy::from(cfg_);
     for (std::size_t i = 0; i < it.rcpts.size(); ++i) {
         auto& r = it.rcpts[i];
-        // The same bytes for the same recipient in an earlier file of this batch (or one
-        // still on a lane): that file's outcome is this one's too (the journal's rule for a
-        // re-delivered message), never a second delivery or a second bounce.
-        if (!pr.fingerprint.empty()) {
-            auto [at, first] =
-                b.taken.emplace(journal::delivery_key(pr.fingerprint, r.key), it.name);
-            if (!first) {
-                r.settled = true;
-                r.res = {result_kind::imported,
-                         "2.0.0",
-                         "duplicate: the same message as " + at->second + " (its outcome stands)",
-                         {}};
-                ++b.bs.duplicates;
-                continue;
-            }
-        }
+        if (duplicate_in_batch(b, it, r)) continue;
         if (r.res.kind == result_kind::permanent && !r.reason.empty()) continue;
         // The journal first: never twice.
         if (auto rec = journal_.delivery(rt, pr.fingerprint, r.key); rec && rec->is_object()) {
