@@ -143,37 +143,47 @@ arrival arrival_of(std::string_view n) {
     return a;
 }
 
-// Names in a folder we own, oldest first (arrival_of, then by name), dot files (temporaries)
-// skipped. `want`: how many the caller will take at most; only those are put in order
-// (selection, not a full sort of a large backlog), the rest follow in no particular order.
-template <typename Fn>
-void list_dir(const std::filesystem::path& dir, std::size_t want, Fn&& fn) {
+// Names in a folder we own (dot files, temporaries, skipped) that `keep` accepts: the `want`
+// oldest (arrival_of, then by name) go to `fn` in that order, every other one to `passed` while
+// the folder is read. Memory stays bounded by `want` however large the backlog; no full sort.
+template <typename Keep, typename Fn, typename Passed>
+void list_dir(const std::filesystem::path& dir, std::size_t want, Keep&& keep, Fn&& fn,
+              Passed&& passed) {
     struct entry {
         arrival at;
         std::string name;
-        unsigned char type;
     };
-    std::vector<entry> names;
+    auto older = [](const entry& x, const entry& y) {
+        if (x.at.secs != y.at.secs) return x.at.secs < y.at.secs;
+        if (x.at.usecs != y.at.usecs) return x.at.usecs < y.at.usecs;
+        return x.name < y.name;
+    };
+    std::vector<entry> oldest;  // a max-heap by `older`: its front is the newest kept
     if (DIR* d = ::opendir(dir.c_str())) {
         while (auto* e = ::readdir(d)) {
             if (e->d_name[0] == '.') continue;
             // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
             // dropped link points to is ever read, and the link does not linger forever.
             if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
-            names.push_back({arrival_of(e->d_name), e->d_name, e->d_type});
+            entry en{arrival_of(e->d_name), e->d_name};
+            if (!keep(en.name)) continue;
+            if (oldest.size() < want) {
+                oldest.push_back(std::move(en));
+                std::push_heap(oldest.begin(), oldest.end(), older);
+            } else if (!oldest.empty() && older(en, oldest.front())) {
+                std::pop_heap(oldest.begin(), oldest.end(), older);
+                passed(oldest.back().name);
+                oldest.back() = std::move(en);
+                std::push_heap(oldest.begin(), oldest.end(), older);
+            } else {
+                passed(en.name);
+            }
         }
         ::closedir(d);
     }
-    auto older = [](const entry& a, const entry& b) {
-        if (a.at.secs != b.at.secs) return a.at.secs < b.at.secs;
-        if (a.at.usecs != b.at.usecs) return a.at.usecs < b.at.usecs;
-        return a.name < b.name;
-    };
-    auto mid = names.begin() + static_cast<long>(std::min(want, names.size()));
-    if (mid != names.end()) std::nth_element(names.begin(), mid, names.end(), older);
-    std::sort(names.begin(), mid, older);
-    for (auto& e : names)
-        if (!fn(e.name, e.type)) break;
+    std::sort_heap(oldest.begin(), oldest.end(), older);
+    for (const auto& e : oldest)
+        if (!fn(e.name)) break;
 }
 
 bool ends_with_eml(const std::string& n) {
@@ -202,95 +212,104 @@ void engine::claim_own(batch& b) {
     const auto& work = b.work;
 
     auto rt = journal_.read();
-    list_dir(work, b.budget, [&](const std::string& n, unsigned char) {
-        auto p = work / n;
-        if (b.items.size() >= b.budget) {
-            b.note_waiting(p);
-            return true;
-        }
-        auto rr = journal_.retry(rt, p.string());
-        if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now) {
-            b.note_waiting(p);
-            return true;
-        }
-        if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
-            if (m->second > b.now) {
+    // Every name is looked at (a due retry may come after many that are not due yet).
+    auto all = [](const std::string&) { return true; };
+    auto none = [](const std::string&) {};
+    list_dir(
+        work, SIZE_MAX, all,
+        [&](const std::string& n) {
+            auto p = work / n;
+            if (b.items.size() >= b.budget) {
                 b.note_waiting(p);
                 return true;
             }
-            unrecorded_retries_.erase(m);
-        }
-        // Still on a lane (parked): not ours to take again.
-        if (in_flight.count(p)) {
-            b.note_waiting(p);
+            auto rr = journal_.retry(rt, p.string());
+            if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now) {
+                b.note_waiting(p);
+                return true;
+            }
+            if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
+                if (m->second > b.now) {
+                    b.note_waiting(p);
+                    return true;
+                }
+                unrecorded_retries_.erase(m);
+            }
+            // Still on a lane (parked): not ours to take again.
+            if (in_flight.count(p)) {
+                b.note_waiting(p);
+                return true;
+            }
+            auto itp = std::make_unique<item>(s_.durability);
+            auto& it = *itp;
+            it.work = p;
+            auto comma = n.find(',');
+            it.origin = (comma == 1) ? n[0] : 'n';
+            it.name = (comma == 1) ? n.substr(2) : n;
+            if (rr && rr->is_object()) {
+                it.first_seen = rr->value("first_seen", std::int64_t{0});
+                it.attempts = rr->value("attempts", 0);
+            }
+            b.items.push_back(std::move(itp));
             return true;
-        }
-        auto itp = std::make_unique<item>(s_.durability);
-        auto& it = *itp;
-        it.work = p;
-        auto comma = n.find(',');
-        it.origin = (comma == 1) ? n[0] : 'n';
-        it.name = (comma == 1) ? n.substr(2) : n;
-        if (rr && rr->is_object()) {
-            it.first_seen = rr->value("first_seen", std::int64_t{0});
-            it.attempts = rr->value("attempts", 0);
-        }
-        b.items.push_back(std::move(itp));
-        return true;
-    });
+        },
+        none);
 }
 
 void engine::claim_new(batch& b) {
     auto claim = [&](const std::filesystem::path& dir, char origin, bool eml_only) {
-        list_dir(dir, b.budget > b.items.size() ? b.budget - b.items.size() : 0,
-                 [&](const std::string& n, unsigned char) {
-                     if (eml_only && !ends_with_eml(n)) return true;
-                     auto src = dir / n;
-                     if (b.items.size() >= b.budget) {
-                         b.note_waiting(src);
-                         return true;
-                     }
-                     if (eml_only && s_.eml_settle.count() > 0) {
-                         struct stat sb {};
-                         if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
-                         if (b.now - sb.st_mtime < s_.eml_settle.count()) {
-                             b.note_waiting(src);
-                             return true;
-                         }
-                     }
-                     std::string wn = bounded_name(safe_name(n), max_work_name);
-                     auto dst = b.work / (std::string(1, origin) + "," + wn);
-                     int rc = claim_rename(src, dst);
-                     for (int i = 0; rc == EEXIST && i < 8; ++i) {
-                         // An older claim of the same name is still here (a retry, a crash): both
-                         // stay; the newcomer gets a unique suffix.
-                         wn = bounded_name(
-                             safe_name(n) + "." +
-                                 short_hash(dst.string() + std::to_string(b.now) +
-                                            std::to_string(i) + std::to_string(b.items.size())),
-                             max_work_name);
-                         dst = b.work / (std::string(1, origin) + "," + wn);
-                         rc = claim_rename(src, dst);
-                     }
-                     if (rc != 0) {
-                         if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
-                             spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
-                                          log_safe(src.string()), std::strerror(rc));
-                         return true;
-                     }
-                     if (auto err = make_private(b.work, dst); !err.empty())
-                         spdlog::warn(
-                             "connector {}: cannot make a private copy of {} ({}); importing "
-                             "it as it is",
-                             b.f->connector, log_safe(wn), err);
-                     auto itp = std::make_unique<item>(s_.durability);
-                     auto& it = *itp;
-                     it.work = dst;
-                     it.name = wn;
-                     it.origin = origin;
-                     b.items.push_back(std::move(itp));
-                     return true;
-                 });
+        auto keep = [&](const std::string& n) { return !eml_only || ends_with_eml(n); };
+        auto passed = [&](const std::string& n) { b.note_waiting(dir / n); };
+        list_dir(
+            dir, b.budget > b.items.size() ? b.budget - b.items.size() : 0, keep,
+            [&](const std::string& n) {
+                auto src = dir / n;
+                if (b.items.size() >= b.budget) {
+                    b.note_waiting(src);
+                    return true;
+                }
+                if (eml_only && s_.eml_settle.count() > 0) {
+                    struct stat sb {};
+                    if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
+                    if (b.now - sb.st_mtime < s_.eml_settle.count()) {
+                        b.note_waiting(src);
+                        return true;
+                    }
+                }
+                std::string wn = bounded_name(safe_name(n), max_work_name);
+                auto dst = b.work / (std::string(1, origin) + "," + wn);
+                int rc = claim_rename(src, dst);
+                for (int i = 0; rc == EEXIST && i < 8; ++i) {
+                    // An older claim of the same name is still here (a retry, a crash): both
+                    // stay; the newcomer gets a unique suffix.
+                    wn = bounded_name(
+                        safe_name(n) + "." +
+                            short_hash(dst.string() + std::to_string(b.now) + std::to_string(i) +
+                                       std::to_string(b.items.size())),
+                        max_work_name);
+                    dst = b.work / (std::string(1, origin) + "," + wn);
+                    rc = claim_rename(src, dst);
+                }
+                if (rc != 0) {
+                    if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
+                        spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
+                                     log_safe(src.string()), std::strerror(rc));
+                    return true;
+                }
+                if (auto err = make_private(b.work, dst); !err.empty())
+                    spdlog::warn(
+                        "connector {}: cannot make a private copy of {} ({}); importing "
+                        "it as it is",
+                        b.f->connector, log_safe(wn), err);
+                auto itp = std::make_unique<item>(s_.durability);
+                auto& it = *itp;
+                it.work = dst;
+                it.name = wn;
+                it.origin = origin;
+                b.items.push_back(std::move(itp));
+                return true;
+            },
+            passed);
     };
     claim(b.f->retry_dir(), 'r', false);
     claim(b.f->new_dir(), 'n', false);
