@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>  // renameat2, RENAME_NOREPLACE
 #include <cstring>
 #include <set>
+#include <string_view>
+#include <vector>
 
 #include "engine_item.hpp"
 #include "util/fs.hpp"
@@ -113,19 +116,74 @@ std::string make_private(const std::filesystem::path& work_dir, const std::files
     return {};
 }
 
-// Names in a folder we own, in directory order; dot files (temporaries) are skipped.
-template <typename Fn>
-void list_dir(const std::filesystem::path& dir, Fn&& fn) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return;
-    while (auto* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
-        // dropped link points to is ever read, and the link does not linger forever.
-        if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
-        if (!fn(std::string(e->d_name), e->d_type)) break;
+// When a drop file arrived, from its name alone (no stat per file): Maildir names start with
+// the delivery time, "<secs>.", and Postfix's virtual(8) ("<secs>.V<dev>I<inode>M<usecs>.<host>")
+// and Dovecot ("<secs>.M<usecs>P<pid>...") add the microseconds. A work name's "<origin>,"
+// is skipped. Names without a leading time (IIS pickup *.eml, hand-dropped files) are {0, 0}:
+// they go first, and each batch takes them out of the way.
+struct arrival {
+    std::uint64_t secs = 0, usecs = 0;
+};
+
+arrival arrival_of(std::string_view n) {
+    if (n.size() > 2 && n[1] == ',') n.remove_prefix(2);
+    auto digits = [](std::string_view s, std::uint64_t& v) {
+        std::size_t i = 0;
+        v = 0;
+        for (; i < s.size() && i < 19 && s[i] >= '0' && s[i] <= '9'; ++i)
+            v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+        return i;
+    };
+    arrival a;
+    std::size_t len = digits(n, a.secs);
+    if (len == 0 || len >= n.size() || n[len] != '.') return {};
+    auto part = n.substr(len + 1);
+    part = part.substr(0, part.find('.'));
+    if (auto m = part.find('M'); m != std::string_view::npos) digits(part.substr(m + 1), a.usecs);
+    return a;
+}
+
+// Names in a folder we own (dot files, temporaries, skipped) that `keep` accepts: the `want`
+// oldest (arrival_of, then by name) go to `fn` in that order, every other one to `passed` while
+// the folder is read. Memory stays bounded by `want` however large the backlog; no full sort.
+template <typename Keep, typename Fn, typename Passed>
+void list_dir(const std::filesystem::path& dir, std::size_t want, Keep&& keep, Fn&& fn,
+              Passed&& passed) {
+    struct entry {
+        arrival at;
+        std::string name;
+    };
+    auto older = [](const entry& x, const entry& y) {
+        if (x.at.secs != y.at.secs) return x.at.secs < y.at.secs;
+        if (x.at.usecs != y.at.usecs) return x.at.usecs < y.at.usecs;
+        return x.name < y.name;
+    };
+    std::vector<entry> oldest;  // a max-heap by `older`: its front is the newest kept
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (auto* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
+            // dropped link points to is ever read, and the link does not linger forever.
+            if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
+            entry en{arrival_of(e->d_name), e->d_name};
+            if (!keep(en.name)) continue;
+            if (oldest.size() < want) {
+                oldest.push_back(std::move(en));
+                std::push_heap(oldest.begin(), oldest.end(), older);
+            } else if (!oldest.empty() && older(en, oldest.front())) {
+                std::pop_heap(oldest.begin(), oldest.end(), older);
+                passed(oldest.back().name);
+                oldest.back() = std::move(en);
+                std::push_heap(oldest.begin(), oldest.end(), older);
+            } else {
+                passed(en.name);
+            }
+        }
+        ::closedir(d);
     }
-    ::closedir(d);
+    std::sort_heap(oldest.begin(), oldest.end(), older);
+    for (const auto& e : oldest)
+        if (!fn(e.name)) break;
 }
 
 bool ends_with_eml(const std::string& n) {
@@ -154,94 +212,104 @@ void engine::claim_own(batch& b) {
     const auto& work = b.work;
 
     auto rt = journal_.read();
-    list_dir(work, [&](const std::string& n, unsigned char) {
-        auto p = work / n;
-        if (b.items.size() >= b.budget) {
-            b.note_waiting(p);
-            return true;
-        }
-        auto rr = journal_.retry(rt, p.string());
-        if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now) {
-            b.note_waiting(p);
-            return true;
-        }
-        if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
-            if (m->second > b.now) {
+    // Every name is looked at (a due retry may come after many that are not due yet).
+    auto all = [](const std::string&) { return true; };
+    auto none = [](const std::string&) {};
+    list_dir(
+        work, SIZE_MAX, all,
+        [&](const std::string& n) {
+            auto p = work / n;
+            if (b.items.size() >= b.budget) {
                 b.note_waiting(p);
                 return true;
             }
-            unrecorded_retries_.erase(m);
-        }
-        // Still on a lane (parked): not ours to take again.
-        if (in_flight.count(p)) {
-            b.note_waiting(p);
+            auto rr = journal_.retry(rt, p.string());
+            if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now) {
+                b.note_waiting(p);
+                return true;
+            }
+            if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
+                if (m->second > b.now) {
+                    b.note_waiting(p);
+                    return true;
+                }
+                unrecorded_retries_.erase(m);
+            }
+            // Still on a lane (parked): not ours to take again.
+            if (in_flight.count(p)) {
+                b.note_waiting(p);
+                return true;
+            }
+            auto itp = std::make_unique<item>(s_.durability);
+            auto& it = *itp;
+            it.work = p;
+            auto comma = n.find(',');
+            it.origin = (comma == 1) ? n[0] : 'n';
+            it.name = (comma == 1) ? n.substr(2) : n;
+            if (rr && rr->is_object()) {
+                it.first_seen = rr->value("first_seen", std::int64_t{0});
+                it.attempts = rr->value("attempts", 0);
+            }
+            b.items.push_back(std::move(itp));
             return true;
-        }
-        auto itp = std::make_unique<item>(s_.durability);
-        auto& it = *itp;
-        it.work = p;
-        auto comma = n.find(',');
-        it.origin = (comma == 1) ? n[0] : 'n';
-        it.name = (comma == 1) ? n.substr(2) : n;
-        if (rr && rr->is_object()) {
-            it.first_seen = rr->value("first_seen", std::int64_t{0});
-            it.attempts = rr->value("attempts", 0);
-        }
-        b.items.push_back(std::move(itp));
-        return true;
-    });
+        },
+        none);
 }
 
 void engine::claim_new(batch& b) {
     auto claim = [&](const std::filesystem::path& dir, char origin, bool eml_only) {
-        list_dir(dir, [&](const std::string& n, unsigned char) {
-            if (eml_only && !ends_with_eml(n)) return true;
-            auto src = dir / n;
-            if (b.items.size() >= b.budget) {
-                b.note_waiting(src);
-                return true;
-            }
-            if (eml_only && s_.eml_settle.count() > 0) {
-                struct stat sb {};
-                if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
-                if (b.now - sb.st_mtime < s_.eml_settle.count()) {
+        auto keep = [&](const std::string& n) { return !eml_only || ends_with_eml(n); };
+        auto passed = [&](const std::string& n) { b.note_waiting(dir / n); };
+        list_dir(
+            dir, b.budget > b.items.size() ? b.budget - b.items.size() : 0, keep,
+            [&](const std::string& n) {
+                auto src = dir / n;
+                if (b.items.size() >= b.budget) {
                     b.note_waiting(src);
                     return true;
                 }
-            }
-            std::string wn = bounded_name(safe_name(n), max_work_name);
-            auto dst = b.work / (std::string(1, origin) + "," + wn);
-            int rc = claim_rename(src, dst);
-            for (int i = 0; rc == EEXIST && i < 8; ++i) {
-                // An older claim of the same name is still here (a retry, a crash): both
-                // stay; the newcomer gets a unique suffix.
-                wn =
-                    bounded_name(safe_name(n) + "." +
-                                     short_hash(dst.string() + std::to_string(b.now) +
-                                                std::to_string(i) + std::to_string(b.items.size())),
-                                 max_work_name);
-                dst = b.work / (std::string(1, origin) + "," + wn);
-                rc = claim_rename(src, dst);
-            }
-            if (rc != 0) {
-                if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
-                    spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
-                                 log_safe(src.string()), std::strerror(rc));
+                if (eml_only && s_.eml_settle.count() > 0) {
+                    struct stat sb {};
+                    if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;
+                    if (b.now - sb.st_mtime < s_.eml_settle.count()) {
+                        b.note_waiting(src);
+                        return true;
+                    }
+                }
+                std::string wn = bounded_name(safe_name(n), max_work_name);
+                auto dst = b.work / (std::string(1, origin) + "," + wn);
+                int rc = claim_rename(src, dst);
+                for (int i = 0; rc == EEXIST && i < 8; ++i) {
+                    // An older claim of the same name is still here (a retry, a crash): both
+                    // stay; the newcomer gets a unique suffix.
+                    wn = bounded_name(
+                        safe_name(n) + "." +
+                            short_hash(dst.string() + std::to_string(b.now) + std::to_string(i) +
+                                       std::to_string(b.items.size())),
+                        max_work_name);
+                    dst = b.work / (std::string(1, origin) + "," + wn);
+                    rc = claim_rename(src, dst);
+                }
+                if (rc != 0) {
+                    if (rc != ENOENT)  // ENOENT: another importer won, or it vanished
+                        spdlog::warn("connector {}: cannot claim {}: {}", b.f->connector,
+                                     log_safe(src.string()), std::strerror(rc));
+                    return true;
+                }
+                if (auto err = make_private(b.work, dst); !err.empty())
+                    spdlog::warn(
+                        "connector {}: cannot make a private copy of {} ({}); importing "
+                        "it as it is",
+                        b.f->connector, log_safe(wn), err);
+                auto itp = std::make_unique<item>(s_.durability);
+                auto& it = *itp;
+                it.work = dst;
+                it.name = wn;
+                it.origin = origin;
+                b.items.push_back(std::move(itp));
                 return true;
-            }
-            if (auto err = make_private(b.work, dst); !err.empty())
-                spdlog::warn(
-                    "connector {}: cannot make a private copy of {} ({}); importing "
-                    "it as it is",
-                    b.f->connector, log_safe(wn), err);
-            auto itp = std::make_unique<item>(s_.durability);
-            auto& it = *itp;
-            it.work = dst;
-            it.name = wn;
-            it.origin = origin;
-            b.items.push_back(std::move(itp));
-            return true;
-        });
+            },
+            passed);
     };
     claim(b.f->retry_dir(), 'r', false);
     claim(b.f->new_dir(), 'n', false);

@@ -234,7 +234,7 @@ void engine::write_final(const folder& f, std::vector<item*>& items, std::int64_
                 rec["failed_path"] = it.failed_path;
                 rec["bounce_spooled"] = !any_temp && !it.failed_path.empty();
             }
-            journal_.put_delivery(t, it.pr.fingerprint, r.key, rec);
+            journal_.put_delivery(t, it.pr.fingerprint, r.key, std::move(rec));
         }
         if (!it.pr.fingerprint.empty())
             journal_.index(t, it.name, it.pr.fingerprint, it.pr.info.message_id,

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,6 +89,10 @@ struct engine::batch {
     item_list items;
     batch_stats bs;
     bool any_planned = false;
+    // Journal delivery keys ("<fingerprint> <recipient>") handled by a file of this batch or
+    // still on a lane (parked) -> that file's name: the same bytes for the same recipient in
+    // a second file are a duplicate of the first (neither has a journal record yet).
+    std::map<std::string, std::string> taken;
     void note_waiting(const std::filesystem::path& p);
 };
 

@@ -102,17 +102,29 @@ void collect_rcpts(engine::item& it, store_view& view, const std::string& connec
     }
 }
 
+// The same bytes for the same recipient in an earlier file of this batch (or one still on a
+// lane): that file's outcome is this one's too (the journal's rule for a re-delivered
+// message), never a second delivery or a second bounce. Marks `r` settled and says so.
+bool duplicate_in_batch(engine::batch& b, const engine::item& it, rcpt& r) {
+    if (it.pr.fingerprint.empty()) return false;  // unknown bytes: nothing to compare
+    auto [at, first] = b.taken.emplace(journal::delivery_key(it.pr.fingerprint, r.key), it.name);
+    if (first) return false;
+    r.settled = true;
+    r.res = {result_kind::imported,
+             "2.0.0",
+             "duplicate: the same message as " + at->second + " (its outcome stands)",
+             {}};
+    ++b.bs.duplicates;
+    return true;
+}
+
 }  // namespace
 
 void engine::parse_items(batch& b) {
     std::vector<std::filesystem::path> paths;
-    std::vector<std::uint64_t> sizes;
-    for (auto& it : b.items) {
-        paths.push_back(it->work);
-        struct stat sb {};
-        sizes.push_back(::stat(it->work.c_str(), &sb) == 0 ? static_cast<std::uint64_t>(sb.st_size)
-                                                           : 0);
-    }
+    std::vector<std::uint64_t> sizes(b.items.size(), 0);  // 0: parse_batch fstat()s the fd
+    paths.reserve(b.items.size());
+    for (auto& it : b.items) paths.push_back(it->work);
     auto results = parse_all(paths, sizes);
     for (std::size_t i = 0; i < b.items.size(); ++i) {
         auto& it = *b.items[i];
@@ -140,6 +152,15 @@ void engine::parse_items(batch& b) {
 }
 
 void engine::plan_items(batch& b, store& st) {
+    {
+        // Deliveries still running for parked files are taken too: their files own them.
+        std::lock_guard lk(done_mu_);
+        for (const auto& it : parked_)
+            if (!it->pr.fingerprint.empty())
+                for (const auto& r : it->rcpts)
+                    if (r.to_deliver)
+                        b.taken.emplace(journal::delivery_key(it->pr.fingerprint, r.key), it->name);
+    }
     auto view = st.read();
     auto rt = journal_.read();
     for (auto& it : b.items) {
@@ -197,6 +218,7 @@ void engine::plan_file(batch& b, item& it, store_view& view, lmdb::txn& rt) {
     const auto policy = check_policy::from(cfg_);
     for (std::size_t i = 0; i < it.rcpts.size(); ++i) {
         auto& r = it.rcpts[i];
+        if (duplicate_in_batch(b, it, r)) continue;
         if (r.res.kind == result_kind::permanent && !r.reason.empty()) continue;
         // The journal first: never twice.
         if (auto rec = journal_.delivery(rt, pr.fingerprint, r.key); rec && rec->is_object()) {

@@ -2,11 +2,13 @@
 //
 // One batch for one connector's drop folder:
 //   1. claim: rename files from new/, *.eml, .retry/ into <drop>/.work/<host>/ (exactly one
-//      importer wins a file); files already there are our own earlier claims (crash recovery)
-//      or retries whose time has come
+//      importer wins a file), oldest first by the arrival time in the Maildir name (no stat);
+//      files already there are our own earlier claims (crash recovery) or retries whose time
+//      has come
 //   2. parse all of them in the parse worker (crash/hang -> re-parse envelope-only -> else
 //      unparseable); fingerprint = SHA-256 of the bytes
-//   3. per (fingerprint, recipient): journal says imported -> duplicate, nothing to do;
+//   3. per (fingerprint, recipient): journal says imported, or an earlier file of this batch
+//      (or a parked one) has it -> duplicate, nothing to do;
 //      resolve the mailbox (same lookup as the milter), choose the target, plan a location
 //   4. journal commit: "pending" + planned locations
 //   5. deliver (hard link / copy / HTTP / command) on the targets' lanes: one lane per target,

@@ -70,5 +70,6 @@ message_info analyse_message(std::string_view data, const parse_limits& limits =
 
 nlohmann::json to_json(const message_info& m);
 message_info message_info_from_json(const nlohmann::json& j);
+message_info message_info_from_json(nlohmann::json&& j);  // moves the strings out
 
 }  // namespace mx::importer

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,10 +29,11 @@ namespace mx::importer {
 namespace {
 
 bool send_request(int sock, int fd, bool envelope_only) {
-    std::string body = envelope_only ? R"({"envelope_only":true})" : R"({"envelope_only":false})";
+    // One byte: 'e' envelope only, 'f' full analysis (nothing for the worker to parse).
+    char body[1] = {envelope_only ? 'e' : 'f'};
     alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
     struct iovec iov {
-        body.data(), body.size()
+        body, sizeof body
     };
     struct msghdr msg {};
     msg.msg_iov = &iov;
@@ -95,7 +97,7 @@ parse_result decode_reply(std::string_view line) {
             r.size = j.value("size", std::uint64_t{0});
             r.mtime = j.value("mtime", std::int64_t{0});
             r.fingerprint = j.value("fingerprint", "");
-            r.info = message_info_from_json(j.at("info"));
+            r.info = message_info_from_json(std::move(j.at("info")));
         }
     } catch (const std::exception& e) {
         r.st = parse_result::status::crashed;
@@ -106,15 +108,20 @@ parse_result decode_reply(std::string_view line) {
 
 }  // namespace
 
-parse_worker::parse_worker(worker_options opts) : opts_(std::move(opts)) {
-    start();
+parse_worker::parse_worker(worker_options opts, bool wait) : opts_(std::move(opts)) {
+    spawn();
+    if (wait) await_hello();
+}
+
+void parse_worker::ready() {
+    if (hello_pending_) await_hello();
 }
 
 parse_worker::~parse_worker() noexcept {
     stop();
 }
 
-void parse_worker::start() {
+void parse_worker::spawn() {
     // Fork mode: the child inherits the prepared state instead of preparing it every restart.
     if (opts_.exec_path.empty()) prepare_worker_once(opts_.limits);
     int req[2], rep[2];
@@ -175,7 +182,11 @@ void parse_worker::start() {
     from_worker_ = rep[0];
     rbuf_.clear();
     sandboxed_ = false;
+    hello_pending_ = true;
+}
 
+void parse_worker::await_hello() {
+    hello_pending_ = false;
     // The hello: the worker is prepared and (normally) inside its sandbox. One that cannot get
     // this far cannot parse anything: that is the caller's failure, not one file's.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -239,13 +250,18 @@ parse_result parse_worker::parse(const std::filesystem::path& path, std::uint64_
 std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::filesystem::path>& paths,
                                                     const std::vector<std::uint64_t>& sizes,
                                                     bool envelope_only) {
+    ready();
     std::vector<parse_result> results(paths.size());
     std::size_t next_send = 0;
     std::deque<std::size_t> in_flight;  // sent, not answered yet, in order
     bool send_blocked = false;          // the socket was full: wait for POLLOUT
     using clock = std::chrono::steady_clock;
+    // Sizes for the timeouts: the caller's hint, else fstat of the descriptor opened below
+    // (no second path lookup per file).
+    std::vector<std::uint64_t> size_of(paths.size());
+    for (std::size_t i = 0; i < size_of.size() && i < sizes.size(); ++i) size_of[i] = sizes[i];
     auto deadline_for = [&](std::size_t i) {
-        std::uint64_t mb = i < sizes.size() ? sizes[i] >> 20 : 0;
+        std::uint64_t mb = size_of[i] >> 20;
         return clock::now() + opts_.base_timeout + opts_.timeout_per_mb * static_cast<long>(mb);
     };
     clock::time_point deadline{};
@@ -278,6 +294,10 @@ std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::files
                 results[i].error = std::string("open: ") + std::strerror(e);
                 ++next_send;
                 continue;
+            }
+            if (size_of[i] == 0) {
+                struct stat sb {};
+                if (::fstat(fd, &sb) == 0) size_of[i] = static_cast<std::uint64_t>(sb.st_size);
             }
             bool sent = send_request(to_worker_, fd, envelope_only);
             int e = errno;

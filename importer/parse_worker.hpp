@@ -2,9 +2,10 @@
 // hang or exploit on a hostile file can never take mx-importer down nor reach its secrets.
 //
 // Protocol: requests go over a SOCK_SEQPACKET socket (the worker's fd 0), one message each:
-// {"envelope_only":B} carrying the already opened file as SCM_RIGHTS; the parent opens every
-// file itself (O_RDONLY|O_NOFOLLOW|O_NONBLOCK), so the worker never needs open(). Replies are
-// JSON lines on a pipe (the worker's fd 1): first a hello {"sandbox":true,"syscalls":N} or
+// one byte ('f' full analysis, 'e' envelope only) carrying the already opened file as SCM_RIGHTS;
+// the parent opens every file itself (O_RDONLY|O_NOFOLLOW|O_NONBLOCK), so the worker never needs
+// open(). Replies are JSON lines on a pipe (the worker's fd 1): first a hello
+// {"sandbox":true,"syscalls":N} or
 // {"sandbox":false,"error":"..."} once the worker is ready, then per request
 // {"ok":true,"size":N,"mtime":T,"fingerprint":"<sha256 hex>","info":{...message_info...}} or
 // {"ok":false,"errno":E,"error":"fstat: ..."}.
@@ -66,7 +67,9 @@ struct worker_options {
 
 class parse_worker {
   public:
-    explicit parse_worker(worker_options opts);
+    // wait = false: the worker is started but its hello not awaited yet (ready() does it), so
+    // several workers start side by side (each prepares ~250 charset converters first).
+    explicit parse_worker(worker_options opts, bool wait = true);
     parse_worker(const parse_worker&) = delete;
     parse_worker& operator=(const parse_worker&) = delete;
     ~parse_worker() noexcept;
@@ -78,13 +81,20 @@ class parse_worker {
                                           bool envelope_only = false);
     parse_result parse(const std::filesystem::path& path, std::uint64_t size_hint = 0,
                        bool envelope_only = false);
+    // Waits for the hello of a worker started with wait = false; throws when it never comes.
+    void ready();
     std::uint64_t restarts() const { return restarts_; }
     pid_t pid() const { return pid_; }
     // Whether the running worker reported its seccomp filter as loaded.
     bool sandboxed() const { return sandboxed_; }
 
   private:
-    void start();
+    void start() {
+        spawn();
+        await_hello();
+    }
+    void spawn();
+    void await_hello();
     void stop() noexcept;
     worker_options opts_;
     pid_t pid_ = -1;
@@ -93,6 +103,7 @@ class parse_worker {
     std::string rbuf_;
     std::uint64_t restarts_ = 0;
     bool sandboxed_ = false;
+    bool hello_pending_ = false;
 };
 
 // The worker's main loop: prepares, enters the sandbox (when asked), says hello, then reads

@@ -232,7 +232,8 @@ sandbox::policy worker_policy(int in_fd, int out_fd) {
     return p;
 }
 
-// One request: {"envelope_only":B} with one fd. Returns false at EOF (parent gone or done).
+// One request: one byte ('e' envelope only, 'f' full) with one fd. Returns false at EOF (parent
+// gone or done).
 bool receive_request(int in_fd, int& fd, bool& envelope_only, std::string& error) {
     char buf[4096];
     alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
@@ -258,12 +259,10 @@ bool receive_request(int in_fd, int& fd, bool& envelope_only, std::string& error
     if (fd < 0)
         error = (msg.msg_flags & MSG_CTRUNC) ? "file descriptor refused (limit)"
                                              : "request without a file descriptor";
-    try {
-        envelope_only = nlohmann::json::parse(std::string_view(buf, static_cast<std::size_t>(n)))
-                            .value("envelope_only", false);
-    } catch (const std::exception& e) {
-        error = std::string("bad request: ") + e.what();
-    }
+    if (n == 1 && (buf[0] == 'e' || buf[0] == 'f'))
+        envelope_only = buf[0] == 'e';
+    else
+        error = "bad request";
     return true;
 }
 }  // namespace
@@ -326,8 +325,8 @@ nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only
     nlohmann::json reply = {{"ok", true},
                             {"size", size},
                             {"mtime", static_cast<std::int64_t>(st.st_mtime)},
-                            {"fingerprint", sha256(data)},
-                            {"info", to_json(info)}};
+                            {"fingerprint", sha256(data)}};
+    reply["info"] = to_json(info);  // moved in (an initializer list would copy it)
     if (map) ::munmap(map, size);
     return reply;
 }

@@ -115,11 +115,11 @@ class journal {
         return nlohmann::json::parse(*v, nullptr, false);
     }
     // The record keeps the recipient as given ("recipient"): the key may hold a hash of it.
+    // By value: a caller's temporary (or std::move) is not copied.
     void put_delivery(lmdb::txn& t, std::string_view fp, std::string_view rcpt,
-                      const nlohmann::json& rec) const {
-        nlohmann::json r = rec;
-        if (r.is_object()) r["recipient"] = std::string(rcpt);
-        deliveries_.put(t, delivery_key(fp, rcpt), dump(r));
+                      nlohmann::json rec) const {
+        if (rec.is_object()) rec["recipient"] = std::string(rcpt);
+        deliveries_.put(t, delivery_key(fp, rcpt), dump(rec));
     }
     // Index entries for the queries of `mxctl import-status`.
     void index(lmdb::txn& t, std::string_view file, std::string_view fp,
