@@ -124,6 +124,7 @@ void follower::heartbeat(pqxx::connection& conn) {
     cluster::heartbeat(t, c_.node, here.generation, PROJECT_VERSION_STRING, "replica");
     t.commit();
     sync_secrets(conn);
+    clear_stale_readers();
 }
 
 void follower::sync_secrets(pqxx::connection& conn) {
@@ -136,6 +137,15 @@ void follower::sync_secrets(pqxx::connection& conn) {
         static std::string last;
         if (last != e.what()) spdlog::info("secrets not replicated here: {}", log_safe(e.what()));
         last = e.what();
+    }
+}
+
+void follower::clear_stale_readers() {
+    try {
+        if (auto n = store_->env().reader_check(); n > 0)
+            spdlog::warn("store: cleared {} reader slot(s) of processes that died", n);
+    } catch (const std::exception& e) {
+        spdlog::warn("store: {}", log_safe(e.what()));
     }
 }
 
@@ -206,6 +216,7 @@ int follower::run() {
             if (why != last_error_)
                 spdlog::warn("PostgreSQL: {} (deciding from the local replica; retrying)", why);
             last_error_ = why;
+            clear_stale_readers();  // also while PostgreSQL is away
             nap(backoff);
             // At most twice the check interval: the contact time (max_staleness) is only as
             // fresh as our attempts.

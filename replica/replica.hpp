@@ -11,6 +11,8 @@
 // - Every successful round trip publishes the contact time and primary generation into shared
 //   memory (mx-milter's max_staleness, mxctl cluster status) and, every check interval, a
 //   heartbeat row into mxc.nodes.
+// - Every check interval, reader slots left by killed processes in the store are cleared
+//   (lmdb::env::reader_check): a stale slot pins old pages and the file grows.
 // - PostgreSQL down: the store stays as it was (decisions go on), reconnects with back-off
 //   (1 s doubling, at most twice check_seconds and 30 s), logs each distinct failure once.
 // Security: runs as the configured daemon account (dropped at start); the conninfo is only
@@ -50,6 +52,7 @@ class follower {
     void publish_contact(std::uint64_t primary_generation);
     void heartbeat(pqxx::connection& conn);
     void sync_secrets(pqxx::connection& conn);
+    void clear_stale_readers();
     void presize_for_full_copy(pqxx::connection& conn);
     void follow(pqxx::connection& conn);
 
