@@ -1,11 +1,13 @@
 // follower: mx-replica's loop (see replica.hpp for what it promises).
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <thread>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "global/cluster_db.hpp"
@@ -127,11 +129,31 @@ void follower::heartbeat(pqxx::connection& conn) {
     clear_stale_readers();
 }
 
+std::string follower::secrets_state(pqxx::connection& conn) const {
+    std::string state;
+    {
+        pqxx::read_transaction t(conn);
+        auto r = t.exec1(
+            "SELECT count(*)::text || '/' || coalesce(md5(string_agg(name || ':' || "
+            "md5(sealed), ',' ORDER BY name)), '') FROM mxc.secrets");
+        state = r[0].as<std::string>();
+    }
+    // A key file that appears or is replaced makes the same rows open (or open differently).
+    struct stat sb {};
+    if (::stat(c_.key_file.c_str(), &sb) == 0)
+        state += fmt::format(" key {}:{}:{}.{}", sb.st_ino, sb.st_size, sb.st_mtim.tv_sec,
+                             sb.st_mtim.tv_nsec);
+    return state;
+}
+
 void follower::sync_secrets(pqxx::connection& conn) {
     try {
+        auto state = secrets_state(conn);
+        if (state == secrets_synced_) return;
         if (!secrets_) secrets_ = secret_store::open(cfg_, false);
         if (auto n = cluster::sync_secrets(conn, c_, *secrets_); n > 0)
-            spdlog::info("secrets: {} updated from the cluster", n);
+            spdlog::info("secrets: {} read from the cluster", n);
+        secrets_synced_ = std::move(state);
     } catch (const std::exception& e) {
         // No key on a milter-only host is normal; say it once.
         static std::string last;
@@ -150,6 +172,7 @@ void follower::clear_stale_readers() {
 }
 
 void follower::follow(pqxx::connection& conn) {
+    secrets_synced_.clear();  // once after every (re)connect: a change may have been missed
     catalog_listener listener(conn);
     auto next_check = std::chrono::steady_clock::now();
     while (!g_stop) {
