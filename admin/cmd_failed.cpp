@@ -382,7 +382,8 @@ void add_failed_commands(CLI::App& app, mxctl_context& ctx) {
         "import-status", "what the importer did with a file, message-id or queue id (journal)");
     status->add_option("--file", q->file, "drop-folder file name");
     status->add_option("--message-id", q->message_id, "Message-ID (with <>)");
-    status->add_option("--queue-id", q->queue_id, "Postfix queue id");
+    status->add_option("--queue-id", q->queue_id,
+                       "the MTA's queue id (Postfix or Sendmail, from the topmost Received:)");
     status->add_flag("--json", q->json, "JSON output");
     status->callback([&ctx, q] { import_status(ctx, *q); });
 }

@@ -1,11 +1,13 @@
 // follower: mx-replica's loop (see replica.hpp for what it promises).
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <thread>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "global/cluster_db.hpp"
@@ -124,13 +126,34 @@ void follower::heartbeat(pqxx::connection& conn) {
     cluster::heartbeat(t, c_.node, here.generation, PROJECT_VERSION_STRING, "replica");
     t.commit();
     sync_secrets(conn);
+    clear_stale_readers();
+}
+
+std::string follower::secrets_state(pqxx::connection& conn) const {
+    std::string state;
+    {
+        pqxx::read_transaction t(conn);
+        auto r = t.exec1(
+            "SELECT count(*)::text || '/' || coalesce(md5(string_agg(name || ':' || "
+            "md5(sealed), ',' ORDER BY name)), '') FROM mxc.secrets");
+        state = r[0].as<std::string>();
+    }
+    // A key file that appears or is replaced makes the same rows open (or open differently).
+    struct stat sb {};
+    if (::stat(c_.key_file.c_str(), &sb) == 0)
+        state += fmt::format(" key {}:{}:{}.{}", sb.st_ino, sb.st_size, sb.st_mtim.tv_sec,
+                             sb.st_mtim.tv_nsec);
+    return state;
 }
 
 void follower::sync_secrets(pqxx::connection& conn) {
     try {
+        auto state = secrets_state(conn);
+        if (state == secrets_synced_) return;
         if (!secrets_) secrets_ = secret_store::open(cfg_, false);
         if (auto n = cluster::sync_secrets(conn, c_, *secrets_); n > 0)
-            spdlog::info("secrets: {} updated from the cluster", n);
+            spdlog::info("secrets: {} read from the cluster", n);
+        secrets_synced_ = std::move(state);
     } catch (const std::exception& e) {
         // No key on a milter-only host is normal; say it once.
         static std::string last;
@@ -139,7 +162,17 @@ void follower::sync_secrets(pqxx::connection& conn) {
     }
 }
 
+void follower::clear_stale_readers() {
+    try {
+        if (auto n = store_->env().reader_check(); n > 0)
+            spdlog::warn("store: cleared {} reader slot(s) of processes that died", n);
+    } catch (const std::exception& e) {
+        spdlog::warn("store: {}", log_safe(e.what()));
+    }
+}
+
 void follower::follow(pqxx::connection& conn) {
+    secrets_synced_.clear();  // once after every (re)connect: a change may have been missed
     catalog_listener listener(conn);
     auto next_check = std::chrono::steady_clock::now();
     while (!g_stop) {
@@ -206,6 +239,7 @@ int follower::run() {
             if (why != last_error_)
                 spdlog::warn("PostgreSQL: {} (deciding from the local replica; retrying)", why);
             last_error_ = why;
+            clear_stale_readers();  // also while PostgreSQL is away
             nap(backoff);
             // At most twice the check interval: the contact time (max_staleness) is only as
             // fresh as our attempts.

@@ -11,6 +11,11 @@
 // - Every successful round trip publishes the contact time and primary generation into shared
 //   memory (mx-milter's max_staleness, mxctl cluster status) and, every check interval, a
 //   heartbeat row into mxc.nodes.
+// - Secrets (mxc.secrets) are read and decrypted only when they may have changed: once after
+//   each (re)connect, then when a fingerprint of the sealed rows (one aggregate query, no
+//   decryption; every write reseals with a fresh nonce) or the key file (added, replaced) moved.
+// - Every check interval, reader slots left by killed processes in the store are cleared
+//   (lmdb::env::reader_check): a stale slot pins old pages and the file grows.
 // - PostgreSQL down: the store stays as it was (decisions go on), reconnects with back-off
 //   (1 s doubling, at most twice check_seconds and 30 s), logs each distinct failure once.
 // Security: runs as the configured daemon account (dropped at start); the conninfo is only
@@ -50,6 +55,9 @@ class follower {
     void publish_contact(std::uint64_t primary_generation);
     void heartbeat(pqxx::connection& conn);
     void sync_secrets(pqxx::connection& conn);
+    // What sync_secrets depends on: the rows' fingerprint and the key file's identity.
+    std::string secrets_state(pqxx::connection& conn) const;
+    void clear_stale_readers();
     void presize_for_full_copy(pqxx::connection& conn);
     void follow(pqxx::connection& conn);
 
@@ -60,6 +68,8 @@ class follower {
     std::optional<secret_store> secrets_;
     std::string last_error_;
     std::chrono::steady_clock::time_point last_heartbeat_{};
+    // secrets_state() of the last sync_secrets that ran to its end; empty: sync at once.
+    std::string secrets_synced_;
 };
 
 }  // namespace mx::replica

@@ -8,6 +8,7 @@
 // Security: the text is untrusted (an upload); lines are only parsed, never executed, and the
 // error list is bounded.
 #include <algorithm>
+#include <optional>
 #include <string_view>
 
 #include "ops.hpp"
@@ -77,6 +78,25 @@ struct collector {
     }
 };
 
+// One row of either format; an address that does not normalise is refused (recorded in c,
+// nullopt) and the parser goes on with the next line.
+std::optional<import_row> make_row(collector& c, std::string where, std::size_t line,
+                                   const std::string& address, std::string connector,
+                                   std::string target) {
+    import_row r;
+    r.where = std::move(where);
+    r.line = line;
+    try {
+        r.box.address = normalize_mailbox_arg(address);
+    } catch (const op_error& err) {
+        c.add(r, err.what());
+        return std::nullopt;
+    }
+    r.box.connector = std::move(connector);
+    r.box.target = std::move(target);
+    return r;
+}
+
 std::vector<import_row> parse_json(std::string_view text, collector& c) {
     nlohmann::json j;
     try {
@@ -96,18 +116,9 @@ std::vector<import_row> parse_json(std::string_view text, collector& c) {
             c.add(i, where, "needs \"address\" and \"connector\" strings");
             continue;
         }
-        import_row r;
-        r.where = where;
-        r.line = i;
-        try {
-            r.box.address = normalize_mailbox_arg(e["address"].get<std::string>());
-        } catch (const op_error& err) {
-            c.add(r, err.what());
-            continue;
-        }
-        r.box.connector = e["connector"].get<std::string>();
-        r.box.target = e.value("target", "");
-        out.push_back(std::move(r));
+        if (auto r = make_row(c, std::move(where), i, e["address"].get<std::string>(),
+                              e["connector"].get<std::string>(), e.value("target", "")))
+            out.push_back(std::move(*r));
     }
     return out;
 }
@@ -146,19 +157,10 @@ std::vector<import_row> parse_csv(std::string_view text, collector& c) {
             c.add(lineno, where, "too few fields (expected address,connector[,target])");
             continue;
         }
-        import_row r;
-        r.where = where;
-        r.line = lineno;
-        try {
-            r.box.address = normalize_mailbox_arg((*f)[addr_col]);
-        } catch (const op_error& err) {
-            c.add(r, err.what());
-            continue;
-        }
-        r.box.connector = (*f)[conn_col];
-        if (target_col >= 0 && static_cast<int>(f->size()) > target_col)
-            r.box.target = (*f)[target_col];
-        out.push_back(std::move(r));
+        const bool has_target = target_col >= 0 && static_cast<int>(f->size()) > target_col;
+        if (auto r = make_row(c, std::move(where), lineno, (*f)[addr_col], (*f)[conn_col],
+                              has_target ? (*f)[target_col] : std::string()))
+            out.push_back(std::move(*r));
     }
     if (addr_col < 0)
         throw import_error({c.source + ": empty file (expected a header address,connector)"});

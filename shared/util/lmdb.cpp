@@ -43,6 +43,9 @@ env env::open(const std::filesystem::path& dir, const options& opts) {
     if (int rc = mdb_env_open(h, dir.c_str(), flags, opts.mode)) fail("mdb_env_open", rc);
     // Another process may have grown the map beyond our initial size.
     e.adopt_map_size();
+    // LMDB itself clears dead readers' slots only when the first process opens the
+    // environment (the lock file is reset); with any other process alive they stay.
+    if (!opts.read_only) e.reader_check();
     return e;
 }
 
@@ -76,6 +79,12 @@ void env::adopt_map_size() {
 
 void env::sync(bool force) {
     if (int rc = mdb_env_sync(handle_, force ? 1 : 0)) fail("mdb_env_sync", rc);
+}
+
+std::size_t env::reader_check() {
+    int dead = 0;
+    if (int rc = mdb_reader_check(handle_, &dead)) fail("mdb_reader_check", rc);
+    return static_cast<std::size_t>(dead);
 }
 
 txn txn::begin(env& e, bool read_only) {

@@ -8,6 +8,9 @@
 // - Values returned by get() are std::string copies: nothing points into the map after the
 //   transaction ends.
 // - MDB_MAP_RESIZED (another process grew the map) is handled when a transaction begins.
+// - A writable environment clears the reader slots of dead processes when it opens
+//   (reader_check()); long-running processes call reader_check() now and then as well: a slot
+//   left by a killed reader pins old pages (the file grows) until someone clears it.
 #pragma once
 
 #include <lmdb.h>
@@ -73,6 +76,9 @@ class env {
     // Adopts the map size another process set (after MDB_MAP_RESIZED).
     void adopt_map_size();
     void sync(bool force = true);
+    // Clears the reader-table slots of processes that no longer exist (mdb_reader_check) and
+    // returns how many it cleared. 0 for single_file environments (no lock file, no table).
+    std::size_t reader_check();
 
   private:
     explicit env(MDB_env* h) : handle_(h) {}

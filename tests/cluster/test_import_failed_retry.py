@@ -12,6 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import mxtest  # noqa: E402
 import test_import_nodes as tn  # noqa: E402
 
 PORTS = (2643, 2644)
@@ -87,30 +89,27 @@ def postgres_down(c, node):
     assert "cluster journal not reachable" in log, "no log line about the unreachable journal"
 
 
+def scenario(c):
+    c.setup_catalog()
+    na, nb = c.nodes
+    # Failed on A, A down, retried on A: B claims it from .retry/.
+    round_trip(c, "r1", na, nb, stop_failing_node=True)
+    log_b = open(nb.log, errors="replace").read()
+    assert "outcome=duplicate" in log_b and "imported by node node-a" in log_b, \
+        "node B did not recognise info@ as imported by node A"
+    # Failed on B, retried on B while both run: imported once whoever claims it.
+    na.stop_importer()
+    round_trip(c, "r2", nb, na, stop_failing_node=False)
+    rows = c.psql("SELECT state, count(*) FROM mxc.imports GROUP BY state ORDER BY state")
+    assert rows == "imported|4", rows
+    nb.stop_importer()
+    postgres_down(c, na)
+    return "cluster failed retry: imported once across hosts"
+
+
 def main():
     a = tn.args()
-    if reason := tn.skip_reason(a):
-        print(f"skipped: {reason}")
-        return 77
-    t0 = time.monotonic()
-    with tn.Cluster(a, PORTS) as c:
-        c.setup_catalog()
-        na, nb = c.nodes
-        # Failed on A, A down, retried on A: B claims it from .retry/.
-        round_trip(c, "r1", na, nb, stop_failing_node=True)
-        log_b = open(nb.log, errors="replace").read()
-        assert "outcome=duplicate" in log_b and "imported by node node-a" in log_b, \
-            "node B did not recognise info@ as imported by node A"
-        # Failed on B, retried on B while both run: imported once whoever claims it.
-        na.stop_importer()
-        round_trip(c, "r2", nb, na, stop_failing_node=False)
-        rows = c.psql("SELECT state, count(*) FROM mxc.imports GROUP BY state ORDER BY state")
-        assert rows == "imported|4", rows
-        nb.stop_importer()
-        postgres_down(c, na)
-        print(f"cluster failed retry: imported once across hosts ({time.monotonic() - t0:.0f} s)")
-        c.ok = True
-    return 0
+    return mxtest.run_main(tn.skip_reason(a), lambda: tn.Cluster(a, PORTS), scenario)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 // The cluster import journal's decisions against a real PostgreSQL (test_import_pg_fixture.hpp):
 // reserve / busy (skip) / take over / imported / retaken, leases, marks and bounded keys.
+#include <memory>
+
 #include <catch2/catch.hpp>
 
 #include "global/cluster_db.hpp"
@@ -30,18 +32,34 @@ void expire(pqxx::connection& c, const std::string& node) {
     tx.commit();
 }
 
+// A connection to the private PostgreSQL on a fresh schema; conn is null (and the test says so)
+// on a machine that cannot run one: the test then returns without checking anything.
+struct pg_db {
+    std::unique_ptr<pqxx::connection> conn;
+    pg_db() {
+        if (mx::test::pg_conninfo().empty()) {
+            WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
+            return;
+        }
+        conn = connect(mx::test::pg_config("a"), "test");
+        mx::test::fresh_schema(*conn);
+    }
+};
+
+// Two importers' journals, node-a and node-b, each with a live lease.
+struct two_nodes : pg_db {
+    import_journal a{"node-a", std::chrono::seconds(60)}, b{"node-b", std::chrono::seconds(60)};
+    two_nodes() {
+        if (!conn) return;
+        in_tx(*conn, [&](auto& tx) { return a.renew_lease(tx, 1), 0; });
+        in_tx(*conn, [&](auto& tx) { return b.renew_lease(tx, 2), 0; });
+    }
+};
+
 }  // namespace
 
-TEST_CASE("cluster import journal: reserve, busy, imported, take over, retaken") {
-    if (mx::test::pg_conninfo().empty()) {
-        WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
-        return;
-    }
-    auto conn = connect(mx::test::pg_config("a"), "test");
-    mx::test::fresh_schema(*conn);
-    import_journal a("node-a", std::chrono::seconds(60)), b("node-b", std::chrono::seconds(60));
-    in_tx(*conn, [&](auto& tx) { return a.renew_lease(tx, 1), 0; });
-    in_tx(*conn, [&](auto& tx) { return b.renew_lease(tx, 2), 0; });
+TEST_CASE_METHOD(two_nodes, "cluster import journal: reserve, busy, imported, take over, retaken") {
+    if (!conn) return;
 
     // A new row is ours; the same node again (its own earlier try) keeps it, with the old plan.
     auto r1 = in_tx(*conn, [&](auto& tx) { return a.reserve(tx, req("f1", "x@d", "loc-a1")); });
@@ -122,13 +140,9 @@ TEST_CASE("cluster import journal: reserve, busy, imported, take over, retaken")
           reserve_outcome::reserved);
 }
 
-TEST_CASE("cluster import journal: keys from mail are bounded; prune keeps pending rows") {
-    if (mx::test::pg_conninfo().empty()) {
-        WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
-        return;
-    }
-    auto conn = connect(mx::test::pg_config("a"), "test");
-    mx::test::fresh_schema(*conn);
+TEST_CASE_METHOD(pg_db,
+                 "cluster import journal: keys from mail are bounded; prune keeps pending rows") {
+    if (!conn) return;
     import_journal a("node-a", std::chrono::seconds(60));
     const std::string long_rcpt = std::string(5000, 'x') + "@d",
                       other = std::string(5000, 'x') + "@e";
@@ -153,16 +167,10 @@ TEST_CASE("cluster import journal: keys from mail are bounded; prune keeps pendi
     CHECK(left == 2);
 }
 
-TEST_CASE("cluster import journal: a batch in one call, pairs given twice, marks in one call") {
-    if (mx::test::pg_conninfo().empty()) {
-        WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
-        return;
-    }
-    auto conn = connect(mx::test::pg_config("a"), "test");
-    mx::test::fresh_schema(*conn);
-    import_journal a("node-a", std::chrono::seconds(60)), b("node-b", std::chrono::seconds(60));
-    in_tx(*conn, [&](auto& tx) { return a.renew_lease(tx, 1), 0; });
-    in_tx(*conn, [&](auto& tx) { return b.renew_lease(tx, 2), 0; });
+TEST_CASE_METHOD(
+    two_nodes,
+    "cluster import journal: a batch in one call, pairs given twice, marks in one call") {
+    if (!conn) return;
     // Rows of every kind first: imported (i), pending by a live node (p), failed (f).
     in_tx(*conn, [&](auto& tx) {
         a.reserve(tx, std::vector<reserve_request>{req("i", "r@d", "li"), req("p", "r@d", "lp")});
@@ -200,13 +208,8 @@ TEST_CASE("cluster import journal: a batch in one call, pairs given twice, marks
           reserve_outcome::imported);
 }
 
-TEST_CASE("cluster import journal: a second importer with the same node name shows") {
-    if (mx::test::pg_conninfo().empty()) {
-        WARN("no private PostgreSQL here (needs root and postgresql-15): not tested");
-        return;
-    }
-    auto conn = connect(mx::test::pg_config("a"), "test");
-    mx::test::fresh_schema(*conn);
+TEST_CASE_METHOD(pg_db, "cluster import journal: a second importer with the same node name shows") {
+    if (!conn) return;
     import_journal one("node-a", std::chrono::seconds(60)), two("node-a", std::chrono::seconds(60));
     CHECK(one.instance() != two.instance());
     CHECK(in_tx(*conn, [&](auto& tx) { return one.renew_lease(tx, 1); }).empty());

@@ -13,10 +13,13 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import mxtest  # noqa: E402
 import test_import_nodes as tn  # noqa: E402
 
 PORTS = (2641, 2642)
 PER_NODE = 1000  # messages through each node's Postfix: 2,000 in all
+MAILBOXES = ("info@example.test", "sales@example.test")
 
 
 def send(node, rcpt, n, errors):
@@ -62,67 +65,65 @@ def check_once(c, mailboxes, expected):
     return problems
 
 
+def scenario(c):
+    c.setup_catalog(MAILBOXES)
+    na, nb = c.nodes
+    na.start_importer()
+    nb.start_importer()
+    errors = []
+    senders = [threading.Thread(target=send, args=(n, mb, PER_NODE, errors))
+               for n, mb in zip(c.nodes, MAILBOXES)]
+    for s in senders:
+        s.start()
+    kill_while_holding(c, na)
+    held = na.work()
+    # What A held, kept aside: A comes back with these on disk later.
+    aside = os.path.join(c.root, "held-by-a")
+    os.makedirs(aside)
+    for f in held:
+        os.link(os.path.join(c.drop, ".work", na.name, f), os.path.join(aside, f))
+    pending_a = c.pending_of(na.name)
+    for s in senders:
+        s.join()
+    assert not errors, errors
+    tn.wait(lambda: c.backlog() == 0 and not na.work(), "node B to finish everything "
+            "(A's claims after its lease)", timeout=240)
+    assert nb.proc.poll() is None, "node B's importer died"
+    problems = check_once(c, MAILBOXES, PER_NODE)
+    log_b = open(nb.log, errors="replace").read()
+    took = log_b.count("from node node-a (lease ended)")
+    recovered = log_b.count("from node node-a: it was delivered")
+    redelivered = log_b.count("from node node-a: delivering")
+    if held and took == 0:
+        problems.append("node B never took over node A's files")
+    assert not problems, "\n".join(problems)
+    imported_a = na.imported_lines()
+
+    # A comes back with the files it held still on disk: nothing is imported twice.
+    # A renews its lease first (B then no longer sees it as gone), then finds them.
+    na.start_importer()
+    time.sleep(tn.LEASE / 3 + 1)
+    work_a = os.path.join(c.drop, ".work", na.name)
+    for f in held:
+        os.link(os.path.join(aside, f), os.path.join(work_a, f))
+    tn.wait(lambda: not na.work(), "node A to finish its old claims", timeout=60)
+    time.sleep(1)
+    problems = check_once(c, MAILBOXES, PER_NODE)
+    assert not problems, "after A came back:\n" + "\n".join(problems)
+    rows = c.psql("SELECT state, count(*) FROM mxc.imports GROUP BY state ORDER BY state")
+    assert rows == f"imported|{2 * PER_NODE}", rows
+    return (f"cluster takeover: {2 * PER_NODE} deliveries exactly once; node A imported "
+            f"{imported_a} before SIGKILL holding {len(held)} claimed files "
+            f"({pending_a} pending rows); node B took over {took} files ({recovered} deliveries "
+            f"found made by A, {redelivered} made anew); A back with {len(held)} "
+            f"old claims imported none twice")
+
+
 def main():
     a = tn.args()
-    if reason := tn.skip_reason(a):
-        print(f"skipped: {reason}")
-        return 77
-    t0 = time.monotonic()
-    mailboxes = ("info@example.test", "sales@example.test")
-    with tn.Cluster(a, PORTS, extra_importer="durability = \"fsync\"\n") as c:
-        c.setup_catalog(mailboxes)
-        na, nb = c.nodes
-        na.start_importer()
-        nb.start_importer()
-        errors = []
-        senders = [threading.Thread(target=send, args=(n, mb, PER_NODE, errors))
-                   for n, mb in zip(c.nodes, mailboxes)]
-        for s in senders:
-            s.start()
-        kill_while_holding(c, na)
-        held = na.work()
-        # What A held, kept aside: A comes back with these on disk later.
-        aside = os.path.join(c.root, "held-by-a")
-        os.makedirs(aside)
-        for f in held:
-            os.link(os.path.join(c.drop, ".work", na.name, f), os.path.join(aside, f))
-        pending_a = c.pending_of(na.name)
-        for s in senders:
-            s.join()
-        assert not errors, errors
-        tn.wait(lambda: c.backlog() == 0 and not na.work(), "node B to finish everything "
-                "(A's claims after its lease)", timeout=240)
-        assert nb.proc.poll() is None, "node B's importer died"
-        problems = check_once(c, mailboxes, PER_NODE)
-        log_b = open(nb.log, errors="replace").read()
-        took = log_b.count("from node node-a (lease ended)")
-        recovered = log_b.count("from node node-a: it was delivered")
-        redelivered = log_b.count("from node node-a: delivering")
-        if held and took == 0:
-            problems.append("node B never took over node A's files")
-        assert not problems, "\n".join(problems)
-        imported_a = na.imported_lines()
-
-        # A comes back with the files it held still on disk: nothing is imported twice.
-        # A renews its lease first (B then no longer sees it as gone), then finds them.
-        na.start_importer()
-        time.sleep(tn.LEASE / 3 + 1)
-        work_a = os.path.join(c.drop, ".work", na.name)
-        for f in held:
-            os.link(os.path.join(aside, f), os.path.join(work_a, f))
-        tn.wait(lambda: not na.work(), "node A to finish its old claims", timeout=60)
-        time.sleep(1)
-        problems = check_once(c, mailboxes, PER_NODE)
-        assert not problems, "after A came back:\n" + "\n".join(problems)
-        rows = c.psql("SELECT state, count(*) FROM mxc.imports GROUP BY state ORDER BY state")
-        assert rows == f"imported|{2 * PER_NODE}", rows
-        print(f"cluster takeover: {2 * PER_NODE} deliveries exactly once; node A imported "
-              f"{imported_a} before SIGKILL holding {len(held)} claimed files "
-              f"({pending_a} pending rows); node B took over {took} files ({recovered} deliveries "
-              f"found made by A, {redelivered} made anew); A back with {len(held)} "
-              f"old claims imported none twice ({time.monotonic() - t0:.0f} s)")
-        c.ok = True
-    return 0
+    return mxtest.run_main(
+        tn.skip_reason(a),
+        lambda: tn.Cluster(a, PORTS, extra_importer="durability = \"fsync\"\n"), scenario)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,26 @@ def main():
             assert secret not in out, "mxctl printed the secret"
         print("secret set on A: on B (sealed in PostgreSQL, AES-256-GCM)")
 
+        # mx-replica reads the secrets only when they changed (a fingerprint of the sealed rows),
+        # not at every check: a change that moves no catalog generation (the row deleted in
+        # PostgreSQL by hand) and a new value set on A both still reach B.
+        conninfo_pg = c.script("pg-private", "conninfo", c.pg).stdout.strip()
+        run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-q",
+             conninfo_pg, "-c", "DELETE FROM mxc.secrets WHERE name LIKE 'connector/erp/%'"])
+        deadline = time.monotonic() + 30
+        while json.loads(c.mxctl("b", "connector", "show", "erp", "--json").stdout)["smtp"][
+                "secret"] == "***":
+            assert time.monotonic() < deadline, "a secret deleted in PostgreSQL stayed on B"
+            time.sleep(0.3)
+        changed = "Sup3r-" + os.urandom(6).hex()
+        c.mxctl("a", "connector", "set", "erp", f"smtp.password={changed}")
+        b_secrets = os.path.join(c.nodes["b"], "state", "secrets")
+        deadline = time.monotonic() + 30
+        while changed not in run(["mdb_dump", "-p", "-s", "secrets", b_secrets]).stdout:
+            assert time.monotonic() < deadline, "the password changed on A never reached B"
+            time.sleep(0.3)
+        print("secret removed in PostgreSQL: gone on B; changed on A: the new value on B")
+
         # --- PostgreSQL down
         c.pg_stop()
         for port in (PORT_A, PORT_B):

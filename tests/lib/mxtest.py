@@ -139,6 +139,23 @@ def temp_dir(prefix, parent=None):
     return d
 
 
+def run_main(skip_reason, make_context, body):
+    """The main() of a test that runs inside a context (a cluster, a stack): with skip_reason
+    set, says why and returns 77 (CTest: skipped); else runs body(ctx) inside
+    `with make_context() as ctx`, prints the one-line summary body returns with the seconds the
+    whole run took, sets ctx.ok (the context removes its folder only then) and returns 0. A
+    failed assertion propagates: the test fails, the folder is kept for a look."""
+    if skip_reason:
+        print(f"skipped: {skip_reason}")
+        return 77
+    t0 = time.monotonic()
+    with make_context() as ctx:
+        summary = body(ctx)
+        print(f"{summary} ({time.monotonic() - t0:.0f} s)")
+        ctx.ok = True
+    return 0
+
+
 def remove_dir(folder):
     """Removes a test folder, or keeps it (and says where) with MX_KEEP_TEST_DIR set."""
     if os.environ.get("MX_KEEP_TEST_DIR"):
