@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "global/logging.hpp"
 #include "importer.hpp"
 #include "target_health.hpp"
 #include "util/signals.hpp"
@@ -107,6 +108,9 @@ int daemon::run() {
     util::signal_pipe sigs({SIGTERM, SIGINT});
     ::signal(SIGPIPE, SIG_IGN);
 
+    // One line per file: buffered, not a write(2) per line (log_buffer.cpp); flushed every
+    // second below, at warnings and at exit.
+    if (cfg_.log_sink != "syslog") use_buffered_stderr_log("mx-importer");
     journal_ = journal::open(cfg_.journal_dir(), false);
     try {
         shm_ = shm_state::attach(cfg_);
@@ -123,6 +127,14 @@ int daemon::run() {
                       if (n > 0) spdlog::info("journal: pruned {} old entries", n);
                   }});
     }
+    add_task({"log-flush", std::chrono::seconds(1), [] { flush_log(); }});
+    // Read slots of killed readers (mxctl, a crashed importer) would keep old pages from
+    // being reused: clear them now and then, in the journal and in the store.
+    add_task({"lmdb-reader-check", std::chrono::seconds(60), [this] {
+                  auto n = journal_->env().reader_check();
+                  if (store_) n += store_->env().reader_check();
+                  if (n > 0) spdlog::info("lmdb: cleared {} stale reader slot(s)", n);
+              }});
     spdlog::info("mx-importer started (host {}, journal {}, durability {})", s_.host,
                  cfg_.journal_dir().string(),
                  s_.durability == sync_set::mode::syncfs ? "syncfs" : "fsync");
@@ -194,6 +206,7 @@ int daemon::run() {
     spdlog::info("mx-importer stopping");
     engine_.reset();
     publish_health(true);
+    flush_log();
     return 0;
 }
 

@@ -287,7 +287,7 @@ std::unique_ptr<socketmap_server> open_sockets(daemon_state& st, const std::stri
 bool serve(daemon_state& s, util::signal_pipe& sigs, const std::atomic<bool>& milter_done) {
     std::uint64_t reloads_seen = s.shm ? s.shm->layout().reload_requests.load() : 0;
     std::uint64_t generation_seen = 0;
-    while (!milter_done.load()) {
+    for (unsigned tick = 1; !milter_done.load(); ++tick) {
         int sig = sigs.wait(std::chrono::seconds(1));
         if (sig == SIGTERM || sig == SIGINT) {
             spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
@@ -315,6 +315,7 @@ bool serve(daemon_state& s, util::signal_pipe& sigs, const std::atomic<bool>& mi
         // Also catches changes made without shared memory (reads the store's own generation).
         s.tables->refresh(*s.store, false);
         flush_log();  // decision lines reach stderr within a second
+        if (tick % 60 == 0) s.store->clear_stale_readers();
     }
     return false;
 }

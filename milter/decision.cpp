@@ -74,6 +74,16 @@ void store_holder::remap() noexcept {
     }
 }
 
+void store_holder::clear_stale_readers() noexcept {
+    if (!open_.load(std::memory_order_acquire)) return;
+    try {
+        if (auto n = store_->env().reader_check(); n > 0)
+            spdlog::info("store: cleared {} stale reader slot(s)", n);
+    } catch (const std::exception& e) {
+        spdlog::warn("store: reader check failed: {}", log_safe(e.what()));
+    }
+}
+
 check_result store_holder::check(const check_policy& p, std::string_view arg) {
     try {
         if (!ready()) {

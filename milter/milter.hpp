@@ -67,6 +67,10 @@ class store_holder {
 
     static constexpr std::chrono::milliseconds retry_interval{200};
 
+    // mdb_reader_check on the store once it is open (the milter opens it read-only, which
+    // clears nothing): slots of killed readers are freed. Never throws; logs what it cleared.
+    void clear_stale_readers() noexcept;
+
   private:
     bool try_open();
     void remap() noexcept;
@@ -236,11 +240,6 @@ void set_state(std::unique_ptr<daemon_state> s);
 // smfi_register() with our callbacks and flags; throws std::runtime_error naming the call.
 void register_milter();
 
-// The stderr log for decisions (log_buffer.cpp): one line per decision as before, buffered
-// instead of written per line; flushed at warn/error, by flush_log() (every second, from the
-// main loop) and at exit. Call after setup_logging() when the sink is stderr.
-void use_buffered_stderr_log(const std::string& program);
-void flush_log() noexcept;
 // The protocol steps we do not want (SMFIP_NO*), for tests and docs.
 unsigned long unwanted_steps();
 // The steps the MTA need not wait for an answer to (SMFIP_NR_*): CONNECT and MAIL.

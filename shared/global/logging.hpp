@@ -14,6 +14,12 @@
 namespace mx {
 
 void setup_logging(const config& cfg, const std::string& program);
+// For daemons that log a line per mail event (log_buffer.cpp): after setup_logging(), replaces
+// the stderr logger by one that buffers lines instead of writing each (same format); flushed
+// at warn/error, at 64 KiB, by flush_log() — the daemon calls it every second — and at exit.
+// What a SIGKILL loses is at most the last second of info lines. Not for the syslog sink.
+void use_buffered_stderr_log(const std::string& program);
+void flush_log() noexcept;
 // Makes a hostile value safe for one log line: control characters escaped, length capped.
 std::string log_safe(std::string_view value, std::size_t max_len = 256);
 

@@ -119,6 +119,22 @@ class Env:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def logged(path, text, timeout=10):
+    """True once `text` is in the log file at `path`: mx-importer buffers its info lines and
+    writes them within a second (or at a warning), so a line may follow the event it tells."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, errors="replace") as f:
+                if text in f.read():
+                    return True
+        except FileNotFoundError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def test_id_of(path):
     """The X-Test-Id header of a message file (first 4 KB)."""
     with open(path, "rb") as f:

@@ -351,10 +351,12 @@ def test_disk(a):
         check(True, "disk: the healthy mailbox of the connector is imported")
         waiting = 3 + (3 if ro in mounts else 0)
         env.wait_until(lambda: env.claimed("b") == waiting, 30, "the others deferred")
-        log = open(os.path.join(env.root, "importer.log"), errors="replace").read()
-        check("outcome=deferred status=4.3.1" in log, "disk: full Maildir -> deferred 4.3.1 (ENOSPC)")
+        log_path = os.path.join(env.root, "importer.log")
+        check(mxenv.logged(log_path, "outcome=deferred status=4.3.1"),
+              "disk: full Maildir -> deferred 4.3.1 (ENOSPC)")
         if ro in mounts:
-            check("Read-only file system" in log, "disk: read-only Maildir -> deferred (EROFS)")
+            check(mxenv.logged(log_path, "Read-only file system"),
+                  "disk: read-only Maildir -> deferred (EROFS)")
         check(not env.failed_of("b"), "disk: nothing failed, the files wait for a retry")
     finally:
         env.stop_all()

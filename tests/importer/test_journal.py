@@ -161,8 +161,8 @@ def retention(a):
               "index entries pruned with their records: %s" % e)
         check(len(env.files(env.maildir_new("info@example.test"))) == 3,
               "the mailbox keeps its messages")
-        log = open(os.path.join(env.root, "importer.log"), errors="replace").read()
-        check("journal: pruned" in log, "the daemon logs the prune")
+        check(mxenv.logged(os.path.join(env.root, "importer.log"), "journal: pruned"),
+              "the daemon logs the prune")
     except AssertionError as e:
         check(False, str(e))
     finally:

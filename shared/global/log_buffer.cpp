@@ -1,10 +1,11 @@
-// log_buffer: mx-milter's stderr log without a synchronous write per line.
-// The shared stderr logger (setup_logging) flushes every line: one write(2) per RCPT decision,
-// made while holding the logger's mutex, so with 8 or 64 connections the libmilter workers
-// queued behind each other's writes, and the "%P" pattern cost a getpid(2) per line. Here
-// every decision still gets its one line (same format), appended to a buffer under the lock;
+// log_buffer: a daemon's stderr log without a synchronous write per line (mx-milter: one line
+// per RCPT decision; mx-importer: one per file).
+// The shared stderr logger (setup_logging) flushes every line: one write(2) per line, made
+// while holding the logger's mutex (with 8 or 64 milter connections the libmilter workers
+// queued behind each other's writes), and the "%P" pattern cost a getpid(2) per line. Here
+// every line is still written (same format), appended to a buffer under the lock;
 // the buffer is written when it reaches 64 KiB, at any warning or error (flush_on(warn)), every
-// second by the main loop (flush_log) and when the logger goes away. What a crash (SIGKILL,
+// second by the daemon's loop (flush_log) and when the logger goes away. What a crash (SIGKILL,
 // power loss) can lose is at most the last second of info lines. syslog is left as it is
 // (each syslog() call is its own message).
 #include <unistd.h>
@@ -18,9 +19,9 @@
 #include <mutex>
 #include <string>
 
-#include "milter.hpp"
+#include "global/logging.hpp"
 
-namespace mx::milter {
+namespace mx {
 namespace {
 
 constexpr std::size_t buffer_limit = 64 * 1024;
@@ -82,4 +83,4 @@ void flush_log() noexcept {
     }
 }
 
-}  // namespace mx::milter
+}  // namespace mx
