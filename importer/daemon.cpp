@@ -188,7 +188,15 @@ int daemon::run() {
             t.next = clock::now() + t.task.interval;
         }
         if (o_.drain && !did_work && !more && store_ && engine_->parked() == 0) break;
-        if (more || did_work) continue;
+        if (more) continue;
+        if (did_work && s_.batch_delay.count() > 0 && !o_.drain) {
+            // A stream of files (Postfix delivering): let the next ones gather into one batch.
+            // Signals and finished deliveries still wake the loop at once.
+            struct pollfd p[2] = {{engine_->wake_fd(), POLLIN, 0}, {sigs.fd(), POLLIN, 0}};
+            ::poll(p, 2, static_cast<int>(s_.batch_delay.count()));
+            continue;
+        }
+        if (did_work) continue;
         auto wake = std::min(next_rescan, clock::now() + s_.poll_interval);
         for (auto& t : tasks_) wake = std::min(wake, t.next);
         auto ms =

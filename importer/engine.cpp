@@ -43,6 +43,7 @@ settings settings::from(const config& cfg) {
     s.retry_max = secs(r.number("retry_max_seconds", 3600, 0, 30 * 86400));
     s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 256, 1, 100000));
     s.rescan_interval = ms(r.number("rescan_seconds", 5, 0.01, 86400));
+    s.batch_delay = std::chrono::milliseconds(r.integer("batch_delay_ms", 100, 0, 10000));
     s.eml_settle = secs(r.number("eml_settle_seconds", 2, 0, 86400));
     s.worker.base_timeout = ms(r.number("parse_timeout_seconds", 10, 0.1, 3600));
     s.worker.memory_limit =

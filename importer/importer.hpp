@@ -61,6 +61,11 @@ struct settings {
     sync_set::mode durability = sync_set::mode::syncfs;
     std::chrono::milliseconds rescan_interval{5000};  // full rescan (network shares)
     std::chrono::milliseconds poll_interval{250};     // shm generation polling
+    // After a round that took files but left none waiting, the next round waits this long
+    // so that files arriving in a stream are taken as one batch: a batch's fixed cost (two
+    // journal commits, one syncfs, the folder scans) otherwise lands on a file or two each.
+    // A file arriving while the importer is idle is still taken at once. 0: never wait.
+    std::chrono::milliseconds batch_delay{100};
     std::chrono::seconds eml_settle{2};  // *.eml younger than this may still be written
     worker_options worker;
     // Parse workers run in parallel on halves of a batch (exec mode only: forking a
@@ -78,6 +83,7 @@ struct settings {
     std::chrono::milliseconds delivery_grace{200};
 
     // [importer] keys: max_age_days, retry_base_seconds, retry_max_seconds, batch_size,
+    // batch_delay_ms,
     // durability ("syncfs"|"fsync"), rescan_seconds, eml_settle_seconds, parse_timeout_seconds,
     // parse_memory_mb, max_header_bytes, journal_days, journal_prune_seconds, delivery_threads,
     // delivery_grace_ms (breaker_* keys: target_health.hpp).
