@@ -111,10 +111,17 @@ void own_installation(installation& inst, const passwd& pw) {
     chown_tree(inst.dir / "run", pw);
 }
 
+// The milter binds each socket in a private folder, renames it into place, then removes the
+// folder: the socket can appear a moment before its folder is gone (wait up to 2 s for it).
 bool no_private_folders_left(const std::filesystem::path& run) {
-    for (auto& e : std::filesystem::directory_iterator(run))
-        if (e.path().filename().string().find(".new-") != std::string::npos) return false;
-    return true;
+    auto left = [&] {
+        for (auto& e : std::filesystem::directory_iterator(run))
+            if (e.path().filename().string().find(".new-") != std::string::npos) return true;
+        return false;
+    };
+    for (int i = 0; i < 200 && left(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return !left();
 }
 
 }  // namespace
