@@ -271,8 +271,12 @@ def test_exactly_once_across_restart(args, tmp):
         check(rc == 0, "restarted importer drained")
         check(len(rec.processed) == 6 and all(v == 1 for v in rec.processed.values()),
               "each of 6 keys processed exactly once: %s" % list(rec.processed.values()))
+        # The delivery answered when the kill came was never journaled, so it is re-sent with
+        # the same key; those answered before it may already be journaled (a batch settles the
+        # finished deliveries when the next one runs longer than its 5 ms slice, as on a loaded
+        # machine), so how many more are re-sent depends on timing.
         dups = [e for e in rec.by_path("/dedup") if e.get("duplicate")]
-        check(len(dups) >= 3, "the acknowledged-but-unjournaled ones were re-sent with the same key "
+        check(len(dups) >= 1, "the acknowledged-but-unjournaled ones were re-sent with the same key "
               "(at-least-once at the wire): %d" % len(dups))
         n_before = len(rec.events)
         rc, _ = s.run_importer()
