@@ -65,6 +65,21 @@ def wait_for(condition, timeout=20, interval=0.2):
         time.sleep(interval)
 
 
+def log_text(path, *expected, timeout=10):
+    """The text of a daemon's log once every `expected` string is in it, or after `timeout`
+    seconds (then as it is). mx-milter and mx-importer buffer their info lines and write them
+    within a second, so a line can follow the event it reports."""
+    def read():
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+    text = wait_for(lambda: (lambda t: t if all(e in t for e in expected) else "")(read()),
+                    timeout=timeout, interval=0.1)
+    return text or read()
+
+
 def files_with(pattern, marker):
     """Texts of the files matching the glob pattern that contain marker."""
     found = []
