@@ -131,12 +131,9 @@ dbi dbi::open(txn& t, const char* name, unsigned int flags) {
 }
 
 std::optional<std::string> dbi::get(txn& t, std::string_view key) const {
-    MDB_val k = to_val(key);
-    MDB_val v{};
-    int rc = mdb_get(t.handle(), handle_, &k, &v);
-    if (rc == MDB_NOTFOUND) return std::nullopt;
-    if (rc) fail("mdb_get", rc);
-    return std::string(to_view(v));
+    auto v = get_view(t, key);
+    if (!v) return std::nullopt;
+    return std::string(*v);
 }
 
 std::optional<std::string_view> dbi::get_view(txn& t, std::string_view key) const {
