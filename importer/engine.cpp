@@ -97,6 +97,7 @@ engine::engine(const config& cfg, settings s, journal& j, shm_state* shm)
 }
 
 engine::~engine() {
+    await_parsing();  // a claim ahead finishes first (its files stay claimed for the next start)
     // Running deliveries end first (each bounded by its target's timeout); parked files that
     // are left stay claimed with their pending records: the next start recovers them.
     lanes_.reset();
@@ -136,6 +137,63 @@ std::vector<parse_result> engine::parse_all(const std::vector<std::filesystem::p
     return r1;
 }
 
+void engine::await_parsing() {
+    for (auto& [drop, p] : prefetch_)
+        if (p->parsing.valid()) p->parsing.wait();
+}
+
+void engine::take_prefetched(batch& b) {
+    auto at = prefetch_.find(b.f->drop);
+    if (at == prefetch_.end()) return;
+    auto p = std::move(at->second);
+    prefetch_.erase(at);
+    if (p->parsing.valid()) p->parsing.wait();  // p->items are complete
+    // Parse results in the items' order; a failure of the parse as a whole (the workers
+    // could not be restarted) leaves the files claimed: parse_items tries them again.
+    std::vector<parse_result> results;
+    try {
+        results = p->parsing.get();
+    } catch (const std::exception& e) {
+        spdlog::warn("connector {}: parsing ahead failed: {}; parsing again", b.f->connector,
+                     e.what());
+    }
+    for (std::size_t i = 0; i < p->items.size(); ++i) {
+        if (i < results.size()) {
+            p->items[i]->pr = std::move(results[i]);
+            p->items[i]->parsed = true;
+        }
+        b.items.push_back(std::move(p->items[i]));
+    }
+}
+
+void engine::prefetch_next(const batch& b) {
+    // Only while new files are left for lack of budget (a backlog): a batch that took all
+    // there was has nothing to claim ahead, and a quiet folder is not listed twice.
+    if (b.new_left == 0 || prefetch_.count(b.f->drop)) return;
+    auto p = std::make_unique<prefetch>();
+    auto nb = std::make_shared<batch>();
+    nb->f = b.f;
+    nb->now = b.now;
+    nb->work = b.work;
+    std::size_t busy = parked_of(b.f->connector);
+    nb->budget = s_.batch_size > busy ? s_.batch_size - busy : 0;
+    await_parsing();  // the workers serve one parse at a time
+    // Claimed and parsed on a thread of its own while this batch plans, delivers and
+    // settles: nothing else claims from this folder until take_prefetched() has waited for
+    // it (the next batch of the folder starts there), and the files it renames into the
+    // work folder are not this batch's.
+    p->parsing = std::async(std::launch::async, [this, nb, pp = p.get()] {
+        claim_new(*nb);
+        std::vector<std::filesystem::path> paths;
+        paths.reserve(nb->items.size());
+        for (const auto& it : nb->items) paths.push_back(it->work);
+        pp->items = std::move(nb->items);
+        if (paths.empty()) return std::vector<parse_result>{};
+        return parse_all(paths, std::vector<std::uint64_t>(paths.size(), 0));
+    });
+    prefetch_.emplace(b.f->drop, std::move(p));
+}
+
 bool engine::prepare(batch& b) {
     try {
         util::make_dirs(b.work, 0750);
@@ -171,11 +229,13 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     std::size_t busy = parked_of(f.connector);
     b.budget = s_.batch_size > busy ? s_.batch_size - busy : 0;
     if (!prepare(b)) return b.bs;
-    adopt_orphans(b);  // 1. cluster: the claimed files of a node whose lease ended
-    claim_own(b);      // 1. crash recovery and retries that are due
-    claim_new(b);      // 1. new files by rename
+    take_prefetched(b);  // 1+2. claimed and parsed while the previous batch finished
+    adopt_orphans(b);    // 1. cluster: the claimed files of a node whose lease ended
+    claim_own(b);        // 1. crash recovery and retries that are due
+    claim_new(b);        // 1. new files by rename
     if (b.items.empty()) return b.bs;
     parse_items(b);      // 2.
+    prefetch_next(b);    // 1+2. of the next batch, parsed while this one goes on
     plan_items(b, *st);  // 3.
     cluster_reserve(b);  // 3b. cluster: reserve in PostgreSQL (or leave to the holder)
     write_pending(b);    // 4.

@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstdio>  // renameat2, RENAME_NOREPLACE
 #include <cstring>
-#include <set>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "engine_item.hpp"
@@ -204,11 +204,14 @@ void engine::batch::note_waiting(const std::filesystem::path& p) {
 }
 
 void engine::claim_own(batch& b) {
-    std::set<std::filesystem::path> in_flight;
+    // Still on a lane (parked), or claimed and parsed ahead (take_prefetched): taken already.
+    std::unordered_set<std::string> in_flight;
     {
         std::lock_guard lk(done_mu_);
-        for (const auto& it : parked_) in_flight.insert(it->work);
+        for (const auto& it : parked_) in_flight.insert(it->work.native());
     }
+    std::unordered_set<std::string> mine;
+    for (const auto& it : b.items) mine.insert(it->work.native());
     const auto& work = b.work;
 
     auto rt = journal_.read();
@@ -219,6 +222,7 @@ void engine::claim_own(batch& b) {
         work, SIZE_MAX, all,
         [&](const std::string& n) {
             auto p = work / n;
+            if (mine.count(p.native())) return true;
             if (b.items.size() >= b.budget) {
                 b.note_waiting(p);
                 return true;
@@ -235,8 +239,7 @@ void engine::claim_own(batch& b) {
                 }
                 unrecorded_retries_.erase(m);
             }
-            // Still on a lane (parked): not ours to take again.
-            if (in_flight.count(p)) {
+            if (in_flight.count(p.native())) {
                 b.note_waiting(p);
                 return true;
             }
@@ -259,15 +262,18 @@ void engine::claim_own(batch& b) {
 void engine::claim_new(batch& b) {
     auto claim = [&](const std::filesystem::path& dir, char origin, bool eml_only) {
         auto keep = [&](const std::string& n) { return !eml_only || ends_with_eml(n); };
-        auto passed = [&](const std::string& n) { b.note_waiting(dir / n); };
+        auto passed = [&](const std::string& n) {
+            ++b.new_left;
+            b.note_waiting(dir, n);
+        };
         list_dir(
             dir, b.budget > b.items.size() ? b.budget - b.items.size() : 0, keep,
             [&](const std::string& n) {
-                auto src = dir / n;
                 if (b.items.size() >= b.budget) {
-                    b.note_waiting(src);
+                    passed(n);
                     return true;
                 }
+                auto src = dir / n;
                 if (eml_only && s_.eml_settle.count() > 0) {
                     struct stat sb {};
                     if (::stat(src.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return true;

@@ -53,6 +53,7 @@ struct engine::item {
     int attempts = 0;
     std::vector<rcpt> rcpts;
     bool vanished = false;
+    bool parsed = false;  // pr is set (parsed ahead, engine::prefetch)
     std::string failed_path;
     std::shared_ptr<const folder> from;  // set when parked (under done_mu_): finished later
     int outstanding = 0;                 // deliveries still on a lane (under done_mu_)
@@ -89,11 +90,24 @@ struct engine::batch {
     item_list items;
     batch_stats bs;
     bool any_planned = false;
+    std::size_t new_left = 0;  // new files left in the folders for lack of budget
     // Journal delivery keys ("<fingerprint> <recipient>") handled by a file of this batch or
     // still on a lane (parked) -> that file's name: the same bytes for the same recipient in
     // a second file are a duplicate of the first (neither has a journal record yet).
     std::map<std::string, std::string> taken;
     void note_waiting(const std::filesystem::path& p);
+    void note_waiting(const std::filesystem::path& dir, const std::string& name) {
+        if (want_oldest)
+            note_waiting(dir / name);
+        else
+            ++bs.waiting;  // no path built for every file of a backlog
+    }
+};
+
+// The next batch of a folder, claimed and being parsed while the current one finishes.
+struct engine::prefetch {
+    item_list items;
+    std::future<std::vector<parse_result>> parsing;  // in items' order
 };
 
 // One journal transaction for all items; when it fails (one file's record may be what fails),

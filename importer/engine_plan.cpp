@@ -121,27 +121,38 @@ bool duplicate_in_batch(engine::batch& b, const engine::item& it, rcpt& r) {
 }  // namespace
 
 void engine::parse_items(batch& b) {
+    // Items parsed ahead (take_prefetched) keep their results; the rest are parsed now.
+    std::vector<item*> todo;
     std::vector<std::filesystem::path> paths;
-    std::vector<std::uint64_t> sizes(b.items.size(), 0);  // 0: parse_batch fstat()s the fd
-    paths.reserve(b.items.size());
-    for (auto& it : b.items) paths.push_back(it->work);
-    auto results = parse_all(paths, sizes);
-    for (std::size_t i = 0; i < b.items.size(); ++i) {
-        auto& it = *b.items[i];
-        it.pr = std::move(results[i]);
+    for (auto& it : b.items)
+        if (!it->parsed) {
+            todo.push_back(it.get());
+            paths.push_back(it->work);
+        }
+    await_parsing();  // another folder's next batch may still be on the workers
+    if (!todo.empty()) {
+        // size 0: parse_batch fstat()s the fd
+        auto results = parse_all(paths, std::vector<std::uint64_t>(paths.size(), 0));
+        for (std::size_t i = 0; i < todo.size(); ++i) {
+            todo[i]->pr = std::move(results[i]);
+            todo[i]->parsed = true;
+        }
+    }
+    for (auto& itp : b.items) {
+        auto& it = *itp;
         if (it.pr.st != parse_result::status::crashed && it.pr.st != parse_result::status::timeout)
             continue;
         // Once more alone with a fresh worker; a second failure is the message's fault.
         spdlog::warn("connector {}: parser failed on {} ({}); retrying once", b.f->connector,
                      log_safe(it.name), it.pr.error);
-        auto again = workers_.front()->parse(it.work, sizes[i]);
+        auto again = workers_.front()->parse(it.work);
         if (again.st == parse_result::status::ok || again.st == parse_result::status::io_error) {
             it.pr = std::move(again);
             continue;
         }
         // Unparseable for good; still learn sender and recipients (no mimetic, no GMime) so
         // the failure is recorded per recipient and the bounce can go out.
-        auto env = workers_.front()->parse(it.work, sizes[i], true);
+        auto env = workers_.front()->parse(it.work, 0, true);
         if (env.st == parse_result::status::ok) {
             it.pr.fingerprint = env.fingerprint;
             it.pr.size = env.size;

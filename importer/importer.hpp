@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -142,12 +143,18 @@ class engine {
     struct item;
     struct batch;
     using item_list = std::vector<std::unique_ptr<item>>;
+    struct prefetch;
 
   private:
     // The documented steps (importer.hpp top), each on the batch it works on.
-    bool prepare(batch& b);                // work and ImportFailed folders exist
-    void claim_own(batch& b);              // 1: our claims (crash recovery, due retries)
-    void claim_new(batch& b);              // 1: new files by rename
+    bool prepare(batch& b);    // work and ImportFailed folders exist
+    void claim_own(batch& b);  // 1: our claims (crash recovery, due retries)
+    void claim_new(batch& b);  // 1: new files by rename
+    // 1+2 ahead: while a backlog lasts, the next batch's new files are claimed and parsed
+    // (parse workers, in the background) while this batch plans, delivers and settles.
+    void take_prefetched(batch& b);
+    void prefetch_next(const batch& b);
+    void await_parsing();                  // the parse workers are free (no prefetch parse running)
     void parse_items(batch& b);            // 2: parse worker
     void plan_items(batch& b, store& st);  // 3: duplicates, mailbox, target, location
     void plan_file(batch& b, item& it, store_view& view, lmdb::txn& rt);
@@ -174,6 +181,10 @@ class engine {
     journal& journal_;
     shm_state* shm_;
     std::vector<std::unique_ptr<parse_worker>> workers_;
+    // By drop folder: files claimed ahead for its next batch (after workers_: destroyed
+    // first, a running parse is awaited). Crash or stop: they stay claimed in the work
+    // folder and claim_own takes them again.
+    std::map<std::filesystem::path, std::unique_ptr<prefetch>> prefetch_;
     target_cache targets_;
     std::unique_ptr<target_health> health_;
     // Items whose deliveries run on the lanes; guarded by done_mu_ with their results.

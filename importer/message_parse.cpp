@@ -181,6 +181,23 @@ std::vector<std::string_view> words_of(std::string_view v) {
     return w;
 }
 
+// Whether mimetic would see one entity without walking the body: a header block read whole
+// and well formed, with at most one Content-Type field, which (as mimetic reads it) is neither
+// multipart/* nor message/rfc822 — mimetic's only two kinds of entity with children. Most
+// mail is such a message; the walk over its body costs more than everything else here.
+bool single_part(const mail::header_block& h) {
+    if (!h.complete || h.truncated || !h.well_formed) return false;
+    const mail::header_field* ct = nullptr;
+    for (const auto& f : h.fields) {
+        if (!mail::iequals(f.name, "Content-Type")) continue;
+        if (ct) return false;  // two: which one counts is mimetic's business
+        ct = &f;
+    }
+    if (!ct) return true;  // text/plain (RFC 2045 5.2)
+    mimetic::ContentType t(ct->value);
+    return !t.isMultipart() && !(t.type() == "message" && t.subtype() == "rfc822");
+}
+
 }  // namespace
 
 std::string received_queue_id(std::string_view v) {
@@ -234,6 +251,11 @@ message_info analyse_message(std::string_view data, const parse_limits& limits) 
     if (boundaries > limits.max_mime_multiparts) {
         m.note = "more than " + std::to_string(limits.max_mime_multiparts) +
                  " multipart boundaries: structure not parsed";
+        return m;
+    }
+    if (single_part(h)) {
+        m.mime_parts = 1;
+        m.structure_parsed = true;
         return m;
     }
     // mimetic sees the original bytes, or a copy whose every header is capped.

@@ -113,3 +113,40 @@ TEST_CASE("two identical files in one batch: delivered once, the second is a dup
         CHECK(fx.count(mx::bounce_spool_dir(fx.cfg) / "new") == 1);
     }
 }
+
+TEST_CASE("a backlog: the next batch is claimed and parsed ahead, a stop leaves it claimed",
+          "[engine][order][prefetch]") {
+    fixture fx("batch_size = 8\n");
+    const long t0 = 1764000000;
+    for (int i = 0; i < 30; ++i)
+        spit(fx.root / "drop" / "new" / vname(t0, 100 + i, 1000 + i),
+             message("info@example.test", "m" + std::to_string(i)));
+    auto work = fx.root / "drop" / ".work" / "test.host";
+    auto names = [](int from, int to) {
+        std::set<std::string> s;
+        for (int i = from; i < to; ++i) s.insert("m" + std::to_string(i));
+        return s;
+    };
+    CHECK(fx.eng->run_batch(fx.fold, &*fx.st).imported == 8);
+    CHECK(subjects(fx.maildir_new("info@example.test")) == names(0, 8));
+    // The stop (the engine ends) while the next eight are claimed ahead: they stay claimed,
+    // nothing of them is delivered, the rest waits in new/.
+    fx.eng.reset();
+    CHECK(fx.count(work) == 8);
+    CHECK(fx.count(fx.root / "drop" / "new") == 14);
+    CHECK(fx.count(fx.maildir_new("info@example.test")) == 8);
+    // The restart takes its own claims first (oldest first holds across the stop), then the
+    // backlog, batch after batch: each message once.
+    auto s = settings::from(fx.cfg);
+    s.worker.exec_path.clear();
+    fx.eng = std::make_unique<engine>(fx.cfg, s, *fx.jr, nullptr);
+    CHECK(fx.eng->run_batch(fx.fold, &*fx.st).imported == 8);
+    CHECK(subjects(fx.maildir_new("info@example.test")) == names(0, 16));
+    auto rest = fx.drain();
+    CHECK(rest.imported == 14);
+    CHECK(rest.duplicates == 0);
+    CHECK(fx.count(fx.maildir_new("info@example.test")) == 30);
+    CHECK(subjects(fx.maildir_new("info@example.test")) == names(0, 30));
+    CHECK(fx.count(work) == 0);
+    CHECK(fx.count(fx.root / "drop" / "new") == 0);
+}
