@@ -165,6 +165,11 @@ void list_dir(const std::filesystem::path& dir, std::size_t want, Keep&& keep, F
             // Symlinks are taken too (and refused by the parser's O_NOFOLLOW): nothing a
             // dropped link points to is ever read, and the link does not linger forever.
             if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
+            if (want == 0) {  // a full batch only counts what waits (a backlog: every batch)
+                std::string n = e->d_name;
+                if (keep(n)) passed(n);
+                continue;
+            }
             entry en{arrival_of(e->d_name), e->d_name};
             if (!keep(en.name)) continue;
             if (oldest.size() < want) {
