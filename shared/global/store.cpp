@@ -40,6 +40,7 @@ store store::open(const std::filesystem::path& dir, bool read_only, bool no_sync
     opts.initial_map_size = initial_map_size;
     opts.mode = 0660;  // the milter's account must write the reader lock table
     s.env_ = lmdb::env::open(dir, opts);
+    s.readers_ = std::make_unique<lmdb::read_txn_pool>(s.env_);
     if (read_only) {
         auto t = lmdb::txn::begin(s.env_, true);
         s.meta_ = lmdb::dbi::open(t, "meta");
@@ -66,7 +67,12 @@ store store::open(const std::filesystem::path& dir, bool read_only, bool no_sync
     return s;
 }
 
+store_view::~store_view() {
+    if (pool_) pool_->give_back(std::move(txn_));
+}
+
 store_view store::read() {
+    if (readers_) return store_view(*this, readers_->take(), readers_.get());
     return store_view(*this, lmdb::txn::begin(env_, true));
 }
 

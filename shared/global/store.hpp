@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -66,6 +67,8 @@ class store_view {
   public:
     store_view(store_view&&) noexcept = default;
     store_view& operator=(store_view&&) noexcept = default;
+    // A read view's transaction goes back to its store's pool (lmdb::read_txn_pool).
+    ~store_view();
 
     std::uint64_t generation();
     std::optional<connector> find_connector(std::string_view name, bool with_domains = false);
@@ -91,9 +94,11 @@ class store_view {
 
   protected:
     friend class store;
-    store_view(store& s, lmdb::txn t) : store_(&s), txn_(std::move(t)) {}
+    store_view(store& s, lmdb::txn t, lmdb::read_txn_pool* pool = nullptr)
+        : store_(&s), txn_(std::move(t)), pool_(pool) {}
     store* store_;
     lmdb::txn txn_;
+    lmdb::read_txn_pool* pool_ = nullptr;  // read views only
 };
 
 class store_tx : public store_view {
@@ -160,6 +165,8 @@ class store {
     store() = default;
     std::filesystem::path dir_;
     lmdb::env env_;
+    // Reset read transactions for read() (after env_: goes first). A pointer: a store moves.
+    std::unique_ptr<lmdb::read_txn_pool> readers_{};
     lmdb::dbi meta_, connectors_, domains_, mailboxes_;
     shm_state* shm_ = nullptr;
 };

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
+#include <thread>
 
 namespace mx::lmdb {
 namespace {
@@ -88,14 +90,54 @@ std::size_t env::reader_check() {
 }
 
 txn txn::begin(env& e, bool read_only) {
+    return begin(e.handle(), read_only);
+}
+
+txn txn::begin(MDB_env* e, bool read_only) {
     MDB_txn* h = nullptr;
-    int rc = mdb_txn_begin(e.handle(), nullptr, read_only ? MDB_RDONLY : 0, &h);
-    if (rc == MDB_MAP_RESIZED) {
-        e.adopt_map_size();
-        rc = mdb_txn_begin(e.handle(), nullptr, read_only ? MDB_RDONLY : 0, &h);
+    int rc = mdb_txn_begin(e, nullptr, read_only ? MDB_RDONLY : 0, &h);
+    if (rc == MDB_MAP_RESIZED) {  // another process grew the map: adopt its size
+        if (int r = mdb_env_set_mapsize(e, 0)) fail("mdb_env_set_mapsize", r);
+        rc = mdb_txn_begin(e, nullptr, read_only ? MDB_RDONLY : 0, &h);
     }
     if (rc) fail("mdb_txn_begin", rc);
     return txn(h);
+}
+
+std::size_t read_txn_pool::home() noexcept {
+    return std::hash<std::thread::id>{}(std::this_thread::get_id()) % capacity;
+}
+
+read_txn_pool::~read_txn_pool() {
+    for (auto& k : kept_)
+        if (MDB_txn* h = k.exchange(nullptr)) mdb_txn_abort(h);
+}
+
+txn read_txn_pool::take() {
+    std::size_t at = home();
+    for (std::size_t i = 0; i < probes; ++i) {
+        MDB_txn* h = kept_[(at + i) % capacity].exchange(nullptr, std::memory_order_acquire);
+        if (!h) continue;
+        if (mdb_txn_renew(h) == 0) return txn(h);
+        mdb_txn_abort(h);  // e.g. MDB_MAP_RESIZED: a new one below adopts the new size
+        break;
+    }
+    return txn::begin(env_, true);
+}
+
+void read_txn_pool::give_back(txn&& t) noexcept {
+    MDB_txn* h = t.handle_;
+    if (!h) return;
+    t.handle_ = nullptr;
+    mdb_txn_reset(h);
+    std::size_t at = home();
+    for (std::size_t i = 0; i < probes; ++i) {
+        MDB_txn* expected = nullptr;
+        if (kept_[(at + i) % capacity].compare_exchange_strong(expected, h,
+                                                               std::memory_order_release))
+            return;
+    }
+    mdb_txn_abort(h);
 }
 
 txn& txn::operator=(txn&& other) noexcept {

@@ -15,6 +15,8 @@
 
 #include <lmdb.h>
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -100,8 +102,40 @@ class txn {
     MDB_txn* handle() const noexcept { return handle_; }
 
   private:
+    friend class read_txn_pool;
+    static txn begin(MDB_env* e, bool read_only);
     explicit txn(MDB_txn* h) : handle_(h) {}
     MDB_txn* handle_ = nullptr;
+};
+
+// Read transactions kept for reuse (mdb_txn_reset, mdb_txn_renew). Under MDB_NOTLS every
+// mdb_txn_begin takes LMDB's reader-table mutex (shared by every process of the environment)
+// to find a free slot; a renewed transaction keeps its slot, so a hot read path (the milter's
+// RCPT lookups on 8 to 64 libmilter threads) no longer queues on that mutex. A kept
+// transaction holds a reader slot but no snapshot (it keeps no old pages alive). Lock-free
+// and thread-safe; at most `capacity` are kept, the rest are aborted. The pool must go
+// before its environment (it aborts what it keeps).
+class read_txn_pool {
+  public:
+    // The environment's handle, not its wrapper: a store (and the env in it) may move.
+    explicit read_txn_pool(env& e) noexcept : env_(e.handle()) {}
+    read_txn_pool(const read_txn_pool&) = delete;
+    read_txn_pool& operator=(const read_txn_pool&) = delete;
+    ~read_txn_pool();
+
+    // A read transaction on the current snapshot: a kept one renewed, else a new one.
+    txn take();
+    // Ends `t`, a read transaction from take(): reset and kept, or aborted when the pool is
+    // full. An empty `t` (moved from) is ignored.
+    void give_back(txn&& t) noexcept;
+
+    static constexpr std::size_t capacity = 64;
+
+  private:
+    static constexpr std::size_t probes = 8;  // slots tried from a thread's own start
+    static std::size_t home() noexcept;
+    MDB_env* env_;
+    std::array<std::atomic<MDB_txn*>, capacity> kept_{};
 };
 
 // A database handle is process-wide in LMDB and needs no closing; this is a typed wrapper.

@@ -1,12 +1,17 @@
 // util::lmdb: env::reader_check clears the reader slot of a process killed while it held a read
-// transaction (a real child process, SIGKILL), and reports its errors typed.
+// transaction (a real child process, SIGKILL), and reports its errors typed; read_txn_pool
+// renews kept read transactions (newest snapshot, same slot), also from many threads at once.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -115,5 +120,74 @@ TEST_CASE("lmdb reader_check errors are typed and name the C function", "[lmdb]"
     } catch (const mx::lmdb::error& err) {
         CHECK(std::string(err.function()) == "mdb_reader_check");
         CHECK(err.code() == EINVAL);
+    }
+}
+
+TEST_CASE("lmdb read_txn_pool: renewed transactions see the newest commit, reuse their slot",
+          "[lmdb][pool]") {
+    mx::test::temp_dir d("lmdb-pool");
+    auto e = mx::lmdb::env::open(d.path, {});
+    mx::lmdb::dbi db;
+    {
+        auto t = mx::lmdb::txn::begin(e, false);
+        db = mx::lmdb::dbi::open(t, "t", MDB_CREATE);
+        db.put(t, "k", "0");
+        t.commit();
+    }
+    auto put = [&](const std::string& v) {
+        auto t = mx::lmdb::txn::begin(e, false);
+        db.put(t, "k", v);
+        t.commit();
+    };
+    auto slots = [&] {  // reader slots in use by this process (one line each after the header)
+        auto list = reader_list(e);
+        return std::count(list.begin(), list.end(), '\n') - 1;
+    };
+    mx::lmdb::read_txn_pool pool(e);
+    {
+        auto t = pool.take();
+        CHECK(db.get(t, "k") == "0");
+        pool.give_back(std::move(t));
+        CHECK(t.handle() == nullptr);
+        pool.give_back(std::move(t));  // empty: ignored
+    }
+    put("1");
+    {
+        auto t = pool.take();  // the kept one, renewed: a new snapshot
+        CHECK(db.get(t, "k") == "1");
+        pool.give_back(std::move(t));
+    }
+    CHECK(slots() == 1);  // kept, reset: its slot stays taken, with no snapshot
+    SECTION("more than the pool keeps: the rest are aborted") {
+        std::vector<mx::lmdb::txn> many;
+        for (int i = 0; i < 100; ++i) many.push_back(pool.take());
+        for (auto& t : many) pool.give_back(std::move(t));
+        CHECK(slots() <= static_cast<long>(mx::lmdb::read_txn_pool::capacity));
+    }
+    SECTION("threads take and give back while a writer commits: always a committed value") {
+        std::atomic<bool> stop{false};
+        std::atomic<int> errors{0}, reads{0};
+        std::vector<std::thread> ts;
+        for (int n = 0; n < 8; ++n)
+            ts.emplace_back([&] {
+                while (!stop.load()) {
+                    try {
+                        auto t = pool.take();
+                        int v = std::stoi(db.get(t, "k").value_or("-1"));
+                        if (v < 1 || v > 499) ++errors;
+                        ++reads;
+                        pool.give_back(std::move(t));
+                    } catch (const std::exception&) {
+                        ++errors;
+                    }
+                }
+            });
+        for (int i = 2; i < 500; ++i) put(std::to_string(i));
+        stop = true;
+        for (auto& t : ts) t.join();
+        CHECK(errors == 0);
+        CHECK(reads > 0);
+        auto t = pool.take();
+        CHECK(db.get(t, "k") == "499");
     }
 }
