@@ -19,6 +19,10 @@
 //   6. late failures: reason JSON -> spool bounce -> move the file to ImportFailed
 //   7. journal commit: "imported"/"failed"/"held", indexes, retry schedule
 //   8. unlink the claimed files that are done
+// While a backlog lasts, steps 1 and 2 of the folder's next batch run ahead on a thread of
+// their own (prefetch_next: claim by rename, parse) during steps 3-8 of this one; the next
+// batch starts with those items. Nothing else moves earlier, so duplicates, mailboxes and the
+// journal see exactly what one batch after another would.
 // One file's trouble is that file's alone: an exception while planning or delivering it, or a
 // journal write that fails for it (the batch's transactions are redone file by file), defers
 // only that file (retry record), never the batch.
