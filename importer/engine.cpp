@@ -147,9 +147,9 @@ void engine::take_prefetched(batch& b) {
     if (at == prefetch_.end()) return;
     auto p = std::move(at->second);
     prefetch_.erase(at);
-    if (p->parsing.valid()) p->parsing.wait();  // p->items are complete
-    // Parse results in the items' order; a failure of the parse as a whole (the workers
-    // could not be restarted) leaves the files claimed: parse_items tries them again.
+    // get() waits for the claim and the parse (p->items are complete after it); results in
+    // the items' order. A failure of the parse as a whole (the workers could not be
+    // restarted) leaves the files claimed: parse_items tries them again.
     std::vector<parse_result> results;
     try {
         results = p->parsing.get();

@@ -82,6 +82,7 @@ class buffered_fd_sink final : public spdlog::sinks::sink {
     // threads go on appending; write_mu_, taken before mu_ is let go, keeps the order of the
     // chunks on the fd.
     void write_locked(std::unique_lock<std::mutex>& lk) {
+        if (buf_.empty()) return;  // the flush every second of a quiet daemon
         std::string out;
         out.reserve(buffer_limit + 1024);
         out.swap(buf_);

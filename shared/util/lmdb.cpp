@@ -20,6 +20,11 @@ MDB_val to_val(std::string_view s) {
 
 constexpr std::size_t max_map_size = std::size_t{1} << 40;  // 1 TiB of address space
 
+// The map size another process set (mdb_env_set_mapsize with 0); see env::adopt_map_size.
+void adopt_map_size_of(MDB_env* e) {
+    if (int rc = mdb_env_set_mapsize(e, 0)) fail("mdb_env_set_mapsize", rc);
+}
+
 }  // namespace
 
 error::error(const char* function, int rc)
@@ -76,7 +81,7 @@ void env::grow() {
 }
 
 void env::adopt_map_size() {
-    if (int rc = mdb_env_set_mapsize(handle_, 0)) fail("mdb_env_set_mapsize", rc);
+    adopt_map_size_of(handle_);
 }
 
 void env::sync(bool force) {
@@ -97,7 +102,7 @@ txn txn::begin(MDB_env* e, bool read_only) {
     MDB_txn* h = nullptr;
     int rc = mdb_txn_begin(e, nullptr, read_only ? MDB_RDONLY : 0, &h);
     if (rc == MDB_MAP_RESIZED) {  // another process grew the map: adopt its size
-        if (int r = mdb_env_set_mapsize(e, 0)) fail("mdb_env_set_mapsize", r);
+        adopt_map_size_of(e);
         rc = mdb_txn_begin(e, nullptr, read_only ? MDB_RDONLY : 0, &h);
     }
     if (rc) fail("mdb_txn_begin", rc);
