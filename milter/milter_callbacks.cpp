@@ -124,13 +124,11 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         if (!argv || !argv[0]) throw std::runtime_error("RCPT without argument");
         auto* c = conn_of(ctx);
         const char* qid = smfi_getsymval(ctx, const_cast<char*>("i"));
-        std::string client;
+        std::string_view client = "unknown";
         if (c)
             client = c->client;
         else if (const char* ca = smfi_getsymval(ctx, const_cast<char*>("{client_addr}")))
             client = ca;
-        else
-            client = "unknown";
         auto& st = state();
         auto r = st.decide(argv[0], c ? c->smtputf8 : false, qid ? qid : "", client);
         auto reply = to_reply(r);

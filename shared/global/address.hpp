@@ -24,7 +24,11 @@ struct address {
     std::string local;   // normalised local part (unquoted when possible, ASCII lower-cased)
     std::string domain;  // ASCII (A-label) lower-case domain, or a lower-cased [literal]
 
-    std::string str() const { return local + "@" + domain; }
+    std::string str() const {
+        std::string s;
+        s.reserve(local.size() + 1 + domain.size());
+        return s.append(local).append(1, '@').append(domain);
+    }
     bool operator==(const address&) const = default;
 };
 

@@ -6,10 +6,15 @@
 // log_safe()).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "global/config.hpp"
+
+namespace spdlog {
+class formatter;
+}
 
 namespace mx {
 
@@ -20,7 +25,13 @@ void setup_logging(const config& cfg, const std::string& program);
 // What a SIGKILL loses is at most the last second of info lines. Not for the syslog sink.
 void use_buffered_stderr_log(const std::string& program);
 void flush_log() noexcept;
+// The buffered log's line format: the same bytes as the pattern
+// "%Y-%m-%dT%H:%M:%S.%e%z <prefix>: %l: %v" (prefix: "<program>[<pid>]"), made cheaper.
+std::unique_ptr<spdlog::formatter> make_daemon_line_formatter(const std::string& prefix);
 // Makes a hostile value safe for one log line: control characters escaped, length capped.
 std::string log_safe(std::string_view value, std::size_t max_len = 256);
+// Whether `value` has no control character (C0 or DEL): what log_safe() would leave as it is
+// when short enough. For hot paths that log a value as it is when it is clean.
+bool log_clean(std::string_view value) noexcept;
 
 }  // namespace mx

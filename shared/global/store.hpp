@@ -91,6 +91,11 @@ class store_view {
     std::size_t mailbox_count();
     // A "cluster_*" meta value (a replica's position); nullopt when unset.
     std::optional<std::string> meta(std::string_view key);
+    // Which committed state of which store this read view sees: two read views with the same
+    // value see the same contents (a serial unique to each opened store in this process, and
+    // LMDB's transaction id of the snapshot). nullopt for a write transaction, whose reads
+    // change with its own writes. For memos that are valid for one snapshot.
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> snapshot() const;
 
   protected:
     friend class store;
@@ -99,6 +104,7 @@ class store_view {
     store* store_;
     lmdb::txn txn_;
     lmdb::read_txn_pool* pool_ = nullptr;  // read views only
+    bool read_only_ = false;               // a read view without a pool
 };
 
 class store_tx : public store_view {
@@ -169,6 +175,7 @@ class store {
     std::unique_ptr<lmdb::read_txn_pool> readers_{};
     lmdb::dbi meta_, connectors_, domains_, mailboxes_;
     shm_state* shm_ = nullptr;
+    std::uint64_t serial_ = 0;  // store_view::snapshot(): unique per store::open() in a process
 };
 
 inline constexpr int store_schema_version = 1;

@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -96,4 +98,60 @@ TEST_CASE("buffered stderr log: concurrent lines whole, once each, in order", "[
         CHECK(std::count(all.begin(), all.end(), "NEW after main") == 1);
     }
     spdlog::set_default_logger(previous);
+}
+
+TEST_CASE("daemon line formatter: the same bytes as spdlog's pattern", "[log]") {
+    const std::string prefix = "mx-test[4242]";
+    spdlog::pattern_formatter pattern("%Y-%m-%dT%H:%M:%S.%e%z " + prefix + ": %l: %v");
+    auto fast = mx::make_daemon_line_formatter(prefix);
+    auto copy = fast->clone();
+    using namespace std::chrono;
+    // Times across second, minute and year boundaries, every millisecond digit, each level;
+    // each formatter sees them in the same order (both cache per second).
+    const auto base = spdlog::log_clock::time_point(seconds(1767225599));  // 2025-12-31T23:59:59Z
+    std::vector<spdlog::log_clock::time_point> times;
+    for (int ms : {0, 1, 9, 10, 99, 100, 500, 999, 1000, 1001, 1999, 61'000, 3'600'007})
+        times.push_back(base + milliseconds(ms));
+    times.push_back(spdlog::log_clock::now());
+    const spdlog::level::level_enum levels[] = {spdlog::level::trace, spdlog::level::debug,
+                                                spdlog::level::info,  spdlog::level::warn,
+                                                spdlog::level::err,   spdlog::level::critical};
+    int n = 0;
+    for (auto t : times)
+        for (auto lvl : levels) {
+            std::string text = "msg " + std::to_string(n++) + " rcpt=<a@b> reason=x";
+            spdlog::details::log_msg msg(t, spdlog::source_loc{}, "logger", lvl, text);
+            spdlog::memory_buf_t want, got, got_copy;
+            pattern.format(msg, want);
+            fast->format(msg, got);
+            copy->format(msg, got_copy);
+            INFO(std::string(want.data(), want.size()));
+            CHECK(std::string(got.data(), got.size()) == std::string(want.data(), want.size()));
+            CHECK(std::string(got_copy.data(), got_copy.size()) ==
+                  std::string(want.data(), want.size()));
+        }
+}
+
+TEST_CASE("log_clean: exactly the values log_safe leaves as they are", "[log]") {
+    auto bytewise = [](std::string_view v) {
+        for (unsigned char c : v)
+            if (c < 0x20 || c == 0x7f) return false;
+        return true;
+    };
+    // Every byte value at every position of strings of every length up to 24 (the word-wise
+    // part and the tail), over backgrounds of ASCII, UTF-8 continuation and 0xff bytes (a
+    // borrow across bytes must not hide or invent a control character).
+    for (char fill : {'a', '\x80', '\xff', '~', ' '})
+        for (std::size_t len = 1; len <= 24; ++len)
+            for (std::size_t pos = 0; pos < len; ++pos)
+                for (int b = 0; b < 256; ++b) {
+                    std::string s(len, fill);
+                    s[pos] = static_cast<char>(b);
+                    INFO("fill " << int(static_cast<unsigned char>(fill)) << " len " << len
+                                 << " pos " << pos << " byte " << b);
+                    REQUIRE(mx::log_clean(s) == bytewise(s));
+                    if (mx::log_clean(s)) REQUIRE(mx::log_safe(s, 256) == s);
+                }
+    CHECK(mx::log_clean(""));
+    CHECK_FALSE(mx::log_clean(std::string("ok\0ok", 5)));
 }

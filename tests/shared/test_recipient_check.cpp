@@ -125,6 +125,55 @@ TEST_CASE("a store error is a 451, never a 5xx", "[decision]") {
     CHECK_THROWS(mx::store::open(broken / "missing", true));
 }
 
+// The per-thread memos of the RCPT path (a domain's connector and its state per store
+// snapshot; a mailbox record's connector per record bytes) must never answer from an older
+// state: every change below is decided on the next RCPT of the same thread.
+TEST_CASE("every committed change is decided at the next RCPT of the same thread", "[decision]") {
+    fixture f;
+    using mx::decision;
+    auto verdict = [&f](std::string_view arg) { return f.check(arg).verdict; };
+    REQUIRE(verdict("<info@example.test>") == decision::accept);
+    REQUIRE(verdict("<x@off.test>") == decision::tempfail);
+    f.s->write([](mx::store_tx& tx) {
+        auto c = *tx.find_connector("demo", true);
+        c.active = false;
+        tx.update_connector(c);
+    });
+    CHECK(f.check("<info@example.test>").code == "450");
+    f.s->write([](mx::store_tx& tx) {
+        auto c = *tx.find_connector("demo", true);
+        c.active = true;
+        tx.update_connector(c);
+    });
+    CHECK(verdict("<info@example.test>") == decision::accept);
+    f.s->write([](mx::store_tx& tx) { tx.remove_mailbox("info@example.test"); });
+    CHECK(verdict("<info@example.test>") == decision::reject);
+    f.s->write([](mx::store_tx& tx) {
+        tx.remove_mailbox("sales@example.test");
+        tx.remove_domain("demo", "example.test");
+    });
+    CHECK(verdict("<info@example.test>") == decision::not_ours);
+    // The domain and the mailbox come back on another connector (the same mailbox key with
+    // new record bytes).
+    f.s->write([](mx::store_tx& tx) {
+        tx.add_domain("ca", "example.test");
+        tx.add_mailbox(mx::test::make_mailbox("info@example.test", "ca"));
+    });
+    CHECK(f.check("<info@example.test>").connector == "ca");
+    CHECK(verdict("<info@example.test>") == decision::accept);
+    // Another store opened in this process (its own transaction ids may equal the first
+    // one's) is its own: nothing it answers comes from the first store's memo.
+    mx::test::temp_dir other_dir{"store-other"};
+    {
+        auto other = mx::store::open(other_dir.path / "store", false);
+        other.write([](mx::store_tx& tx) {
+            tx.add_connector(mx::test::make_connector("demo", {"example.test"}, false));
+        });
+        CHECK(mx::check_recipient(other, f.policy, "<info@example.test>").code == "450");
+    }
+    CHECK(verdict("<info@example.test>") == decision::accept);
+}
+
 // Whatever the milter accepts, the importer can deliver; whatever it refuses, the importer
 // fails. One table of recipients, both sides asked (postmaster@ was accepted at SMTP time and
 // bounced later, a backscatter source, before decide_import existed).
