@@ -117,7 +117,11 @@ std::optional<mailbox_match> resolve_mailbox(store_view& v, const address& a,
 
 check_result check_address(store_view& v, const check_policy& p, const address& a) {
     // Reply texts only: an accepted recipient (most RCPTs) builds none of them.
-    auto bracketed = [&a] { return "<" + a.str() + ">"; };
+    auto bracketed = [&a] {
+        std::string b;
+        b.reserve(a.local.size() + a.domain.size() + 3);
+        return b.append(1, '<').append(a.local).append(1, '@').append(a.domain).append(1, '>');
+    };
     auto ds = domain_state_of(v, a.domain);
     const auto& dm = ds.match;
     if (!dm) {
@@ -175,13 +179,17 @@ check_result check_address(store_view& v, const check_policy& p, const address& 
         r.reason = "postmaster@ of a served domain is always accepted (RFC 5321 4.5.1)";
         return r;
     }
-    std::string text = p.hide_existence ? std::string("Recipient address rejected")
-                                        : replace_all(p.reject_text, "{address}", bracketed());
-    auto rej = make(decision::reject, "550", "5.1.1", one_line(text),
-                    "no mailbox for " + a.str() + " on connector " + conn_name);
-    rej.recipient = a;
-    rej.connector = conn_name;
-    return rej;
+    // 550 5.1.1, in r (which already holds the recipient and connector): the answer to every
+    // RCPT of a dictionary attack, so each string is built once.
+    r.verdict = decision::reject;
+    r.code = "550";
+    r.dsn = "5.1.1";
+    r.text = p.hide_existence ? std::string("Recipient address rejected")
+                              : one_line(replace_all(p.reject_text, "{address}", bracketed()));
+    r.reason.reserve(40 + a.local.size() + a.domain.size() + conn_name.size());
+    r.reason.append("no mailbox for ").append(a.local).append(1, '@').append(a.domain);
+    r.reason.append(" on connector ").append(conn_name);
+    return r;
 }
 
 import_decision decide_import(store_view& v, const check_policy& p, const address& a,
