@@ -187,7 +187,7 @@ check_result removed_domain_result(check_result r, std::string_view connector) {
 }
 
 std::string setreply_text(std::string_view text) {
-    // The usual text (ours, or a template checked when loaded) needs no change.
+    // The usual text (one line, no '%', short) needs no change: returned as it is.
     if (text.size() <= 975 && log_clean(text) && text.find('%') == std::string_view::npos)
         return std::string(text);
     std::string out;
