@@ -59,7 +59,7 @@ std::string doctor_section(doctor_cache& doctor, const session& s) {
     return o.str();
 }
 
-std::string body(console_env& env, const std::string& doctor_html) {
+std::string dashboard_body(console_env& env, const std::string& doctor_html) {
     std::ostringstream o;
     auto* shm = env.shm();
     std::size_t backlog = 0;
@@ -140,7 +140,7 @@ void install_dashboard(httplib::Server& svr, console_env& env, auth& a,
                        const std::filesystem::path& history_dir, doctor_cache& doctor) {
     svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Dashboard", notice(req) + body(env, doctor_section(doctor, s))),
+        res.set_content(page(s, "Dashboard", notice(req) + dashboard_body(env, doctor_section(doctor, s))),
                         "text/html; charset=utf-8");
     });
     // Only asks for a new run (read-only accounts too): the page shows it when it is done.

@@ -36,7 +36,7 @@ std::string top_table(const nlohmann::json& rows, const char* id, const char* ke
     return out + "</tbody></table>";
 }
 
-std::string body(log_view& logs, const httplib::Request& req) {
+std::string log_body(log_view& logs, const httplib::Request& req) {
     std::shared_ptr<const nlohmann::json> r;
     try {
         r = logs.report();
@@ -92,7 +92,7 @@ std::string body(log_view& logs, const httplib::Request& req) {
 void install_log_page(httplib::Server& svr, auth& a, log_view& logs) {
     svr.Get("/log", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Log report", body(logs, req)), "text/html; charset=utf-8");
+        res.set_content(page(s, "Log report", log_body(logs, req)), "text/html; charset=utf-8");
     });
     svr.Get("/api/log-report.json", [&](const httplib::Request&, httplib::Response& res) {
         try {

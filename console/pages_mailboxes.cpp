@@ -75,7 +75,7 @@ std::string oauth_cell(console_env& env, const mailbox& m, auth_method method, s
            "\">" + h(to_string(method)) + ": " + h(state) + "</a>";
 }
 
-std::string body(console_env& env, const session& s, const httplib::Request& req,
+std::string mailboxes_body(console_env& env, const session& s, const httplib::Request& req,
                  const std::vector<std::string>& import_errors = {}) {
     std::string q = req.get_param_value("q"), conn = req.get_param_value("connector");
     std::size_t from = 0;
@@ -134,7 +134,7 @@ std::string body(console_env& env, const session& s, const httplib::Request& req
 void install_mailbox_pages(httplib::Server& svr, console_env& env, auth& a) {
     svr.Get("/mailboxes", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Mailboxes", body(env, s, req)), "text/html; charset=utf-8");
+        res.set_content(page(s, "Mailboxes", mailboxes_body(env, s, req)), "text/html; charset=utf-8");
     });
     a.post(svr, "/mailboxes/add", false, [&](const httplib::Request& req, httplib::Response& res) {
         std::string addr = req.get_param_value("address"), conn = req.get_param_value("connector");
@@ -170,7 +170,7 @@ void install_mailbox_pages(httplib::Server& svr, console_env& env, auth& a) {
                 problems = {e.what()};
             }
             res.status = 400;
-            res.set_content(page(s, "Mailboxes", body(env, s, req, problems)),
+            res.set_content(page(s, "Mailboxes", mailboxes_body(env, s, req, problems)),
                             "text/html; charset=utf-8");
         });
     a.post(svr, "/mailboxes/remove", false,

@@ -17,7 +17,7 @@ std::string yes_no(bool b) {
     return b ? "stored" : "<span class=\"down\">none</span>";
 }
 
-std::string body(console_env& env, const session& s, const httplib::Request& req) {
+std::string oauth_body(console_env& env, const session& s, const httplib::Request& req) {
     std::string addr = req.get_param_value("address");
     auto guard = env.reading();
     auto v = env.open_store_read_only().read();
@@ -89,7 +89,7 @@ std::string body(console_env& env, const session& s, const httplib::Request& req
 void install_oauth_pages(httplib::Server& svr, console_env& env, auth& a) {
     svr.Get("/mailboxes/oauth", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "OAuth2 authorisation", body(env, s, req)),
+        res.set_content(page(s, "OAuth2 authorisation", oauth_body(env, s, req)),
                         "text/html; charset=utf-8");
     });
     a.post(svr, "/mailboxes/oauth/save", false,

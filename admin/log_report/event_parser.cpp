@@ -7,10 +7,9 @@ namespace mx::logreport {
 
 namespace {
 
-using sv = std::string_view;
-constexpr auto npos = sv::npos;
-
 using detail::angle_value;
+using detail::npos;
+using detail::sv;
 using detail::is_digit;
 using detail::starts;
 using detail::to_int;

@@ -5,13 +5,13 @@
 #include <climits>
 #include <cstring>
 
+#include "event_scan.hpp"
+
 namespace mx::logreport {
 
 namespace {
 
-inline bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
+using detail::is_digit;
 
 // Reads exactly n digits at p[0..n) (caller checked the length).
 inline bool digits(const char* p, int n, int& v) {

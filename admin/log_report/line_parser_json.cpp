@@ -4,14 +4,13 @@
 #include <climits>
 #include <cstring>
 
+#include "event_scan.hpp"
 #include "line_parser.hpp"
 
 namespace mx::logreport {
 namespace {
 
-inline bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
+using detail::is_digit;
 
 // Minimal JSON object scanner for journalctl -o json lines: flat object, string/number/array/
 // null/object values. Only the fields we need are decoded; the rest is skipped.

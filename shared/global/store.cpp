@@ -71,6 +71,8 @@ store store::open(const std::filesystem::path& dir, bool read_only, bool no_sync
     return s;
 }
 
+store::~store() = default;
+
 store_view::~store_view() {
     if (pool_) pool_->give_back(std::move(txn_));
 }

@@ -155,6 +155,9 @@ class store {
 
     store(store&&) noexcept = default;
     store& operator=(store&&) noexcept = default;
+    // Out of line: inlined into a caller's std::optional<store>, the pool pointer's destructor
+    // made GCC 12 at -O2 warn "may be used uninitialized" (a false positive).
+    ~store();
 
     store_view read();
     // One atomic change. Returns the new generation. fn may run more than once (map growth),

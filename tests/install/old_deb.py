@@ -5,9 +5,11 @@ Promises:
 - `old_deb(root, build, ref)` returns (deb, admin_guide, store_schema_version) of that commit.
   The .deb is cached by commit hash under MX_INSTALL_CACHE/debs: built only when missing,
   from `git archive` of the commit (the repository's worktrees are untouched) in
-  BUILD/install-old/<commit>/src/build (laid out like a checkout, so ccache's base_dir shares
-  objects with the normal build), products only (-DBUILD_TESTING=OFF), versioned
-  "<version>~upgradebase" so that the tree's own .deb is an upgrade of it.
+  BUILD/install-old/<commit>/src/build, products only (-DBUILD_TESTING=OFF), unoptimised and
+  without debug information (-O0, no -g: the upgrade test needs the old package's files,
+  maintainer scripts and state, not its speed; a CI run from nothing builds it in a third of
+  the CPU time of -O2 -g), versioned "<version>~upgradebase" so that the tree's own .deb is an
+  upgrade of it.
 """
 import os
 import re
@@ -55,8 +57,6 @@ def old_deb(root, build, ref):
 
 def build_old(root, build, commit, cache):
     work = os.path.join(build, "install-old", commit[:12])
-    # src/build like a checkout's build/: with ccache's base_dir (and hash_dir = false) the
-    # compile commands then match the normal build's and unchanged files are cache hits.
     src = os.path.join(work, "src")
     obj = os.path.join(src, "build")
     shutil.rmtree(work, ignore_errors=True)
@@ -69,9 +69,12 @@ def build_old(root, build, commit, cache):
     launcher = []
     if shutil.which("ccache"):
         launcher = ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache", "-DCMAKE_C_COMPILER_LAUNCHER=ccache"]
-    mach.sh(["cmake", "-S", src, "-B", obj, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-             # The flags of scripts/test's build (-Werror too): the same compile commands.
-             "-DMX_WERROR=ON", "-DBUILD_TESTING=OFF", *launcher], timeout=600)
+    # Debug with its flags emptied: -O0 and no -g (the old CMakeLists adds _FORTIFY_SOURCE,
+    # which needs optimisation, only outside Debug). No -Werror: the commit was checked with
+    # its own flags when it landed; -O0 only changes which warnings GCC can see.
+    mach.sh(["cmake", "-S", src, "-B", obj, "-DCMAKE_BUILD_TYPE=Debug",
+             "-DCMAKE_CXX_FLAGS_DEBUG=", "-DCMAKE_C_FLAGS_DEBUG=",
+             "-DMX_WERROR=OFF", "-DBUILD_TESTING=OFF", *launcher], timeout=600)
     mach.sh(["cmake", "--build", obj, f"-j{os.cpu_count() or 2}"], timeout=3600)
     p = mach.sh(["cpack", "-G", "DEB", "-D", f"CPACK_DEBIAN_PACKAGE_VERSION={version}~upgradebase"],
                 cwd=obj, timeout=1800)
