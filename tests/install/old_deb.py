@@ -5,11 +5,11 @@ Promises:
 - `old_deb(root, build, ref)` returns (deb, admin_guide, store_schema_version) of that commit.
   The .deb is cached by commit hash under MX_INSTALL_CACHE/debs: built only when missing,
   from `git archive` of the commit (the repository's worktrees are untouched) in
-  BUILD/install-old/<commit>/src/build, products only (-DBUILD_TESTING=OFF), unoptimised and
-  without debug information (-O0, no -g: the upgrade test needs the old package's files,
-  maintainer scripts and state, not its speed; a CI run from nothing builds it in a third of
-  the CPU time of -O2 -g), versioned "<version>~upgradebase" so that the tree's own .deb is an
-  upgrade of it.
+  BUILD/install-old/<commit>/src/build, products only (-DBUILD_TESTING=OFF), unoptimised,
+  without debug information and in unity batches (-O0, no -g, old_unity.cmake: the upgrade
+  test needs the old package's files, maintainer scripts and state, not its speed; a CI run
+  from nothing builds it every time), versioned "<version>~upgradebase" so that the tree's
+  own .deb is an upgrade of it.
 """
 import os
 import re
@@ -71,9 +71,12 @@ def build_old(root, build, commit, cache):
         launcher = ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache", "-DCMAKE_C_COMPILER_LAUNCHER=ccache"]
     # Debug with its flags emptied: -O0 and no -g (the old CMakeLists adds _FORTIFY_SOURCE,
     # which needs optimisation, only outside Debug). No -Werror: the commit was checked with
-    # its own flags when it landed; -O0 only changes which warnings GCC can see.
+    # its own flags when it landed; -O0 only changes which warnings GCC can see. Unity batches
+    # even for commits older than MX_UNITY_BUILD (old_unity.cmake).
+    hook = os.path.join(os.path.dirname(os.path.abspath(__file__)), "old_unity.cmake")
     mach.sh(["cmake", "-S", src, "-B", obj, "-DCMAKE_BUILD_TYPE=Debug",
              "-DCMAKE_CXX_FLAGS_DEBUG=", "-DCMAKE_C_FLAGS_DEBUG=",
+             f"-DCMAKE_PROJECT_INCLUDE={hook}",
              "-DMX_WERROR=OFF", "-DBUILD_TESTING=OFF", *launcher], timeout=600)
     mach.sh(["cmake", "--build", obj, f"-j{os.cpu_count() or 2}"], timeout=3600)
     p = mach.sh(["cpack", "-G", "DEB", "-D", f"CPACK_DEBIAN_PACKAGE_VERSION={version}~upgradebase"],
