@@ -140,8 +140,9 @@ void install_dashboard(httplib::Server& svr, console_env& env, auth& a,
                        const std::filesystem::path& history_dir, doctor_cache& doctor) {
     svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Dashboard", notice(req) + dashboard_body(env, doctor_section(doctor, s))),
-                        "text/html; charset=utf-8");
+        res.set_content(
+            page(s, "Dashboard", notice(req) + dashboard_body(env, doctor_section(doctor, s))),
+            "text/html; charset=utf-8");
     });
     // Only asks for a new run (read-only accounts too): the page shows it when it is done.
     a.post(svr, "/doctor/refresh", true, [&](const httplib::Request&, httplib::Response& res) {

@@ -76,7 +76,7 @@ std::string oauth_cell(console_env& env, const mailbox& m, auth_method method, s
 }
 
 std::string mailboxes_body(console_env& env, const session& s, const httplib::Request& req,
-                 const std::vector<std::string>& import_errors = {}) {
+                           const std::vector<std::string>& import_errors = {}) {
     std::string q = req.get_param_value("q"), conn = req.get_param_value("connector");
     std::size_t from = 0;
     try {
@@ -134,7 +134,8 @@ std::string mailboxes_body(console_env& env, const session& s, const httplib::Re
 void install_mailbox_pages(httplib::Server& svr, console_env& env, auth& a) {
     svr.Get("/mailboxes", [&](const httplib::Request& req, httplib::Response& res) {
         auto s = current(a, req);
-        res.set_content(page(s, "Mailboxes", mailboxes_body(env, s, req)), "text/html; charset=utf-8");
+        res.set_content(page(s, "Mailboxes", mailboxes_body(env, s, req)),
+                        "text/html; charset=utf-8");
     });
     a.post(svr, "/mailboxes/add", false, [&](const httplib::Request& req, httplib::Response& res) {
         std::string addr = req.get_param_value("address"), conn = req.get_param_value("connector");

@@ -8,10 +8,10 @@ namespace mx::logreport {
 namespace {
 
 using detail::angle_value;
-using detail::npos;
-using detail::sv;
 using detail::is_digit;
+using detail::npos;
 using detail::starts;
+using detail::sv;
 using detail::to_int;
 
 double to_delay(sv s) {
