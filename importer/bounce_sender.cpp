@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <mutex>
@@ -43,6 +44,14 @@ bool safe_id(std::string_view id) {
                return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
                       c == '.';
            });
+}
+
+// The job's message is not in ImportFailed yet but still in the importer's work folder.
+bool still_in_work(const bounce_job& job) {
+    struct stat sb {};
+    return !job.work_path.empty() && !job.message_path.empty() &&
+           ::lstat(job.message_path.c_str(), &sb) != 0 && errno == ENOENT &&
+           ::lstat(job.work_path.c_str(), &sb) == 0;
 }
 
 }  // namespace
@@ -213,6 +222,13 @@ bounce_run_stats bounce_sender::run_once() {
                 throw std::runtime_error("job id does not match its file name");
             if (std::filesystem::exists(spool_ / "done" / name)) {  // finished before a crash
                 std::filesystem::remove(e.path());
+                continue;
+            }
+            if (still_in_work(job)) {
+                // Spooled, then the importer died before it moved the file to ImportFailed:
+                // its next try finishes the file (and spools the same id again). Sending now
+                // would bounce without the original's headers (suppression reads them).
+                ++st.waiting;
                 continue;
             }
             groups[bounce_group_key(job)].push_back({e.path(), std::move(job)});

@@ -357,12 +357,16 @@ void engine::finish_failed(const folder& f, item& it) {
     job.connector = f.connector;
     job.envelope_sender = info.env.sender;
     job.message_path = msg_path.string();
+    job.work_path = it.work.string();
     job.reason_path = reason_path.string();
     job.fingerprint = it.pr.fingerprint;
     job.message_id = info.message_id;
     job.queue_id = info.queue_id;
     job.arrival_time = it.first_seen;
     job.created_time = now;
+    // A try after a crash, whose bounce the sender already handled: keep its recorded outcome.
+    std::optional<nlohmann::json> handled;
+    if (need_bounce && (handled = bounce_outcome(cfg_, job.id))) need_bounce = false;
 
     nlohmann::json reason = {
         {"file", fname},
@@ -387,10 +391,12 @@ void engine::finish_failed(const folder& f, item& it) {
         {"envelope_source", info.env.source},
         {"size", it.pr.size},
         {"fingerprint", it.pr.fingerprint},
-        {"bounce", need_bounce
-                       ? nlohmann::json{{"state", "pending"}, {"job", job.id}}
-                       : nlohmann::json{{"state", "not-sent"},
-                                        {"why", "a bounce was already spooled for this failure"}}}};
+        {"bounce", need_bounce ? nlohmann::json{{"state", "pending"}, {"job", job.id}}
+                   : handled   ? *handled
+                               : nlohmann::json{{"state", "not-sent"},
+                                              {"why",
+                                                 "a bounce was already spooled for this "
+                                                   "failure"}}}};
     util::write_file_durable(reason_path, journal::dump(reason), 0640);
     if (need_bounce) spool_bounce(cfg_, job);
     util::rename_durable(it.work, msg_path);

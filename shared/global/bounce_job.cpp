@@ -1,5 +1,7 @@
 #include "global/bounce_job.hpp"
 
+#include <sys/stat.h>
+
 #include "util/fs.hpp"
 
 namespace mx {
@@ -16,6 +18,7 @@ nlohmann::json to_json(const bounce_job& j) {
             {"connector", j.connector},
             {"envelope_sender", j.envelope_sender},
             {"message_path", j.message_path},
+            {"work_path", j.work_path},
             {"reason_path", j.reason_path},
             {"fingerprint", j.fingerprint},
             {"message_id", j.message_id},
@@ -31,6 +34,7 @@ bounce_job bounce_job_from_json(const nlohmann::json& j) {
     b.connector = j.value("connector", "");
     b.envelope_sender = j.value("envelope_sender", "");
     b.message_path = j.value("message_path", "");
+    b.work_path = j.value("work_path", "");
     b.reason_path = j.value("reason_path", "");
     b.fingerprint = j.value("fingerprint", "");
     b.message_id = j.value("message_id", "");
@@ -50,11 +54,30 @@ std::filesystem::path bounce_spool_dir(const config& cfg) {
 }
 
 std::filesystem::path spool_bounce(const config& cfg, const bounce_job& job) {
+    // Idempotent across crashes: the id is derived from the failure (message fingerprint and
+    // recipients), so a file that is finalised again after a crash between spooling and the
+    // move to ImportFailed gets the same id. If the sender already handled it (done/), a second
+    // job would be a second bounce for one failure.
+    auto done = bounce_spool_dir(cfg) / "done" / (job.id + ".json");
+    struct stat sb {};
+    if (::lstat(done.c_str(), &sb) == 0) return done;
     auto dir = bounce_spool_dir(cfg) / "new";
     util::make_dirs(dir, 0750);
     auto path = dir / (job.id + ".json");
     util::write_file_durable(path, to_json(job).dump(), 0640);
     return path;
+}
+
+std::optional<nlohmann::json> bounce_outcome(const config& cfg, const std::string& id) {
+    auto done = bounce_spool_dir(cfg) / "done" / (id + ".json");
+    struct stat sb {};
+    if (::lstat(done.c_str(), &sb) != 0) return std::nullopt;
+    try {
+        auto j = nlohmann::json::parse(util::read_file(done));
+        if (auto it = j.find("outcome"); it != j.end() && it->is_object()) return *it;
+    } catch (const std::exception&) {
+    }
+    return nlohmann::json{{"state", "unknown"}, {"job", id}};
 }
 
 }  // namespace mx

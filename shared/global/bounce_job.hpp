@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct bounce_job {
     std::string connector;
     std::string envelope_sender;  // empty: null sender <> (never bounced)
     std::string message_path;     // the original bytes, in ImportFailed
+    std::string work_path;        // where they are until the importer moves them there
     std::string reason_path;      // the failure's reason JSON next to it
     std::string fingerprint;      // message fingerprint (journal key part)
     std::string message_id;
@@ -45,7 +47,10 @@ nlohmann::json to_json(const bounce_job& j);
 bounce_job bounce_job_from_json(const nlohmann::json& j);
 
 std::filesystem::path bounce_spool_dir(const config& cfg);  // <state_dir>/bounces
-// Durably writes the job to <spool>/new/<id>.json; returns its path.
+// Durably writes the job to <spool>/new/<id>.json; returns its path. A job whose id the sender
+// has already finished (<spool>/done/<id>.json) is not spooled again: returns that path.
 std::filesystem::path spool_bounce(const config& cfg, const bounce_job& job);
+// The sender's recorded outcome of a finished job (<spool>/done/<id>.json), if there is one.
+std::optional<nlohmann::json> bounce_outcome(const config& cfg, const std::string& id);
 
 }  // namespace mx

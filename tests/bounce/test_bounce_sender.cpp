@@ -183,3 +183,37 @@ TEST_CASE("unreadable job files are set aside, not lost and not fatal") {
     CHECK(s.run_once().bad == 1);
     CHECK(fs::exists(s.spool() / "bad" / "junk.json"));
 }
+
+TEST_CASE(
+    "a job whose file is still in the work folder waits; a handled job is not spooled again") {
+    fixture f;
+    auto j = f.job("w1", "fpw", "", "a@example.com");  // null sender: suppressed when handled
+    // The importer died between spooling the job and moving the file to ImportFailed.
+    j.work_path = (f.dir / "work-w1.eml").string();
+    fs::rename(j.message_path, j.work_path);
+    spool_bounce(f.cfg, j);
+    f.now += 11;
+    auto s = f.sender();
+    auto st = s.run_once();
+    CHECK(st.waiting == 1);
+    CHECK(st.suppressed == 0);
+    CHECK(fs::exists(s.spool() / "new" / "w1.json"));
+    CHECK(f.reason(j)["state"] == "pending");
+    // Its next try moves the file and spools the same job (same id) again: handled once.
+    fs::rename(j.work_path, j.message_path);
+    spool_bounce(f.cfg, j);
+    st = s.run_once();
+    CHECK(st.suppressed == 1);
+    CHECK(f.reason(j)["state"] == "suppressed");
+    // Another crash and try after that: the id is in done/, no second job.
+    CHECK(spool_bounce(f.cfg, j) == s.spool() / "done" / "w1.json");
+    CHECK(count_files(s.spool() / "new") == 0);
+    CHECK(s.run_once().suppressed == 0);
+    // A job whose work file is gone too is sent (without the original) rather than kept forever.
+    auto k = f.job("w2", "fpk", "", "b@example.com");
+    k.work_path = (f.dir / "work-w2.eml").string();
+    fs::remove(k.message_path);
+    spool_bounce(f.cfg, k);
+    f.now += 11;
+    CHECK(s.run_once().suppressed == 1);
+}
