@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <thread>
@@ -31,6 +32,12 @@ void inject_journal_fault(const std::string& name, const char* step) {
     if (!e || std::string_view(e) != "1") return;
     if (name.find(std::string("mx-test-journal-fault-") + step) != std::string::npos)
         throw lmdb::error("mdb_put", MDB_BAD_VALSIZE);
+}
+
+void inject_crash(const std::string& name, const char* step) {
+    const char* e = std::getenv("MX_IMPORTER_FAULT_INJECTION");
+    if (!e || std::string_view(e) != "1") return;
+    if (name.find(std::string("mx-test-crash-") + step) != std::string::npos) ::raise(SIGKILL);
 }
 
 settings settings::from(const config& cfg) {
@@ -168,8 +175,11 @@ void engine::take_prefetched(batch& b) {
 
 void engine::prefetch_next(const batch& b) {
     // Only while new files are left for lack of budget (a backlog): a batch that took all
-    // there was has nothing to claim ahead, and a quiet folder is not listed twice.
-    if (b.new_left == 0 || prefetch_.count(b.f->drop)) return;
+    // there was has nothing to claim ahead, and a quiet folder is not listed twice. Not while
+    // files of the work folder wait for budget (crash leftovers, due retries): the next batch
+    // takes them first, else new files claimed ahead batch after batch would keep them waiting
+    // until the backlog is gone.
+    if (b.new_left == 0 || b.own_left > 0 || prefetch_.count(b.f->drop)) return;
     auto p = std::make_unique<prefetch>();
     auto nb = std::make_shared<batch>();
     nb->f = b.f;

@@ -228,23 +228,22 @@ void engine::claim_own(batch& b) {
         [&](const std::string& n) {
             auto p = work / n;
             if (mine.count(p.native())) return true;
-            if (b.items.size() >= b.budget) {
+            const bool full = b.items.size() >= b.budget;
+            if (full && b.own_left > 0) {  // one due file left over is enough to know
                 b.note_waiting(p);
                 return true;
             }
             auto rr = journal_.retry(rt, p.string());
-            if (rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now) {
-                b.note_waiting(p);
-                return true;
-            }
+            bool due = !(rr && rr->is_object() && rr->value("next", std::int64_t{0}) > b.now);
             if (auto m = unrecorded_retries_.find(p.string()); m != unrecorded_retries_.end()) {
-                if (m->second > b.now) {
-                    b.note_waiting(p);
-                    return true;
-                }
-                unrecorded_retries_.erase(m);
+                if (m->second > b.now)
+                    due = false;
+                else if (!full)
+                    unrecorded_retries_.erase(m);
             }
-            if (in_flight.count(p.native())) {
+            if (in_flight.count(p.native())) due = false;
+            if (full || !due) {
+                b.own_left += full && due;
                 b.note_waiting(p);
                 return true;
             }

@@ -399,6 +399,7 @@ void engine::finish_failed(const folder& f, item& it) {
                                                    "failure"}}}};
     util::write_file_durable(reason_path, journal::dump(reason), 0640);
     if (need_bounce) spool_bounce(cfg_, job);
+    inject_crash(it.name, "failed-move");  // tests: killed between the spool and the move
     util::rename_durable(it.work, msg_path);
     it.failed_path = msg_path.string();
 }

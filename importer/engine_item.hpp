@@ -28,6 +28,9 @@ std::string bounded_name(const std::string& n, std::size_t max);
 constexpr std::size_t max_failed_name = 160;  // + 13 + 5 + 25 < 255
 // Test-only fault injection (MX_IMPORTER_FAULT_INJECTION=1): see engine.cpp.
 void inject_journal_fault(const std::string& name, const char* step);
+// Tests only (same switch): SIGKILL of the importer itself at `step` for a file whose name
+// contains "mx-test-crash-<step>" — a crash at an exact point, not a random one.
+void inject_crash(const std::string& name, const char* step);
 
 struct engine::item {
     struct rcpt {
@@ -91,6 +94,7 @@ struct engine::batch {
     batch_stats bs;
     bool any_planned = false;
     std::size_t new_left = 0;  // new files left in the folders for lack of budget
+    std::size_t own_left = 0;  // due files of the work folder left for lack of budget
     // Journal delivery keys ("<fingerprint> <recipient>") handled by a file of this batch or
     // still on a lane (parked) -> that file's name: the same bytes for the same recipient in
     // a second file are a duplicate of the first (neither has a journal record yet).

@@ -157,14 +157,15 @@ def message(test_id, rcpt=None, receivers=None, sender="sender@remote.example", 
             f"X-Test-Id: {test_id}\r\n\r\n{body}\r\n").encode()
 
 
-def write_maildir(drop, name, data):
+def write_maildir(drop, name, data, sync=True):
     tmp = os.path.join(drop, "tmp")
     os.makedirs(tmp, exist_ok=True)
     p = os.path.join(tmp, name)
     with open(p, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
     os.rename(p, os.path.join(drop, "new", name))
 
 
