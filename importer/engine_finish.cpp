@@ -365,38 +365,37 @@ void engine::finish_failed(const folder& f, item& it) {
     job.arrival_time = it.first_seen;
     job.created_time = now;
     // A try after a crash, whose bounce the sender already handled: keep its recorded outcome.
-    std::optional<nlohmann::json> handled;
-    if (need_bounce && (handled = bounce_outcome(cfg_, job.id))) need_bounce = false;
+    nlohmann::json bounce = {{"state", "pending"}, {"job", job.id}};
+    if (!need_bounce)
+        bounce = {{"state", "not-sent"}, {"why", "a bounce was already spooled for this failure"}};
+    else if (auto handled = bounce_outcome(cfg_, job.id)) {
+        need_bounce = false;
+        bounce = std::move(*handled);
+    }
 
-    nlohmann::json reason = {
-        {"file", fname},
-        {"original_name", it.name},
-        {"connector", f.connector},
-        {"drop_folder", f.drop.string()},
-        {"recipient", rcpts.empty() ? "" : rcpts[0].value("recipient", "")},
-        {"reason", rcpts.empty() ? "" : rcpts[0].value("reason", "")},
-        {"status", rcpts.empty() ? "" : rcpts[0].value("status", "")},
-        {"diagnostic", rcpts.empty() ? "" : rcpts[0].value("diagnostic", "")},
-        {"recipients", rcpts},
-        {"time", mail::iso8601(now)},
-        {"failed_time", now},
-        {"arrival_time", it.first_seen},
-        {"importer_host", s_.host},
-        {"message_id", info.message_id},
-        {"queue_id", info.queue_id},
-        {"subject", info.subject},
-        {"from", info.from},
-        {"envelope_sender", info.env.sender},
-        {"envelope_sender_known", info.env.sender_known},
-        {"envelope_source", info.env.source},
-        {"size", it.pr.size},
-        {"fingerprint", it.pr.fingerprint},
-        {"bounce", need_bounce ? nlohmann::json{{"state", "pending"}, {"job", job.id}}
-                   : handled   ? *handled
-                               : nlohmann::json{{"state", "not-sent"},
-                                              {"why",
-                                                 "a bounce was already spooled for this "
-                                                   "failure"}}}};
+    nlohmann::json reason = {{"file", fname},
+                             {"original_name", it.name},
+                             {"connector", f.connector},
+                             {"drop_folder", f.drop.string()},
+                             {"recipient", rcpts.empty() ? "" : rcpts[0].value("recipient", "")},
+                             {"reason", rcpts.empty() ? "" : rcpts[0].value("reason", "")},
+                             {"status", rcpts.empty() ? "" : rcpts[0].value("status", "")},
+                             {"diagnostic", rcpts.empty() ? "" : rcpts[0].value("diagnostic", "")},
+                             {"recipients", rcpts},
+                             {"time", mail::iso8601(now)},
+                             {"failed_time", now},
+                             {"arrival_time", it.first_seen},
+                             {"importer_host", s_.host},
+                             {"message_id", info.message_id},
+                             {"queue_id", info.queue_id},
+                             {"subject", info.subject},
+                             {"from", info.from},
+                             {"envelope_sender", info.env.sender},
+                             {"envelope_sender_known", info.env.sender_known},
+                             {"envelope_source", info.env.source},
+                             {"size", it.pr.size},
+                             {"fingerprint", it.pr.fingerprint},
+                             {"bounce", bounce}};
     util::write_file_durable(reason_path, journal::dump(reason), 0640);
     if (need_bounce) spool_bounce(cfg_, job);
     inject_crash(it.name, "failed-move");  // tests: killed between the spool and the move
