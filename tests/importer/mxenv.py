@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -113,9 +114,12 @@ class Env:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def cleanup(self, keep=False):
+    def cleanup(self, keep=False, ok=True):
+        """Stops the importers; removes the folder unless kept, or the test failed (`ok`)."""
         self.stop_all()
-        if not keep:
+        if not ok:
+            print(f"kept {self.root} for inspection", file=sys.stderr)
+        if not keep and ok:
             shutil.rmtree(self.root, ignore_errors=True)
 
 

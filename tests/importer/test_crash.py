@@ -22,10 +22,8 @@ BACKLOG = 5000
 NEWER = 3000
 
 
-def main():
-    a = mxenv.args()
-    rng = random.Random(int(os.environ.get("MX_CRASH_SEED", "4711")))
-    # small batches: many batch boundaries (and so many crash points) per second. The bounce
+def crash_env(a):
+    # Small batches: many batch boundaries (and so many crash points) per second. The bounce
     # sender handles a job at once (no coalescing window) and the SMTP port is closed: every
     # job is deferred or, past the per-sender rate limit, suppressed (finished, in done/) —
     # so a job handled while its file still waits in .work, and spooled again when that file
@@ -36,6 +34,13 @@ def main():
     env = mxenv.Env(a.importer, a.mxctl, extra=(
         "batch_size = 16\n[bounce]\ncoalesce_seconds = 0\n"
         f"[smtp]\nhost = \"127.0.0.1\"\nport = {closed_port}\ntimeout_seconds = 2\n"))
+    return env
+
+
+def main():
+    a = mxenv.args()
+    rng = random.Random(int(os.environ.get("MX_CRASH_SEED", "4711")))
+    env = crash_env(a)
     ok = False
     try:
         env.setup_demo()
@@ -118,9 +123,7 @@ def main():
               f"{sum(seen.values())} mailbox deliveries, {len(failed_msgs)} ImportFailed: exactly once")
         ok = True
     finally:
-        env.cleanup(keep=a.keep or not ok)
-        if not ok:
-            print(f"kept {env.root} for inspection", file=sys.stderr)
+        env.cleanup(keep=a.keep, ok=ok)
     return 0 if ok else 1
 
 
@@ -131,12 +134,7 @@ def killed_between_spool_and_move(a):
     past the sender's first tick). The sender must wait for the file (the DSN quotes its
     headers) and the file, once finished, must not spool a second job: one failure, one
     bounce."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    env = mxenv.Env(a.importer, a.mxctl, extra=(
-        "batch_size = 16\n[bounce]\ncoalesce_seconds = 0\n"
-        f"[smtp]\nhost = \"127.0.0.1\"\nport = {closed_port}\ntimeout_seconds = 2\n"))
+    env = crash_env(a)
     ok = False
     try:
         env.setup_demo()
@@ -179,9 +177,7 @@ def killed_between_spool_and_move(a):
         print("killed between spool and move: one ImportFailed entry, one bounce job")
         ok = True
     finally:
-        env.cleanup(keep=a.keep or not ok)
-        if not ok:
-            print(f"kept {env.root} for inspection", file=sys.stderr)
+        env.cleanup(keep=a.keep, ok=ok)
     return 0 if ok else 1
 
 

@@ -152,9 +152,7 @@ def main():
         print(f"hostile files: {len(cases)} cases + {len(vanish)} racing deletions; daemon survived; all in place")
         ok = True
     finally:
-        env.cleanup(keep=a.keep or not ok)
-        if not ok:
-            print(f"kept {env.root} for inspection", file=sys.stderr)
+        env.cleanup(keep=a.keep, ok=ok)
     return 0 if ok else 1
 
 
