@@ -53,14 +53,24 @@ std::filesystem::path bounce_spool_dir(const config& cfg) {
     return cfg.state_dir / "bounces";
 }
 
+namespace {
+
+// <spool>/done/<id>.json: where the sender keeps a finished job (and its outcome).
+std::optional<std::filesystem::path> done_job(const config& cfg, const std::string& id) {
+    auto done = bounce_spool_dir(cfg) / "done" / (id + ".json");
+    struct stat sb {};
+    if (::lstat(done.c_str(), &sb) != 0) return std::nullopt;
+    return done;
+}
+
+}  // namespace
+
 std::filesystem::path spool_bounce(const config& cfg, const bounce_job& job) {
     // Idempotent across crashes: the id is derived from the failure (message fingerprint and
     // recipients), so a file that is finalised again after a crash between spooling and the
     // move to ImportFailed gets the same id. If the sender already handled it (done/), a second
     // job would be a second bounce for one failure.
-    auto done = bounce_spool_dir(cfg) / "done" / (job.id + ".json");
-    struct stat sb {};
-    if (::lstat(done.c_str(), &sb) == 0) return done;
+    if (auto done = done_job(cfg, job.id)) return *done;
     auto dir = bounce_spool_dir(cfg) / "new";
     util::make_dirs(dir, 0750);
     auto path = dir / (job.id + ".json");
@@ -69,11 +79,10 @@ std::filesystem::path spool_bounce(const config& cfg, const bounce_job& job) {
 }
 
 std::optional<nlohmann::json> bounce_outcome(const config& cfg, const std::string& id) {
-    auto done = bounce_spool_dir(cfg) / "done" / (id + ".json");
-    struct stat sb {};
-    if (::lstat(done.c_str(), &sb) != 0) return std::nullopt;
+    auto done = done_job(cfg, id);
+    if (!done) return std::nullopt;
     try {
-        auto j = nlohmann::json::parse(util::read_file(done));
+        auto j = nlohmann::json::parse(util::read_file(*done));
         if (auto it = j.find("outcome"); it != j.end() && it->is_object()) return *it;
     } catch (const std::exception&) {
     }
