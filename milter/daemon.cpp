@@ -81,6 +81,7 @@ void reload(daemon_state& st, const std::string& why) {
         config fresh = load_config(st.cfg.file);
         auto p = std::make_shared<const check_policy>(check_policy::from(fresh));
         st.set_policy(p);
+        if (st.tables) st.tables->set_policy(*p);
         spdlog::default_logger()->set_level(spdlog::level::from_str(fresh.log_level));
         if (fresh.milter.socket != st.cfg.milter.socket)
             spdlog::warn("milter.socket changed: takes effect after a restart");
@@ -230,7 +231,9 @@ std::optional<int> load(const options& opts, daemon_state& st, std::string& smap
         // The same paths doctor and `mxctl postfix setup` wire Postfix to (one reader).
         auto t = postfix::milter_tables_of(st.cfg);
         st.tables =
-            std::make_unique<postfix_tables_writer>(t.virtual_map, t.domain_table, t.drop_table);
+            std::make_unique<postfix_tables_writer>(t.virtual_map, t.domain_table, t.drop_table,
+                                                    t.recipient_table);
+        st.tables->set_policy(check_policy::from(st.cfg));
     } catch (const std::exception& e) {
         std::cerr << "mx-milter: " << e.what() << "\n";
         return ex_config;
@@ -287,8 +290,14 @@ std::unique_ptr<socketmap_server> open_sockets(daemon_state& st, const std::stri
 bool serve(daemon_state& s, util::signal_pipe& sigs, const std::atomic<bool>& milter_done) {
     std::uint64_t reloads_seen = s.shm ? s.shm->layout().reload_requests.load() : 0;
     std::uint64_t generation_seen = 0;
+    // Table mode: Postfix itself decides from the recipient table, so a mailbox change must
+    // reach that file quickly (a mailbox added is accepted within a second); the store's
+    // generation is then looked at every 100 ms (one short read transaction).
+    const bool table_mode = !s.tables->recipient_table_path().empty();
+    const auto interval = table_mode ? std::chrono::milliseconds(100) : std::chrono::seconds(1);
+    const unsigned per_minute = table_mode ? 600 : 60;
     for (unsigned tick = 1; !milter_done.load(); ++tick) {
-        int sig = sigs.wait(std::chrono::seconds(1));
+        int sig = sigs.wait(interval);
         if (sig == SIGTERM || sig == SIGINT) {
             spdlog::info("signal {}: stopping", sig == SIGTERM ? "TERM" : "INT");
             util::service::notify_stopping();
@@ -315,7 +324,7 @@ bool serve(daemon_state& s, util::signal_pipe& sigs, const std::atomic<bool>& mi
         // Also catches changes made without shared memory (reads the store's own generation).
         s.tables->refresh(*s.store, false);
         flush_log();  // decision lines reach stderr within a second
-        if (tick % 60 == 0) s.store->clear_stale_readers();
+        if (tick % per_minute == 0) s.store->clear_stale_readers();
     }
     return false;
 }

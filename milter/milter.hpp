@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "global/config.hpp"
 #include "global/recipient_check.hpp"
@@ -159,16 +160,31 @@ void write_domain_table(const std::string& table, const domain_entries& entries)
 inline constexpr const char* drop_table_stamp_key = "#regexp";
 domain_entries render_drop_table(store_view& v, std::string_view regexp_text);
 
-// Keeps virtual(8)'s regexp map and the lmdb: domain table in step with the store. Either path
-// may be empty (that file is not written).
+// Table mode's access(5) table (recipient_table.cpp): key -> "DUNNO" or a reply, plus what
+// the table cannot express (logged when it is written).
+struct recipient_entries {
+    domain_entries table;
+    std::vector<std::string> unexpressed;
+};
+recipient_entries render_recipient_table(store_view& v, const check_policy& p);
+
+// Keeps virtual(8)'s regexp map, the lmdb: domain table and (table mode) the lmdb: recipient
+// table in step with the store. Any path may be empty (that file is not written).
 class postfix_tables_writer {
   public:
     postfix_tables_writer(std::string virtual_map = {}, std::string domain_table = {},
-                          std::string drop_table = {})
+                          std::string drop_table = {}, std::string recipient_table = {})
         : vmap_path_(std::move(virtual_map))
         , domain_path_(std::move(domain_table))
-        , drop_path_(std::move(drop_table)) {}
-    bool enabled() const { return !vmap_path_.empty() || !domain_path_.empty(); }
+        , drop_path_(std::move(drop_table))
+        , rcpt_path_(std::move(recipient_table)) {}
+    bool enabled() const {
+        return !vmap_path_.empty() || !domain_path_.empty() || !rcpt_path_.empty();
+    }
+    const std::string& recipient_table_path() const { return rcpt_path_; }
+    // The policy the recipient table is rendered with (accept_postmaster, reject_text); the
+    // next refresh() renders it again.
+    void set_policy(const check_policy& p);
     const std::string& drop_table_path() const { return drop_path_; }
     const std::string& virtual_map_path() const { return vmap_path_; }
     const std::string& domain_table_path() const { return domain_path_; }
@@ -190,7 +206,10 @@ class postfix_tables_writer {
     std::chrono::steady_clock::duration removal_grace = std::chrono::minutes(10);
 
   private:
-    std::string vmap_path_, domain_path_, drop_path_;
+    std::string vmap_path_, domain_path_, drop_path_, rcpt_path_;
+    check_policy policy_;        // under mu_
+    bool policy_changed_ = false;  // under mu_
+    domain_entries last_rcpts_;
     mutable std::mutex removed_mu_;  // not mu_: RCPTs must not wait for a file write
     domain_entries removed_;
     std::chrono::steady_clock::time_point removed_at_{};

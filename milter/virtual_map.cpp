@@ -133,10 +133,12 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
             std::string vmap;
             domain_entries domains;
             domain_entries drops;
+            std::optional<recipient_entries> rcpts;
         };
         auto r = store.with_view([&](store_view& v) -> std::optional<rendered> {
             gen = v.generation();
-            if (!force && written_ && gen == generation_) return std::nullopt;
+            if (!force && written_ && gen == generation_ && !policy_changed_)
+                return std::nullopt;
             rendered out;
             if (!vmap_path_.empty()) {
                 out.vmap = render_virtual_map(v, gen);
@@ -145,6 +147,7 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
                 if (!drop_path_.empty()) out.drops = render_drop_table(v, out.vmap);
             }
             if (!domain_path_.empty()) out.domains = render_domain_table(v);
+            if (!rcpt_path_.empty()) out.rcpts = render_recipient_table(v, policy_);
             return out;
         });
         if (!r) return;
@@ -181,8 +184,18 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
                 domain_path_, r->domains.size(), gen);
             last_domains_ = std::move(r->domains);
         }
+        if (r->rcpts && (!written_ || r->rcpts->table != last_rcpts_)) {
+            write_domain_table(rcpt_path_, r->rcpts->table);
+            spdlog::info("recipient table lmdb:{} rewritten: {} key(s) (store generation {})",
+                         rcpt_path_, r->rcpts->table.size(), gen);
+            for (const auto& what : r->rcpts->unexpressed)
+                spdlog::warn("recipient table lmdb:{}: {} (table mode; the milter decides these)",
+                             rcpt_path_, log_safe(what));
+            last_rcpts_ = std::move(r->rcpts->table);
+        }
         generation_ = gen;
         written_ = true;
+        policy_changed_ = false;
         known_generation_.store(gen, std::memory_order_release);
     } catch (const store_unavailable&) {
         // Nothing to write before the store exists, except an empty domain table: Postfix
@@ -195,6 +208,11 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
                 write_domain_table(domain_path_, {});
                 spdlog::info("domain table lmdb:{} created empty (no store yet)", domain_path_);
             }
+            if (!rcpt_path_.empty() && !written_ &&
+                !std::filesystem::exists(rcpt_path_ + ".lmdb")) {
+                write_domain_table(rcpt_path_, {});
+                spdlog::info("recipient table lmdb:{} created empty (no store yet)", rcpt_path_);
+            }
             if (!drop_path_.empty() && !vmap_path_.empty() && !written_ &&
                 !std::filesystem::exists(drop_path_ + ".lmdb")) {
                 write_domain_table(drop_path_, {{drop_table_stamp_key, "none"}});
@@ -206,6 +224,12 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
     } catch (const std::exception& e) {
         spdlog::error("cannot write the Postfix tables: {}", log_safe(e.what()));
     }
+}
+
+void postfix_tables_writer::set_policy(const check_policy& p) {
+    std::lock_guard lk(mu_);
+    policy_ = p;
+    policy_changed_ = true;
 }
 
 std::optional<std::string> postfix_tables_writer::recently_removed(std::string_view domain) const {

@@ -139,6 +139,7 @@ void read_milter(config& c) {
     m.domain_table = table_path(r, c, "domain_table", "domains");
     m.drop_table = table_path(r, c, "drop_table", "virtual_mailbox");
     m.virtual_map = table_path(r, c, "virtual_map", "virtual_mailbox.regexp");
+    m.recipient_table = r.path("recipient_table", {}).string();  // off unless set
 }
 
 void read_smtp(config& c) {

@@ -52,6 +52,9 @@ struct milter_config {
     std::string domain_table;  // lmdb: table of the connector domains (Postfix appends .lmdb)
     std::string drop_table;    // lmdb: table @domain -> drop folder for virtual(8)
     std::string virtual_map;   // regexp: table for virtual(8)
+    // Table mode (docs/postfix.md): the RCPT decisions as a Postfix access(5) lmdb: table for
+    // check_recipient_access, so Postfix decides without a milter. "" (default): not written.
+    std::string recipient_table;
 };
 
 struct config {

@@ -227,6 +227,7 @@ milter_tables milter_tables_of(const config& cfg) {
     t.domain_table = cfg.milter.domain_table;
     t.drop_table = cfg.milter.drop_table;
     t.virtual_map = cfg.milter.virtual_map;
+    t.recipient_table = cfg.milter.recipient_table;
     return t;
 }
 

@@ -76,6 +76,7 @@ struct milter_tables {
     std::string domain_table;  // lmdb: table name (Postfix appends .lmdb); empty: disabled
     std::string drop_table;    // lmdb: table for virtual(8)
     std::string virtual_map;   // regexp: table for virtual(8)
+    std::string recipient_table;  // lmdb: access(5) table of table mode; empty: off
 };
 milter_tables milter_tables_of(const config& cfg);
 
