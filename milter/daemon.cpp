@@ -230,9 +230,8 @@ std::optional<int> load(const options& opts, daemon_state& st, std::string& smap
         smap = socketmap_spec(st.cfg);
         // The same paths doctor and `mxctl postfix setup` wire Postfix to (one reader).
         auto t = postfix::milter_tables_of(st.cfg);
-        st.tables =
-            std::make_unique<postfix_tables_writer>(t.virtual_map, t.domain_table, t.drop_table,
-                                                    t.recipient_table);
+        st.tables = std::make_unique<postfix_tables_writer>(t.virtual_map, t.domain_table,
+                                                            t.drop_table, t.recipient_table);
         st.tables->set_policy(check_policy::from(st.cfg));
     } catch (const std::exception& e) {
         std::cerr << "mx-milter: " << e.what() << "\n";

@@ -207,9 +207,10 @@ class postfix_tables_writer {
 
   private:
     std::string vmap_path_, domain_path_, drop_path_, rcpt_path_;
-    check_policy policy_;        // under mu_
+    check_policy policy_;          // under mu_
     bool policy_changed_ = false;  // under mu_
     domain_entries last_rcpts_;
+    std::vector<std::string> last_unexpressed_;
     mutable std::mutex removed_mu_;  // not mu_: RCPTs must not wait for a file write
     domain_entries removed_;
     std::chrono::steady_clock::time_point removed_at_{};

@@ -100,7 +100,7 @@ recipient_entries render_recipient_table(store_view& v, const check_policy& p) {
         auto dm = v.match_domain(domain);
         if (!dm || dm->connector != m.connector) return true;
         auto a = active.find(m.connector);
-        if (a == active.end() || !a->second) return true;  // the domain's 450 answers
+        if (a == active.end() || !a->second) return true;             // the domain's 450 answers
         std::string key = at == 0 ? std::string(domain) : m.address;  // "@d": catch-all
         if (!usable_key(key)) {
             ++skipped;

@@ -137,8 +137,7 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
         };
         auto r = store.with_view([&](store_view& v) -> std::optional<rendered> {
             gen = v.generation();
-            if (!force && written_ && gen == generation_ && !policy_changed_)
-                return std::nullopt;
+            if (!force && written_ && gen == generation_ && !policy_changed_) return std::nullopt;
             rendered out;
             if (!vmap_path_.empty()) {
                 out.vmap = render_virtual_map(v, gen);
@@ -188,10 +187,14 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
             write_domain_table(rcpt_path_, r->rcpts->table);
             spdlog::info("recipient table lmdb:{} rewritten: {} key(s) (store generation {})",
                          rcpt_path_, r->rcpts->table.size(), gen);
+            last_rcpts_ = std::move(r->rcpts->table);
+        }
+        // Said once per change, not at every rewrite (mailbox changes rewrite the table).
+        if (r->rcpts && (!written_ || r->rcpts->unexpressed != last_unexpressed_)) {
             for (const auto& what : r->rcpts->unexpressed)
                 spdlog::warn("recipient table lmdb:{}: {} (table mode; the milter decides these)",
                              rcpt_path_, log_safe(what));
-            last_rcpts_ = std::move(r->rcpts->table);
+            last_unexpressed_ = std::move(r->rcpts->unexpressed);
         }
         generation_ = gen;
         written_ = true;

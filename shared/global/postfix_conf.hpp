@@ -72,10 +72,10 @@ std::optional<std::pair<std::string, std::string>> smtpd_listen(const master_ser
 // Where mx-milter serves Postfix: config::milter's socketmap, domain_table, drop_table and
 // virtual_map (read once by load_config) in the form Postfix's wiring needs.
 struct milter_tables {
-    std::string socketmap;     // unix socket path; empty when disabled or not a unix socket
-    std::string domain_table;  // lmdb: table name (Postfix appends .lmdb); empty: disabled
-    std::string drop_table;    // lmdb: table for virtual(8)
-    std::string virtual_map;   // regexp: table for virtual(8)
+    std::string socketmap;        // unix socket path; empty when disabled or not a unix socket
+    std::string domain_table;     // lmdb: table name (Postfix appends .lmdb); empty: disabled
+    std::string drop_table;       // lmdb: table for virtual(8)
+    std::string virtual_map;      // regexp: table for virtual(8)
     std::string recipient_table;  // lmdb: access(5) table of table mode; empty: off
 };
 milter_tables milter_tables_of(const config& cfg);

@@ -269,6 +269,65 @@ TEST_CASE("the lmdb: domain table is what Postfix's own postmap reads", "[units]
     CHECK(q("added.test") == std::optional<std::string>("subs"));
 }
 
+TEST_CASE("table mode: the recipient table answers as the milter, through Postfix's postmap",
+          "[units]") {
+    milter_test::installation inst("units-rcpttable");
+    auto st = make_state(inst);
+    st->tables =
+        std::make_unique<postfix_tables_writer>("", "", "", (inst.dir / "recipients").string());
+    auto p = check_policy::from(inst.cfg);
+    st->tables->set_policy(p);
+    {
+        auto s = store::open(inst.cfg, false);
+        s.write([&](store_tx& tx) {
+            mailbox m;
+            m.connector = "demo";
+            m.address = "\"john doe\"@example.test";  // no key Postfix would look up
+            tx.add_mailbox(m);
+            connector e;
+            e.name = "every";
+            e.drop_folder = "/srv/every";
+            e.domains = {"."};
+            tx.add_connector(e);
+        });
+    }
+    auto r = st->store->with_view([&](store_view& v) { return render_recipient_table(v, p); });
+    const auto& t = r.table;
+    auto at = [&](const std::string& k) {
+        auto it = t.find(k);
+        return it == t.end() ? std::string("(none)") : it->second;
+    };
+    CHECK(at("info@example.test") == "DUNNO");
+    CHECK(at("postmaster@example.test") == "DUNNO");
+    CHECK(at("example.test") == "550 5.1.1 User unknown");
+    CHECK(at("catch.test") == "DUNNO");  // catch-all
+    CHECK(at("off.test") == "450 4.2.1 Mailbox temporarily unavailable");
+    CHECK(at("a@off.test") == "(none)");  // inactive: the domain's 450 answers
+    CHECK(at("postmaster@off.test") == "(none)");
+    CHECK(at(".sub.test") == "550 5.1.1 User unknown");
+    CHECK(at("x.sub.test") == "DUNNO");  // @x.sub.test under .sub.test
+    CHECK(at(".") == "(none)");
+    REQUIRE(r.unexpressed.size() == 3);  // ".", postmaster@ under .sub.test, the quoted address
+
+    // A custom reject text keeps its words after Postfix's own prefix; another shape cannot.
+    p.reject_text = "{address}: Recipient address rejected: no such user here";
+    r = st->store->with_view([&](store_view& v) { return render_recipient_table(v, p); });
+    CHECK(r.table.at("example.test") == "550 5.1.1 no such user here");
+    p.reject_text = "Sorry {address}\r\nX";
+    r = st->store->with_view([&](store_view& v) { return render_recipient_table(v, p); });
+    CHECK(r.table.at("example.test") == "550 5.1.1 User unknown");
+
+    // Written as Postfix reads it: postmap -q with the keys Postfix's access lookup tries.
+    st->tables->refresh(*st->store, true);
+    auto conf = milter_test::postfix_client_conf(inst.dir);
+    auto q = [&](const std::string& key) {
+        return milter_test::postmap_query(conf, "lmdb:" + (inst.dir / "recipients").string(), key);
+    };
+    CHECK(q("sales@example.test") == std::optional<std::string>("DUNNO"));
+    CHECK(q("example.test") == std::optional<std::string>("550 5.1.1 User unknown"));
+    CHECK_FALSE(q("nobody@example.test"));
+}
+
 TEST_CASE("a domain removed moments ago is tempfailed while Postfix's table catches up",
           "[units]") {
     milter_test::installation inst("units-removed");
