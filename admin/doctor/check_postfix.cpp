@@ -1,6 +1,8 @@
 // doctor check group "postfix": smtpd_milters names our milter socket (as a chrooted smtpd
 // sees it), milter_default_action is tempfail (also a per-milter override), our milter is not
-// in non_smtpd_milters, and a chrooted smtpd can reach the socket.
+// in non_smtpd_milters, and a chrooted smtpd can reach the socket. In table mode instead: the
+// recipient table is in smtpd_recipient_restrictions with the settings its keys need.
+#include <algorithm>
 #include <filesystem>
 
 #include "doctor/doctor.hpp"
@@ -91,6 +93,41 @@ void check_chroot(doctor_state& d, const postfix::milter_endpoint& ours) {
     }
 }
 
+// Table mode (docs/postfix.md): smtpd decides from our recipient table instead of the milter.
+// True when main.cf uses it (then the milter checks do not apply).
+bool check_table_mode(doctor_state& d) {
+    const auto& table = d.cfg().milter.recipient_table;
+    if (table.empty()) return false;
+    const auto& dir = d.opt.postfix_dir;
+    auto restrictions = d.pf->get("smtpd_recipient_restrictions").value_or("");
+    auto items = postfix::split_list(restrictions);
+    bool used = false;
+    for (std::size_t i = 0; i + 1 < items.size(); ++i)
+        if (items[i] == "check_recipient_access" && items[i + 1] == "lmdb:" + table) used = true;
+    if (!used) return false;
+    d.r.ok("postfix",
+           "table mode: smtpd_recipient_restrictions has check_recipient_access lmdb:" + table);
+    if (!std::filesystem::exists(table + ".lmdb"))
+        d.r.fail("postfix", table + ".lmdb does not exist (mx-milter writes it)",
+                 "start mx-milter (systemctl start mx-milter)");
+    auto delim = d.pf->get("recipient_delimiter").value_or("");
+    if (delim != d.cfg().subaddress_delimiter)
+        d.r.fail("postfix",
+                 "recipient_delimiter = " + delim + " but subaddress_delimiter = " +
+                     d.cfg().subaddress_delimiter + ": address extensions are decided otherwise",
+                 "postconf -c " + dir + " -e 'recipient_delimiter = " +
+                     d.cfg().subaddress_delimiter + "' && postfix reload");
+    auto parents = postfix::split_list(d.pf->get("parent_domain_matches_subdomains").value_or(""));
+    if (std::find(parents.begin(), parents.end(), "smtpd_access_maps") != parents.end())
+        d.r.fail("postfix",
+                 "parent_domain_matches_subdomains includes smtpd_access_maps: the recipient "
+                 "table's .domain keys (subdomain patterns) would not match",
+                 "postconf -c " + dir +
+                     " -e 'parent_domain_matches_subdomains = <the same list without "
+                     "smtpd_access_maps>' && postfix reload (docs/postfix.md, Table mode)");
+    return true;
+}
+
 }  // namespace
 
 void check_postfix(doctor_state& d) {
@@ -113,6 +150,10 @@ void check_postfix(doctor_state& d) {
     if (!ours) return;
     bool any_chrooted = false;
     for (const auto& s : d.pf->services()) any_chrooted |= s.command == "smtpd" && s.chrooted();
+    if (check_table_mode(d)) {
+        check_non_smtpd(d, *ours);
+        return;
+    }
     check_smtpd_milters(d, *milters, *ours, any_chrooted);
     check_default_action(d);
     check_non_smtpd(d, *ours);

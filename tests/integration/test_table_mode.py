@@ -157,6 +157,22 @@ class TableMode(unittest.TestCase):
         finally:
             self.stack.start_milter()
 
+    def test_06_doctor_knows_table_mode(self):
+        pfconf = os.path.join(self.dir, "postfix", "etc")
+        out = self.mxctl("doctor", "--postfix-config", pfconf, "--skip", "probe", check=False)
+        self.assertIn("ok    postfix: table mode: smtpd_recipient_restrictions has "
+                      "check_recipient_access lmdb:", out)
+        self.assertNotIn("FAIL  postfix", out)
+        mxtest.run(["postconf", "-c", pfconf, "-e", "recipient_delimiter = -"])
+        try:
+            p = mxtest.run([os.path.join(BUILD, "admin", "mxctl"), "--config", self.stack.conf,
+                            "doctor", "--postfix-config", pfconf, "--skip", "probe"], check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("FAIL  postfix: recipient_delimiter = - but subaddress_delimiter = +",
+                          p.stdout)
+        finally:
+            mxtest.run(["postconf", "-c", pfconf, "-e", "recipient_delimiter = +"])
+
 
 if __name__ == "__main__":
     mxtest.require(root=True, tools=("postfix", "swaks"))
