@@ -124,6 +124,9 @@ postfix::wiring plan(mxctl_context& ctx, postconf& pf) {
     now.smtpd_milters = pf.get_explicit("smtpd_milters");
     now.non_smtpd_milters = pf.get_explicit("non_smtpd_milters");
     now.smtpd_relay_restrictions = pf.get_explicit("smtpd_relay_restrictions");
+    now.smtpd_recipient_restrictions = pf.get_explicit("smtpd_recipient_restrictions");
+    if (auto v = pf.get("parent_domain_matches_subdomains"))
+        now.parent_domain_matches_subdomains = *v;
     now.queue_directory = pf.queue_dir();
     try {
         return postfix::plan_wiring(cfg, now, acct->uid, acct->gid);
@@ -147,9 +150,20 @@ std::vector<std::string> chrooted_smtpd(mxctl_context& ctx, postconf& pf) {
     return out;
 }
 
-// What is there now for everything setup changes (first setup only: later runs keep it).
+// What is there now for everything setup changes. The first setup records it all; a later
+// one (e.g. switching to table mode) only adds the keys it touches for the first time, so
+// --remove still restores what was there before MX Connector.
 nlohmann::json record_before(postconf& pf, const postfix::wiring& w,
-                             const std::vector<std::string>& chroot_off) {
+                             const std::vector<std::string>& chroot_off,
+                             std::optional<nlohmann::json> earlier) {
+    if (earlier) {
+        for (const auto& [k, v] : w.main) {
+            if (earlier->at("main").contains(k)) continue;
+            auto now = pf.get_explicit(k);
+            (*earlier)["main"][k] = now ? nlohmann::json(*now) : nlohmann::json(nullptr);
+        }
+        return *earlier;
+    }
     nlohmann::json saved = {{"main", nlohmann::json::object()}, {"chroot_on", chroot_off}};
     for (const auto& [k, v] : w.main) {
         auto now = pf.get_explicit(k);
@@ -196,9 +210,17 @@ void edit_for_remove(mxctl_context& ctx, postconf& pf, postconf& work,
     std::vector<std::string> ours_items = {"lmdb:" + tables.domain_table,
                                            "socketmap:unix:" + tables.socketmap + ":domain"};
     if (ours) ours_items.push_back(postfix::postfix_address(*ours, pf.queue_dir()));
+    auto access = postfix::recipient_access_entry(tables);
     for (const auto& [k, before] : saved.at("main").items()) {
         std::optional<std::string> value;
-        if (std::find(list_keys.begin(), list_keys.end(), k) != list_keys.end()) {
+        if (k == "smtpd_recipient_restrictions") {
+            // Table mode's access check goes; the admin's other rules stay.
+            std::string v = pf.get_explicit(k).value_or("");
+            std::string b = before.is_null() ? "" : before.get<std::string>();
+            if (postfix::restrictions_without(b, access) == b)
+                v = postfix::restrictions_without(v, access);
+            if (!v.empty() || !before.is_null()) value = v;
+        } else if (std::find(list_keys.begin(), list_keys.end(), k) != list_keys.end()) {
             // What was added since stays; our entries go unless they were there before.
             std::string v = pf.get_explicit(k).value_or("");
             auto had = postfix::split_list(before.is_null() ? "" : before.get<std::string>());
@@ -245,6 +267,7 @@ void run_setup(mxctl_context& ctx, const setup_options& o) {
     postconf pf(dir.string());
     fs::path saved_path = dir / saved_name;
     nlohmann::json saved;
+    bool record_changed = false;
     work_copy copy(dir.string());
     postconf work(copy.path().string());
     if (o.remove) {
@@ -262,8 +285,10 @@ void run_setup(mxctl_context& ctx, const setup_options& o) {
                 "first: apt install postfix-lmdb (nothing changed)");
         auto w = plan(ctx, pf);
         auto chroot_off = chrooted_smtpd(ctx, pf);
-        saved = fs::exists(saved_path) ? nlohmann::json::parse(util::read_file(saved_path))
-                                       : record_before(pf, w, chroot_off);
+        std::optional<nlohmann::json> earlier;
+        if (fs::exists(saved_path)) earlier = nlohmann::json::parse(util::read_file(saved_path));
+        saved = record_before(pf, w, chroot_off, earlier);
+        record_changed = !earlier || saved != *earlier;
         edit_for_setup(pf, work, w, chroot_off);
     }
     std::string diff = unified_diff(dir / "main.cf", copy.path() / "main.cf") +
@@ -285,7 +310,7 @@ void run_setup(mxctl_context& ctx, const setup_options& o) {
     }
     if (o.remove)
         fs::remove(saved_path);
-    else if (!fs::exists(saved_path))
+    else if (record_changed)
         util::write_file_durable(saved_path, saved.dump(1) + "\n", 0644);
     std::cout << (o.remove ? "MX Connector wiring removed from "
                            : "Postfix wired for MX Connector in ")

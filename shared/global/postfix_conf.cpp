@@ -267,7 +267,59 @@ std::optional<std::string> relay_restrictions(const std::optional<std::string>& 
     return list_with(*now, "reject_unauth_destination");
 }
 
+// smtpd_milters without any entry designating our socket (table mode).
+std::string milters_without_ours(const std::optional<std::string>& now, const milter_endpoint& ours,
+                                 const std::string& queue_dir) {
+    std::string out;
+    for (const auto& item : split_list(now.value_or("")))
+        if (!same_endpoint(parse_milter_entry(item).address, ours, queue_dir, false))
+            out += (out.empty() ? "" : ", ") + item;
+    return out;
+}
+
+bool has_entry(const std::string& list, const std::string& entry) {
+    auto items = split_list(list);
+    auto want = split_list(entry);
+    return std::search(items.begin(), items.end(), want.begin(), want.end()) != items.end();
+}
+
 }  // namespace
+
+std::string recipient_access_entry(const milter_tables& t) {
+    return "check_recipient_access lmdb:" + t.recipient_table;
+}
+
+std::string restrictions_without(const std::string& list, const std::string& entry) {
+    // Cut the entry's words out of the text itself, so that the admin's spelling of the rest
+    // ("reject_rbl_client zen.example" as two words of one rule) stays as it was.
+    auto sep = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n'; };
+    std::vector<std::pair<std::size_t, std::size_t>> words;  // [begin, end)
+    for (std::size_t i = 0; i < list.size();) {
+        if (sep(list[i])) {
+            ++i;
+            continue;
+        }
+        std::size_t b = i;
+        while (i < list.size() && !sep(list[i])) ++i;
+        words.emplace_back(b, i);
+    }
+    auto want = split_list(entry);
+    for (std::size_t i = 0; i + want.size() <= words.size() && !want.empty(); ++i) {
+        bool match = true;
+        for (std::size_t k = 0; k < want.size() && match; ++k)
+            match = list.compare(words[i + k].first, words[i + k].second - words[i + k].first,
+                                 want[k]) == 0;
+        if (!match) continue;
+        std::size_t last = i + want.size() - 1;
+        std::string out;
+        if (last + 1 < words.size())  // up to the next rule
+            out = list.substr(0, words[i].first) + list.substr(words[last + 1].first);
+        else if (i > 0)  // the last rule: from the end of the previous one
+            out = list.substr(0, words[i - 1].second);
+        return trim(out);
+    }
+    return list;
+}
 
 wiring plan_wiring(const config& cfg, const current_main& now, unsigned uid, unsigned gid) {
     auto tables = milter_tables_of(cfg);
@@ -294,12 +346,31 @@ wiring plan_wiring(const config& cfg, const current_main& now, unsigned uid, uns
               {"virtual_mailbox_base", "/"},
               {"virtual_uid_maps", "static:" + id},
               {"virtual_gid_maps", "static:" + std::to_string(gid)},
-              {"virtual_minimum_uid", id},
-              {"smtpd_milters", milters_with_ours(now.smtpd_milters, *ours, now.queue_directory)},
-              {"milter_default_action", "tempfail"},
-              {"milter_protocol", "6"},
-              {"milter_connect_timeout", "10s"},
-              {"milter_command_timeout", "30s"}};
+              {"virtual_minimum_uid", id}};
+    if (tables.recipient_table.empty()) {
+        w.main.insert(
+            w.main.end(),
+            {{"smtpd_milters", milters_with_ours(now.smtpd_milters, *ours, now.queue_directory)},
+             {"milter_default_action", "tempfail"},
+             {"milter_protocol", "6"},
+             {"milter_connect_timeout", "10s"},
+             {"milter_command_timeout", "30s"}});
+    } else {
+        // Table mode: Postfix decides from the recipient table; no milter in the SMTP path.
+        std::string restrictions = now.smtpd_recipient_restrictions.value_or("");
+        auto entry = recipient_access_entry(tables);
+        if (!has_entry(restrictions, entry))
+            restrictions = trim(restrictions).empty() ? entry : trim(restrictions) + ", " + entry;
+        std::string parents;
+        for (const auto& item : split_list(now.parent_domain_matches_subdomains))
+            if (item != "smtpd_access_maps") parents += (parents.empty() ? "" : ",") + item;
+        w.main.insert(
+            w.main.end(),
+            {{"smtpd_milters", milters_without_ours(now.smtpd_milters, *ours, now.queue_directory)},
+             {"smtpd_recipient_restrictions", restrictions},
+             {"recipient_delimiter", cfg.subaddress_delimiter},
+             {"parent_domain_matches_subdomains", parents}});
+    }
     if (now.non_smtpd_milters) {
         std::string kept;
         for (const auto& item : split_list(*now.non_smtpd_milters))

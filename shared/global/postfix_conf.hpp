@@ -93,14 +93,27 @@ struct wiring {
 // The values as they are now (explicitly set ones: `postconf -n`; nullopt = not set).
 struct current_main {
     std::optional<std::string> virtual_mailbox_domains, virtual_mailbox_maps, smtpd_milters,
-        non_smtpd_milters, smtpd_relay_restrictions;
+        non_smtpd_milters, smtpd_relay_restrictions, smtpd_recipient_restrictions;
     std::string queue_directory = "/var/spool/postfix";
+    // Effective value (`postconf -h`, default included): table mode takes smtpd_access_maps out.
+    std::string parent_domain_matches_subdomains =
+        "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"
+        "qmqpd_authorized_clients,relay_domains,smtpd_access_maps";
 };
+
+// Table mode's entry in smtpd_recipient_restrictions ("check_recipient_access lmdb:TABLE").
+std::string recipient_access_entry(const milter_tables& t);
+// `list` without that entry (the two words), keeping everything else in order.
+std::string restrictions_without(const std::string& list, const std::string& entry);
 
 // Our settings merged into what is there: lists keep the admin's other entries (our entries
 // added once), smtpd_relay_restrictions is touched only when it lacks an *_unauth_destination
 // rule. Throws std::invalid_argument when the existing wiring conflicts (another
 // virtual_mailbox_maps that we would have to empty).
+// With [milter] recipient_table set, table mode (docs/postfix.md): our milter leaves
+// smtpd_milters, smtpd_recipient_restrictions gets the access check (appended to the admin's
+// rules), recipient_delimiter = subaddress_delimiter, and parent_domain_matches_subdomains
+// loses smtpd_access_maps.
 wiring plan_wiring(const config& cfg, const current_main& now, unsigned uid, unsigned gid);
 
 // Adds `item` to a Postfix list unless an entry equal to it is there ("a, b" style).

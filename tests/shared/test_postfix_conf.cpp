@@ -173,3 +173,38 @@ TEST_CASE("wiring plan merges into an existing configuration", "[postfix_conf]")
     conflict.virtual_mailbox_maps = "hash:/etc/postfix/vmailbox";
     CHECK_THROWS_AS(plan_wiring(stock_config(), conflict, 1, 1), std::invalid_argument);
 }
+
+TEST_CASE("wiring plan in table mode: no milter, the access check appended", "[postfix_conf]") {
+    auto cfg = mx::parse_config(
+        "user = \"mxconnector\"\n[milter]\nrecipient_table = \"/run/mx-connector/recipients\"\n",
+        "/etc/mx-connector/mx-connector.toml");
+    CHECK(milter_tables_of(cfg).recipient_table == "/run/mx-connector/recipients");
+    CHECK(milter_tables_of(stock_config()).recipient_table.empty());  // off unless set
+    current_main now;  // switching an installation wired for the milter, with OpenDKIM
+    now.smtpd_milters = "inet:localhost:8891, unix:/run/mx-connector/milter.sock";
+    now.smtpd_recipient_restrictions = "permit_mynetworks, reject_rbl_client zen.example";
+    auto w = plan_wiring(cfg, now, 1, 1);
+    CHECK(value_of(w, "smtpd_milters") == "inet:localhost:8891");
+    CHECK(value_of(w, "smtpd_recipient_restrictions") ==
+          "permit_mynetworks, reject_rbl_client zen.example, "
+          "check_recipient_access lmdb:/run/mx-connector/recipients");
+    CHECK(value_of(w, "recipient_delimiter") == "+");
+    CHECK(value_of(w, "parent_domain_matches_subdomains") ==
+          "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"
+          "qmqpd_authorized_clients,relay_domains");
+    CHECK(value_of(w, "milter_default_action") == "<unset>");
+    CHECK(value_of(w, "virtual_mailbox_maps").empty());  // delivery wiring as in milter mode
+
+    // Planned again after applying: the entry is not repeated.
+    now.smtpd_recipient_restrictions = value_of(w, "smtpd_recipient_restrictions");
+    auto again = plan_wiring(cfg, now, 1, 1);
+    CHECK(value_of(again, "smtpd_recipient_restrictions") ==
+          value_of(w, "smtpd_recipient_restrictions"));
+    // --remove takes out exactly the two words of our entry.
+    CHECK(restrictions_without(value_of(w, "smtpd_recipient_restrictions"),
+                               recipient_access_entry(milter_tables_of(cfg))) ==
+          "permit_mynetworks, reject_rbl_client zen.example");
+    CHECK(restrictions_without("check_recipient_access lmdb:/other",
+                               "check_recipient_access "
+                               "lmdb:/run/x") == "check_recipient_access lmdb:/other");
+}

@@ -90,6 +90,29 @@ def check_setup(mxctl):
         p = run(*mx)
         assert "nothing to change" in p.stdout, p.stdout
         assert postconf_n(pf) == after
+        # Table mode (docs/postfix.md): the same command once the config names a recipient
+        # table; our milter leaves smtpd_milters, the access check comes in.
+        with open(conf, "a") as f:
+            f.write('[milter]\nrecipient_table = "/run/mx-connector/recipients"\n')
+        run("postconf", "-c", pf, "-e", "smtpd_recipient_restrictions = permit_mynetworks")
+        p = run(*mx)
+        table = postconf_n(pf)
+        for want in ("smtpd_recipient_restrictions = permit_mynetworks, check_recipient_access "
+                     "lmdb:/run/mx-connector/recipients", "recipient_delimiter = +",
+                     "parent_domain_matches_subdomains = debug_peer_list,fast_flush_domains,"
+                     "mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains",
+                     "smtpd_milters ="):
+            assert want in table.splitlines(), f"{want!r} not in\n{table}"
+        assert "nothing to change" in run(*mx).stdout
+        # Reversible, also after the switch: back to the stock file plus the admin's own rule.
+        p = run(*mx, "--remove")
+        assert postconf_n(pf) == "\n".join(sorted(before_main.splitlines() + [
+            "smtpd_recipient_restrictions = permit_mynetworks"])) + "\n", postconf_n(pf)
+        run("postconf", "-c", pf, "-X", "smtpd_recipient_restrictions")
+        with open(conf, "w") as f:
+            f.write('user = "mxconnector"\n')
+        p = run(*mx)
+        assert postconf_n(pf) == after, postconf_n(pf)
         # Reversible.
         p = run(*mx, "--remove")
         assert postconf_n(pf) == before_main, p.stdout + postconf_n(pf)
