@@ -195,11 +195,16 @@ void engine::prefetch_next(const batch& b) {
     p->parsing = std::async(std::launch::async, [this, nb, pp = p.get()] {
         claim_new(*nb);
         std::vector<std::filesystem::path> paths;
+        std::vector<std::uint64_t> sizes;
         paths.reserve(nb->items.size());
-        for (const auto& it : nb->items) paths.push_back(it->work);
+        sizes.reserve(nb->items.size());
+        for (const auto& it : nb->items) {
+            paths.push_back(it->work);
+            sizes.push_back(it->size_hint);
+        }
         pp->items = std::move(nb->items);
         if (paths.empty()) return std::vector<parse_result>{};
-        return parse_all(paths, std::vector<std::uint64_t>(paths.size(), 0));
+        return parse_all(paths, sizes);
     });
     prefetch_.emplace(b.f->drop, std::move(p));
 }

@@ -106,9 +106,12 @@ int claim_rename(const std::filesystem::path& src, const std::filesystem::path& 
 // changed after the import by whoever holds it, and the Maildir target hard-links the claimed
 // file into the mailbox: replace it by a copy of our own (temporary dot name, fsync, rename
 // over). Returns an error text, empty when the file is ours (or was made ours).
-std::string make_private(const std::filesystem::path& work_dir, const std::filesystem::path& p) {
+// `size` gets the claimed file's size (the parse timeout's hint: no fstat per file later).
+std::string make_private(const std::filesystem::path& work_dir, const std::filesystem::path& p,
+                         std::uint64_t& size) {
     struct stat sb {};
     if (::lstat(p.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return {};  // the parser decides
+    size = static_cast<std::uint64_t>(sb.st_size);
     if (sb.st_uid == ::geteuid() && sb.st_nlink <= 1) return {};
     auto tmp = work_dir / (".private." + short_hash(p.string()) + ".tmp");
     if (int err = util::copy_file_synced(p, tmp, p))
@@ -203,9 +206,15 @@ bool ends_with_eml(const std::string& n) {
 void engine::batch::note_waiting(const std::filesystem::path& p) {
     ++bs.waiting;
     if (!want_oldest) return;
-    struct stat sb {};
-    if (::stat(p.c_str(), &sb) == 0 && (bs.oldest == 0 || sb.st_mtime < bs.oldest))
-        bs.oldest = sb.st_mtime;
+    // Maildir names carry their delivery time: no stat per waiting file of a backlog (a
+    // rescan used to stat every one). Other names (*.eml, hand-dropped files) are stat'ed.
+    std::int64_t when = 0;
+    if (auto a = arrival_of(p.filename().native());
+        a.secs >= 1000000000 && a.secs <= static_cast<std::uint64_t>(now))
+        when = static_cast<std::int64_t>(a.secs);
+    else if (struct stat sb{}; ::stat(p.c_str(), &sb) == 0)
+        when = sb.st_mtime;
+    if (when != 0 && (bs.oldest == 0 || when < bs.oldest)) bs.oldest = when;
 }
 
 void engine::claim_own(batch& b) {
@@ -306,7 +315,8 @@ void engine::claim_new(batch& b) {
                                      log_safe(src.string()), std::strerror(rc));
                     return true;
                 }
-                if (auto err = make_private(b.work, dst); !err.empty())
+                std::uint64_t size = 0;
+                if (auto err = make_private(b.work, dst, size); !err.empty())
                     spdlog::warn(
                         "connector {}: cannot make a private copy of {} ({}); importing "
                         "it as it is",
@@ -316,6 +326,7 @@ void engine::claim_new(batch& b) {
                 it.work = dst;
                 it.name = wn;
                 it.origin = origin;
+                it.size_hint = size;
                 b.items.push_back(std::move(itp));
                 return true;
             },

@@ -56,7 +56,8 @@ struct engine::item {
     int attempts = 0;
     std::vector<rcpt> rcpts;
     bool vanished = false;
-    bool parsed = false;  // pr is set (parsed ahead, engine::prefetch)
+    bool parsed = false;          // pr is set (parsed ahead, engine::prefetch)
+    std::uint64_t size_hint = 0;  // size seen when claimed (0: unknown; the parser fstat()s)
     std::string failed_path;
     std::shared_ptr<const folder> from;  // set when parked (under done_mu_): finished later
     int outstanding = 0;                 // deliveries still on a lane (under done_mu_)

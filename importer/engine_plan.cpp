@@ -124,15 +124,16 @@ void engine::parse_items(batch& b) {
     // Items parsed ahead (take_prefetched) keep their results; the rest are parsed now.
     std::vector<item*> todo;
     std::vector<std::filesystem::path> paths;
+    std::vector<std::uint64_t> sizes;  // 0 (a crash leftover): parse_batch fstat()s the fd
     for (auto& it : b.items)
         if (!it->parsed) {
             todo.push_back(it.get());
             paths.push_back(it->work);
+            sizes.push_back(it->size_hint);
         }
     await_parsing();  // another folder's next batch may still be on the workers
     if (!todo.empty()) {
-        // size 0: parse_batch fstat()s the fd
-        auto results = parse_all(paths, std::vector<std::uint64_t>(paths.size(), 0));
+        auto results = parse_all(paths, sizes);
         for (std::size_t i = 0; i < todo.size(); ++i) {
             todo[i]->pr = std::move(results[i]);
             todo[i]->parsed = true;

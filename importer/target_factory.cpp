@@ -93,9 +93,12 @@ void sync_set::sync() {
     if (mode_ == mode::syncfs) {
         // One syncfs() per filesystem flushes every file's data and every directory entry
         // (ext4/xfs: one journal commit plus a cache flush) — the batch's whole durability.
+        // A file is on the filesystem of the folder holding it: files whose folder is in the
+        // set need no stat of their own (one stat per batch instead of one per file).
         std::map<dev_t, std::filesystem::path> devices;
         for (const auto* set : {&dirs_, &files_})
             for (const auto& p : *set) {
+                if (set == &files_ && dirs_.count(p.parent_path())) continue;
                 struct stat st {};
                 if (::stat(p.c_str(), &st) == 0)
                     devices.emplace(st.st_dev, p);
