@@ -16,6 +16,7 @@
 #include "engine_item.hpp"
 #include "util/fs.hpp"
 #include "util/hex.hpp"
+#include "util/privdrop.hpp"
 
 namespace mx::importer {
 
@@ -112,7 +113,7 @@ std::string make_private(const std::filesystem::path& work_dir, const std::files
     struct stat sb {};
     if (::lstat(p.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return {};  // the parser decides
     size = static_cast<std::uint64_t>(sb.st_size);
-    if (sb.st_uid == ::geteuid() && sb.st_nlink <= 1) return {};
+    if (sb.st_uid == util::effective_uid() && sb.st_nlink <= 1) return {};
     auto tmp = work_dir / (".private." + short_hash(p.string()) + ".tmp");
     if (int err = util::copy_file_synced(p, tmp, p))
         return "copy to " + tmp.string() + ": " + std::strerror(err);

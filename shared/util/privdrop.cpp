@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -73,7 +74,25 @@ std::optional<account> lookup_uid(uid_t uid) {
     return with_groups(account{pw.pw_name, pw.pw_uid, pw.pw_gid, {}});
 }
 
+namespace {
+std::atomic<long long> cached_euid{-1};
+}  // namespace
+
+uid_t effective_uid() noexcept {
+    long long v = cached_euid.load(std::memory_order_relaxed);
+    if (v < 0) {
+        v = static_cast<long long>(::geteuid());
+        cached_euid.store(v, std::memory_order_relaxed);
+    }
+    return static_cast<uid_t>(v);
+}
+
 void drop_privileges(const account& a) {
+    // Forgotten before and after the switch (also when it throws half-way).
+    cached_euid.store(-1, std::memory_order_relaxed);
+    struct forget {
+        ~forget() { cached_euid.store(-1, std::memory_order_relaxed); }
+    } forget_after;
     if (::geteuid() != 0 && ::getuid() == a.uid && ::geteuid() == a.uid && ::getgid() == a.gid)
         return;  // already that account (started by hand as it)
     if (::initgroups(a.name.c_str(), a.gid) != 0) fail("initgroups", a.name);

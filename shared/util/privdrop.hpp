@@ -33,6 +33,11 @@ struct account {
     std::vector<gid_t> groups;  // supplementary groups (getgrouplist), primary included
 };
 
+// geteuid() without a system call per use (the importer asks for every file it claims and
+// delivers): cached, and forgotten whenever drop_privileges() changes the identity. Code that
+// changes the effective uid by other means must not rely on it.
+uid_t effective_uid() noexcept;
+
 // The account named `name`; nullopt when there is no such account.
 std::optional<account> lookup_account(const std::string& name);
 // The account with that uid; nullopt when no account has it.
