@@ -321,7 +321,7 @@ check_result daemon_state::decide(std::string_view arg, bool smtputf8, std::stri
         // first (a no-op unless mxctl changed something since).
         if ((r.verdict == decision::accept || r.verdict == decision::not_ours) && tables &&
             tables->enabled() && shm && shm->generation() > tables->known_generation())
-            tables->refresh(*store, false);
+            tables->refresh(*store, false, false);
         if (r.verdict == decision::not_ours && tables && r.recipient)
             if (auto was = tables->recently_removed(r.recipient->domain))
                 r = removed_domain_result(std::move(r), *was);

@@ -193,7 +193,9 @@ class postfix_tables_writer {
         return known_generation_.load(std::memory_order_acquire);
     }
     // Rewrites what changed if the store generation moved (or force); never throws.
-    void refresh(store_holder& store, bool force) noexcept;
+    // with_recipients = false (the RCPT path: accepted mail needs its drop folder, not the
+    // recipient table, whose render walks every mailbox) leaves that table to the next call.
+    void refresh(store_holder& store, bool force, bool with_recipients = true) noexcept;
 
     // Postfix keeps routing a domain removed from the table to us for a while: trivial-rewrite
     // re-reads a replaced table within 10 s, but each smtpd process caches its address
@@ -206,9 +208,16 @@ class postfix_tables_writer {
     std::chrono::steady_clock::duration removal_grace = std::chrono::minutes(10);
 
   private:
+    void refresh_routing(store_holder& store, bool force) noexcept;
+    void refresh_recipients(store_holder& store, bool force) noexcept;
+
     std::string vmap_path_, domain_path_, drop_path_, rcpt_path_;
-    check_policy policy_;          // under mu_
-    bool policy_changed_ = false;  // under mu_
+    std::mutex policy_mu_;
+    check_policy policy_;               // under policy_mu_
+    std::uint64_t policy_version_ = 0;  // under policy_mu_, bumped by set_policy()
+    std::mutex rcpt_mu_;                // the recipient table's own state, below
+    bool rcpt_written_ = false;
+    std::uint64_t rcpt_generation_ = 0, rcpt_policy_version_ = 0;
     domain_entries last_rcpts_;
     std::vector<std::string> last_unexpressed_;
     mutable std::mutex removed_mu_;  // not mu_: RCPTs must not wait for a file write

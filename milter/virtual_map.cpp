@@ -124,8 +124,14 @@ std::string drop_folder_value(const connector& c) {
     return p + "/";
 }
 
-void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
+void postfix_tables_writer::refresh(store_holder& store, bool force,
+                                    bool with_recipients) noexcept {
     if (!enabled()) return;
+    refresh_routing(store, force);
+    if (with_recipients && !rcpt_path_.empty()) refresh_recipients(store, force);
+}
+
+void postfix_tables_writer::refresh_routing(store_holder& store, bool force) noexcept {
     try {
         std::lock_guard lk(mu_);
         std::uint64_t gen = 0;
@@ -133,11 +139,10 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
             std::string vmap;
             domain_entries domains;
             domain_entries drops;
-            std::optional<recipient_entries> rcpts;
         };
         auto r = store.with_view([&](store_view& v) -> std::optional<rendered> {
             gen = v.generation();
-            if (!force && written_ && gen == generation_ && !policy_changed_) return std::nullopt;
+            if (!force && written_ && gen == generation_) return std::nullopt;
             rendered out;
             if (!vmap_path_.empty()) {
                 out.vmap = render_virtual_map(v, gen);
@@ -146,7 +151,6 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
                 if (!drop_path_.empty()) out.drops = render_drop_table(v, out.vmap);
             }
             if (!domain_path_.empty()) out.domains = render_domain_table(v);
-            if (!rcpt_path_.empty()) out.rcpts = render_recipient_table(v, policy_);
             return out;
         });
         if (!r) return;
@@ -183,22 +187,8 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
                 domain_path_, r->domains.size(), gen);
             last_domains_ = std::move(r->domains);
         }
-        if (r->rcpts && (!written_ || r->rcpts->table != last_rcpts_)) {
-            write_domain_table(rcpt_path_, r->rcpts->table);
-            spdlog::info("recipient table lmdb:{} rewritten: {} key(s) (store generation {})",
-                         rcpt_path_, r->rcpts->table.size(), gen);
-            last_rcpts_ = std::move(r->rcpts->table);
-        }
-        // Said once per change, not at every rewrite (mailbox changes rewrite the table).
-        if (r->rcpts && (!written_ || r->rcpts->unexpressed != last_unexpressed_)) {
-            for (const auto& what : r->rcpts->unexpressed)
-                spdlog::warn("recipient table lmdb:{}: {} (table mode; the milter decides these)",
-                             rcpt_path_, log_safe(what));
-            last_unexpressed_ = std::move(r->rcpts->unexpressed);
-        }
         generation_ = gen;
         written_ = true;
-        policy_changed_ = false;
         known_generation_.store(gen, std::memory_order_release);
     } catch (const store_unavailable&) {
         // Nothing to write before the store exists, except an empty domain table: Postfix
@@ -229,10 +219,54 @@ void postfix_tables_writer::refresh(store_holder& store, bool force) noexcept {
     }
 }
 
+// Outside mu_: rendering walks every mailbox (a large store takes a while), and RCPTs that
+// bring the routing tables up to date (refresh_routing) must not wait for it.
+void postfix_tables_writer::refresh_recipients(store_holder& store, bool force) noexcept {
+    std::lock_guard lk(rcpt_mu_);
+    try {
+        check_policy p;
+        std::uint64_t version = 0;
+        {
+            std::lock_guard plk(policy_mu_);
+            p = policy_;
+            version = policy_version_;
+        }
+        std::uint64_t gen = 0;
+        auto r = store.with_view([&](store_view& v) -> std::optional<recipient_entries> {
+            gen = v.generation();
+            if (!force && rcpt_written_ && gen == rcpt_generation_ &&
+                version == rcpt_policy_version_)
+                return std::nullopt;
+            return render_recipient_table(v, p);
+        });
+        if (!r) return;
+        if (!rcpt_written_ || r->table != last_rcpts_) {
+            write_domain_table(rcpt_path_, r->table);
+            spdlog::info("recipient table lmdb:{} rewritten: {} key(s) (store generation {})",
+                         rcpt_path_, r->table.size(), gen);
+            last_rcpts_ = std::move(r->table);
+        }
+        // Said once per change, not at every rewrite (mailbox changes rewrite the table).
+        if (!rcpt_written_ || r->unexpressed != last_unexpressed_) {
+            for (const auto& what : r->unexpressed)
+                spdlog::warn("recipient table lmdb:{}: {} (table mode; the milter decides these)",
+                             rcpt_path_, log_safe(what));
+            last_unexpressed_ = std::move(r->unexpressed);
+        }
+        rcpt_generation_ = gen;
+        rcpt_policy_version_ = version;
+        rcpt_written_ = true;
+    } catch (const store_unavailable&) {
+        // refresh_routing() wrote an empty table for Postfix; nothing else before the store.
+    } catch (const std::exception& e) {
+        spdlog::error("cannot write the recipient table: {}", log_safe(e.what()));
+    }
+}
+
 void postfix_tables_writer::set_policy(const check_policy& p) {
-    std::lock_guard lk(mu_);
+    std::lock_guard lk(policy_mu_);
     policy_ = p;
-    policy_changed_ = true;
+    ++policy_version_;
 }
 
 std::optional<std::string> postfix_tables_writer::recently_removed(std::string_view domain) const {
