@@ -1,4 +1,5 @@
-// util::spawn (programs with a time limit), util::socket_io (deadlines) and util::netstring.
+// util::spawn (programs with a time limit), util::socket_io (deadlines), util::netstring and
+// util::effective_uid (privdrop).
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -6,6 +7,7 @@
 #include <thread>
 
 #include "util/netstring.hpp"
+#include "util/privdrop.hpp"
 #include "util/socket_io.hpp"
 #include "util/spawn.hpp"
 
@@ -67,4 +69,18 @@ TEST_CASE("netstring framing", "[netstring]") {
     CHECK_FALSE(parse_netstring("3:ab", 100));
     CHECK_THROWS_AS(parse_netstring("3:abcd", 100), netstring_error);
     CHECK_THROWS_AS(parse_netstring("200:", 100), netstring_error);
+}
+
+TEST_CASE("effective_uid: geteuid() cached, forgotten when drop_privileges() switches",
+          "[privdrop]") {
+    CHECK(effective_uid() == ::geteuid());
+    CHECK(effective_uid() == ::geteuid());  // the cached value
+    if (::geteuid() != 0) return;           // the switch needs root
+    auto nobody = lookup_account("nobody");
+    REQUIRE(nobody);
+    // run_as() forks and drops in the child: the child's answer is the new account's uid,
+    // although the parent's cached 0 was inherited; the parent keeps 0.
+    CHECK(run_as(*nobody, [] { return std::to_string(effective_uid()); }) ==
+          std::to_string(nobody->uid));
+    CHECK(effective_uid() == 0);
 }
