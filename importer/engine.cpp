@@ -112,28 +112,32 @@ engine::~engine() {
 }
 
 std::vector<parse_result> engine::parse_all(const std::vector<std::filesystem::path>& paths,
-                                            const std::vector<std::uint64_t>& sizes) {
+                                            const std::vector<std::uint64_t>& sizes,
+                                            const std::vector<std::int64_t>& mtimes) {
     if (workers_.size() < 2 || paths.size() < 16)
-        return workers_.front()->parse_batch(paths, sizes);
+        return workers_.front()->parse_batch(paths, sizes, false, mtimes);
     // Two halves in parallel (two cores): the second half on a thread of its own.
-    std::size_t mid = paths.size() / 2;
-    std::vector<std::filesystem::path> p2(paths.begin() + static_cast<long>(mid), paths.end());
-    std::vector<std::uint64_t> s2(sizes.begin() + static_cast<long>(mid), sizes.end());
+    auto mid = static_cast<long>(paths.size() / 2);
+    auto second = [mid](const auto& v) {
+        return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin() + mid,
+                                                                           v.end());
+    };
+    auto first = [mid](const auto& v) {
+        return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin(),
+                                                                           v.begin() + mid);
+    };
     std::vector<parse_result> r2;
     std::exception_ptr err;
     std::thread t([&] {
         try {
-            r2 = workers_[1]->parse_batch(p2, s2);
+            r2 = workers_[1]->parse_batch(second(paths), second(sizes), false, second(mtimes));
         } catch (...) {
             err = std::current_exception();
         }
     });
     std::vector<parse_result> r1;
     try {
-        r1 = workers_[0]->parse_batch(
-            std::vector<std::filesystem::path>(paths.begin(),
-                                               paths.begin() + static_cast<long>(mid)),
-            std::vector<std::uint64_t>(sizes.begin(), sizes.begin() + static_cast<long>(mid)));
+        r1 = workers_[0]->parse_batch(first(paths), first(sizes), false, first(mtimes));
     } catch (...) {
         t.join();
         throw;
@@ -196,15 +200,18 @@ void engine::prefetch_next(const batch& b) {
         claim_new(*nb);
         std::vector<std::filesystem::path> paths;
         std::vector<std::uint64_t> sizes;
+        std::vector<std::int64_t> mtimes;
         paths.reserve(nb->items.size());
         sizes.reserve(nb->items.size());
+        mtimes.reserve(nb->items.size());
         for (const auto& it : nb->items) {
             paths.push_back(it->work);
             sizes.push_back(it->size_hint);
+            mtimes.push_back(it->mtime_hint);
         }
         pp->items = std::move(nb->items);
         if (paths.empty()) return std::vector<parse_result>{};
-        return parse_all(paths, sizes);
+        return parse_all(paths, sizes, mtimes);
     });
     prefetch_.emplace(b.f->drop, std::move(p));
 }

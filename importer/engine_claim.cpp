@@ -109,11 +109,15 @@ int claim_rename(const std::filesystem::path& src, const std::filesystem::path& 
 // over). Returns an error text, empty when the file is ours (or was made ours).
 // `size` gets the claimed file's size (the parse timeout's hint: no fstat per file later).
 std::string make_private(const std::filesystem::path& work_dir, const std::filesystem::path& p,
-                         std::uint64_t& size) {
+                         std::uint64_t& size, std::int64_t& mtime) {
     struct stat sb {};
     if (::lstat(p.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) return {};  // the parser decides
     size = static_cast<std::uint64_t>(sb.st_size);
-    if (sb.st_uid == util::effective_uid() && sb.st_nlink <= 1) return {};
+    if (sb.st_uid == util::effective_uid() && sb.st_nlink <= 1) {
+        // Ours alone, in our own work folder: the parser may take size and mtime as seen.
+        mtime = static_cast<std::int64_t>(sb.st_mtime);
+        return {};
+    }
     auto tmp = work_dir / (".private." + short_hash(p.string()) + ".tmp");
     if (int err = util::copy_file_synced(p, tmp, p))
         return "copy to " + tmp.string() + ": " + std::strerror(err);
@@ -208,13 +212,16 @@ void engine::batch::note_waiting(const std::filesystem::path& p) {
     ++bs.waiting;
     if (!want_oldest) return;
     // Maildir names carry their delivery time: no stat per waiting file of a backlog (a
-    // rescan used to stat every one). Other names (*.eml, hand-dropped files) are stat'ed.
+    // rescan used to stat every one). Other names (*.eml, hand-dropped files) are stat'ed,
+    // a bounded number per scan (the gauge then covers those).
     std::int64_t when = 0;
     if (auto a = arrival_of(p.filename().native());
         a.secs >= 1000000000 && a.secs <= static_cast<std::uint64_t>(now))
         when = static_cast<std::int64_t>(a.secs);
-    else if (struct stat sb{}; ::stat(p.c_str(), &sb) == 0)
-        when = sb.st_mtime;
+    else if (gauge_stats_left > 0) {
+        --gauge_stats_left;
+        if (struct stat sb{}; ::stat(p.c_str(), &sb) == 0) when = sb.st_mtime;
+    }
     if (when != 0 && (bs.oldest == 0 || when < bs.oldest)) bs.oldest = when;
 }
 
@@ -317,7 +324,8 @@ void engine::claim_new(batch& b) {
                     return true;
                 }
                 std::uint64_t size = 0;
-                if (auto err = make_private(b.work, dst, size); !err.empty())
+                std::int64_t mtime = 0;
+                if (auto err = make_private(b.work, dst, size, mtime); !err.empty())
                     spdlog::warn(
                         "connector {}: cannot make a private copy of {} ({}); importing "
                         "it as it is",
@@ -328,6 +336,7 @@ void engine::claim_new(batch& b) {
                 it.name = wn;
                 it.origin = origin;
                 it.size_hint = size;
+                it.mtime_hint = mtime;
                 b.items.push_back(std::move(itp));
                 return true;
             },

@@ -56,8 +56,9 @@ void engine::dispatch(batch& b) {
             // go on meanwhile. The result comes back under done_mu_.
             jobs.emplace_back(r.spec, [this, it, i, awaited, conn = b.f->connector] {
                 auto& rc = it->rcpts[i];
-                delivery d{it->work, it->pr.size,        rc.key,         rc.mailbox,
-                           conn,     it->pr.fingerprint, it->first_seen, &it->pr.info};
+                delivery d{it->work,       it->pr.size,  rc.key,
+                           rc.mailbox,     conn,         it->pr.fingerprint,
+                           it->first_seen, &it->pr.info, it->mtime_hint != 0};
                 {
                     std::lock_guard lk(done_mu_);
                     if (awaited && !it->from) ++batch_started_;

@@ -58,6 +58,7 @@ struct engine::item {
     bool vanished = false;
     bool parsed = false;          // pr is set (parsed ahead, engine::prefetch)
     std::uint64_t size_hint = 0;  // size seen when claimed (0: unknown; the parser fstat()s)
+    std::int64_t mtime_hint = 0;  // non-zero: a private regular file of size_hint (no fstat)
     std::string failed_path;
     std::shared_ptr<const folder> from;  // set when parked (under done_mu_): finished later
     int outstanding = 0;                 // deliveries still on a lane (under done_mu_)
@@ -90,6 +91,10 @@ struct engine::batch {
     std::int64_t now = 0;
     std::filesystem::path work;
     bool want_oldest = false;
+    // Waiting files named without a Maildir time (hand-dropped *.eml, other MTAs) are stat'ed
+    // for the oldest-file gauge at most this many times per scan: a backlog of such names
+    // would otherwise cost one stat each before the first file is claimed.
+    std::size_t gauge_stats_left = 256;
     std::size_t budget = 0;  // files this batch may take (batch_size less the parked ones)
     item_list items;
     batch_stats bs;

@@ -48,6 +48,9 @@ struct delivery {
     std::string fingerprint;
     std::int64_t arrival = 0;  // unix time the file arrived (its mtime)
     const message_info* info = nullptr;
+    // The engine saw `source` as this account's own single-link file in its private work
+    // folder when it claimed it: targets need not look at its owner again.
+    bool source_private = false;
 };
 
 enum class result_kind { imported, temporary, permanent };

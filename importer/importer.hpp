@@ -177,7 +177,8 @@ class engine {
     void finish_failed(const folder& f, item& it);
     nlohmann::json retry_record(const item& it, const std::string& last_error, std::int64_t now);
     std::vector<parse_result> parse_all(const std::vector<std::filesystem::path>& paths,
-                                        const std::vector<std::uint64_t>& sizes);
+                                        const std::vector<std::uint64_t>& sizes,
+                                        const std::vector<std::int64_t>& mtimes);
     std::size_t parked_of(const std::string& connector) const;
 
     const config& cfg_;

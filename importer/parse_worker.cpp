@@ -28,23 +28,30 @@
 namespace mx::importer {
 namespace {
 
-bool send_request(int sock, int fd, bool envelope_only) {
-    // One byte: 'e' envelope only, 'f' full analysis (nothing for the worker to parse).
-    char body[1] = {envelope_only ? 'e' : 'f'};
-    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
+// One message for several files: the mode byte, then (size, mtime) per file, the fds as one
+// SCM_RIGHTS (see parse_worker.hpp).
+bool send_request(int sock, const std::vector<int>& fds, const std::vector<std::uint64_t>& sizes,
+                  const std::vector<std::int64_t>& mtimes, bool envelope_only) {
+    char body[1 + 16 * max_fds_per_request];
+    body[0] = envelope_only ? 'e' : 'f';
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+        std::memcpy(body + 1 + 16 * i, &sizes[i], 8);
+        std::memcpy(body + 1 + 16 * i + 8, &mtimes[i], 8);
+    }
+    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * max_fds_per_request)] = {};
     struct iovec iov {
-        body, sizeof body
+        body, 1 + 16 * fds.size()
     };
     struct msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = ctrl;
-    msg.msg_controllen = sizeof ctrl;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
     ssize_t n;
     do {
         n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -249,7 +256,8 @@ parse_result parse_worker::parse(const std::filesystem::path& path, std::uint64_
 
 std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::filesystem::path>& paths,
                                                     const std::vector<std::uint64_t>& sizes,
-                                                    bool envelope_only) {
+                                                    bool envelope_only,
+                                                    const std::vector<std::int64_t>& mtimes) {
     ready();
     std::vector<parse_result> results(paths.size());
     std::size_t next_send = 0;
@@ -281,30 +289,47 @@ std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::files
     };
     while (next_send < paths.size() || !in_flight.empty()) {
         // Keep a bounded number of requests (and so of fds) in flight. Each file is opened
-        // here, by the parent, so the worker needs no right to open anything.
-        while (!send_blocked && next_send < paths.size() && in_flight.size() < 64) {
+        // here, by the parent, so the worker needs no right to open anything; up to
+        // max_fds_per_request of them travel in one message.
+        // A message is sent when a whole one fits (fewer, fuller messages).
+        while (!send_blocked && next_send < paths.size() &&
+               in_flight.size() + max_fds_per_request <= 64) {
+            std::vector<int> fds;
+            std::vector<std::size_t> idx;
+            std::vector<std::uint64_t> req_sizes;
+            std::vector<std::int64_t> req_mtimes;
             std::size_t i = next_send;
-            int fd =
-                ::open(paths[i].c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-            if (fd < 0) {
-                int e = errno;
-                results[i] = {};
-                results[i].st = parse_result::status::io_error;
-                results[i].err = e;
-                results[i].error = std::string("open: ") + std::strerror(e);
-                ++next_send;
+            for (; i < paths.size() && fds.size() < max_fds_per_request; ++i) {
+                int fd = ::open(paths[i].c_str(),
+                                O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+                if (fd < 0) {
+                    int e = errno;
+                    results[i] = {};
+                    results[i].st = parse_result::status::io_error;
+                    results[i].err = e;
+                    results[i].error = std::string("open: ") + std::strerror(e);
+                    continue;
+                }
+                if (size_of[i] == 0) {
+                    struct stat sb {};
+                    if (::fstat(fd, &sb) == 0) size_of[i] = static_cast<std::uint64_t>(sb.st_size);
+                }
+                fds.push_back(fd);
+                idx.push_back(i);
+                req_sizes.push_back(size_of[i]);
+                req_mtimes.push_back(i < mtimes.size() ? mtimes[i] : 0);
+            }
+            if (fds.empty()) {  // everything tried failed to open
+                next_send = i;
                 continue;
             }
-            if (size_of[i] == 0) {
-                struct stat sb {};
-                if (::fstat(fd, &sb) == 0) size_of[i] = static_cast<std::uint64_t>(sb.st_size);
-            }
-            bool sent = send_request(to_worker_, fd, envelope_only);
+            bool sent = send_request(to_worker_, fds, req_sizes, req_mtimes, envelope_only);
             int e = errno;
-            ::close(fd);  // the worker has its own copy now
+            for (int fd : fds) ::close(fd);  // the worker has its own copies now
             if (!sent) {
                 // EAGAIN: full, wait. EPIPE and the like: the worker is gone, the read side
-                // sees the EOF and restarts it.
+                // sees the EOF and restarts it. Opened again when sent again.
+                next_send = idx.front();
                 send_blocked = true;
                 if (e != EAGAIN && e != EWOULDBLOCK && in_flight.empty()) {
                     int st = 0;
@@ -316,9 +341,9 @@ std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::files
                 }
                 break;
             }
-            if (in_flight.empty()) deadline = deadline_for(i);
-            in_flight.push_back(i);
-            ++next_send;
+            if (in_flight.empty()) deadline = deadline_for(idx.front());
+            for (auto k : idx) in_flight.push_back(k);
+            next_send = i;
         }
         if (in_flight.empty()) {  // everything left failed to open, or the worker restarted
             if (send_blocked) {

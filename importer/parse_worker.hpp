@@ -1,10 +1,13 @@
 // parse_worker: runs message_parse in a separate, sandboxed process so that a parser crash,
 // hang or exploit on a hostile file can never take mx-importer down nor reach its secrets.
 //
-// Protocol: requests go over a SOCK_SEQPACKET socket (the worker's fd 0), one message each:
-// one byte ('f' full analysis, 'e' envelope only) carrying the already opened file as SCM_RIGHTS;
-// the parent opens every file itself (O_RDONLY|O_NOFOLLOW|O_NONBLOCK), so the worker never needs
-// open(). Replies are JSON lines on a pipe (the worker's fd 1): first a hello
+// Protocol: requests go over a SOCK_SEQPACKET socket (the worker's fd 0): a message is one
+// byte ('f' full analysis, 'e' envelope only), then per file 16 bytes (size, mtime as the
+// claim's lstat saw them; mtime 0: unknown, the worker fstat()s), carrying up to
+// max_fds_per_request already opened files as SCM_RIGHTS (one message, not one per file: two
+// system calls fewer per file). The parent opens every file itself
+// (O_RDONLY|O_NOFOLLOW|O_NONBLOCK), so the worker never needs open(). Replies are JSON lines on a
+// pipe (the worker's fd 1): first a hello
 // {"sandbox":true,"syscalls":N} or
 // {"sandbox":false,"error":"..."} once the worker is ready, then per request
 // {"ok":true,"size":N,"mtime":T,"fingerprint":"<sha256 hex>","info":{...message_info...}} or
@@ -65,6 +68,9 @@ struct worker_options {
     bool sandbox = true;  // seccomp-bpf filter in the worker (see above)
 };
 
+// Files per request message (the worker's RLIMIT_NOFILE leaves room for exactly these).
+inline constexpr std::size_t max_fds_per_request = 16;
+
 class parse_worker {
   public:
     // wait = false: the worker is started but its hello not awaited yet (ready() does it), so
@@ -76,9 +82,13 @@ class parse_worker {
 
     // envelope_only: fingerprint, header scan and envelope only — no mimetic, no GMime (the
     // fallback after the full parse crashed twice, so the bounce still reaches the sender).
+    // sizes: as claimed (0: unknown); mtimes (optional): non-zero when the claim's lstat saw
+    // a regular file of that size and mtime in our private work folder, so the worker need
+    // not fstat it.
     std::vector<parse_result> parse_batch(const std::vector<std::filesystem::path>& paths,
                                           const std::vector<std::uint64_t>& sizes,
-                                          bool envelope_only = false);
+                                          bool envelope_only = false,
+                                          const std::vector<std::int64_t>& mtimes = {});
     parse_result parse(const std::filesystem::path& path, std::uint64_t size_hint = 0,
                        bool envelope_only = false);
     // Waits for the hello of a worker started with wait = false; throws when it never comes.
@@ -116,7 +126,9 @@ int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sa
 void prepare_worker_once(const parse_limits& limits);
 
 // Analyses one already open file in this process (what the worker does for one request).
-nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only = false);
+// known_size/known_mtime (known_mtime != 0): what the parent's lstat saw, instead of an fstat.
+nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only = false,
+                          std::uint64_t known_size = 0, std::int64_t known_mtime = 0);
 // The same for a path (opened O_NOFOLLOW here; tests and tools, never inside the worker).
 nlohmann::json analyse_file(const std::string& path, const parse_limits& limits,
                             bool envelope_only = false);

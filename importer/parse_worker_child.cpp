@@ -223,20 +223,29 @@ sandbox::policy worker_policy(int in_fd, int out_fd) {
         allow("rt_sigreturn"),
     };
     if (fault_injection_enabled()) p.allow.push_back(allow("pause"));  // the "hang" fault
-    // No fd numbered beyond the one request being answered (fds 0-2 are taken).
+    // No fd numbered beyond the files of the one request being answered (fds 0-2 are taken).
     int lowest_free = ::fcntl(0, F_DUPFD, 0);
     if (lowest_free >= 0) {
         ::close(lowest_free);
-        p.max_open_files = static_cast<rlim_t>(lowest_free) + 1;
+        p.max_open_files = static_cast<rlim_t>(lowest_free) + max_fds_per_request;
     }
     return p;
 }
 
-// One request: one byte ('e' envelope only, 'f' full) with one fd. Returns false at EOF (parent
-// gone or done).
-bool receive_request(int in_fd, int& fd, bool& envelope_only, std::string& error) {
-    char buf[4096];
-    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
+// One request: one byte ('e' envelope only, 'f' full), then 16 bytes per file (size, mtime;
+// mtime 0: unknown), carrying the files' fds in one SCM_RIGHTS. A one-byte request is one file,
+// unknown. Every file the parent counted gets a slot (fd -1 with an error when it did not
+// arrive). Returns false at EOF (parent gone or done).
+struct request_file {
+    int fd = -1;
+    std::uint64_t size = 0;
+    std::int64_t mtime = 0;
+    std::string error;
+};
+
+bool receive_request(int in_fd, std::vector<request_file>& files, bool& envelope_only) {
+    char buf[1 + 16 * max_fds_per_request + 1];
+    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * max_fds_per_request)];
     struct iovec iov {
         buf, sizeof buf
     };
@@ -250,19 +259,37 @@ bool receive_request(int in_fd, int& fd, bool& envelope_only, std::string& error
         n = ::recvmsg(in_fd, &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) return false;
-    fd = -1;
+    std::vector<int> fds;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-            std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-    error.clear();
-    if (fd < 0)
-        error = (msg.msg_flags & MSG_CTRUNC) ? "file descriptor refused (limit)"
-                                             : "request without a file descriptor";
-    if (n == 1 && (buf[0] == 'e' || buf[0] == 'f'))
-        envelope_only = buf[0] == 'e';
-    else
-        error = "bad request";
+            c->cmsg_len >= CMSG_LEN(0)) {
+            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < k; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                fds.push_back(fd);
+            }
+        }
+    auto len = static_cast<std::size_t>(n);
+    bool well_formed = (msg.msg_flags & MSG_TRUNC) == 0 && (buf[0] == 'e' || buf[0] == 'f') &&
+                       (len == 1 || (len - 1) % 16 == 0);
+    std::size_t count = len <= 1 ? 1 : (len - 1) / 16;
+    envelope_only = buf[0] == 'e';
+    files.assign(count, {});
+    for (std::size_t i = 0; i < count; ++i) {
+        auto& f = files[i];
+        if (len > 1) {
+            std::memcpy(&f.size, buf + 1 + 16 * i, 8);
+            std::memcpy(&f.mtime, buf + 1 + 16 * i + 8, 8);
+        }
+        if (i < fds.size()) f.fd = fds[i];
+        if (!well_formed)
+            f.error = "bad request";
+        else if (f.fd < 0)
+            f.error = (msg.msg_flags & MSG_CTRUNC) ? "file descriptor refused (limit)"
+                                                   : "request without a file descriptor";
+    }
+    for (std::size_t i = count; i < fds.size(); ++i) ::close(fds[i]);  // never asked about
     return true;
 }
 }  // namespace
@@ -282,9 +309,16 @@ void prepare_worker_once(const parse_limits& limits) {
     });
 }
 
-nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only) {
+nlohmann::json analyse_fd(int fd, const parse_limits& limits, bool envelope_only,
+                          std::uint64_t known_size, std::int64_t known_mtime) {
     struct stat st {};
-    if (fd_stat(fd, &st) != 0) return io_failure("fstat", errno);
+    if (known_mtime != 0) {  // the parent's lstat of its private work file: no fstat here
+        st.st_mode = S_IFREG;
+        st.st_size = static_cast<off_t>(known_size);
+        st.st_mtime = static_cast<time_t>(known_mtime);
+    } else if (fd_stat(fd, &st) != 0) {
+        return io_failure("fstat", errno);
+    }
     if (!S_ISREG(st.st_mode))
         return {{"ok", false}, {"errno", EINVAL}, {"error", "not a regular file"}};
     std::string_view data;
@@ -354,26 +388,30 @@ int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sa
         }
     }
     if (!write_all(out_fd, hello.dump(-1, ' ', false, json_replace) + "\n")) ::_exit(1);
+    std::vector<request_file> files;
     for (;;) {
-        int fd = -1;
         bool envelope_only = false;
-        std::string error;
         // EOF: the parent is done. _exit: nothing to flush, and no exit-time handler of any
         // library gets to make a system call the filter forbids.
-        if (!receive_request(in_fd, fd, envelope_only, error)) ::_exit(0);
-        fd_closer g{fd};
-        nlohmann::json reply;
-        if (!error.empty()) {
-            reply = {{"ok", false}, {"errno", EBADF}, {"error", error}};
-        } else {
-            try {
-                reply = analyse_fd(fd, limits, envelope_only);
-            } catch (const std::exception& e) {
-                // A parser exception is an answer too (the message is unparseable), not a crash.
-                reply = {{"ok", true}, {"exception", e.what()}};
+        if (!receive_request(in_fd, files, envelope_only)) ::_exit(0);
+        // One reply per file as soon as it is answered: the parent blames a hang or a crash
+        // on the first file it has no answer for.
+        for (auto& f : files) {
+            fd_closer g{f.fd};
+            nlohmann::json reply;
+            if (!f.error.empty()) {
+                reply = {{"ok", false}, {"errno", EBADF}, {"error", f.error}};
+            } else {
+                try {
+                    reply = analyse_fd(f.fd, limits, envelope_only, f.size, f.mtime);
+                } catch (const std::exception& e) {
+                    // A parser exception is an answer too (the message is unparseable), not a
+                    // crash.
+                    reply = {{"ok", true}, {"exception", e.what()}};
+                }
             }
+            if (!write_all(out_fd, reply.dump(-1, ' ', false, json_replace) + "\n")) ::_exit(1);
         }
-        if (!write_all(out_fd, reply.dump(-1, ' ', false, json_replace) + "\n")) ::_exit(1);
     }
 }
 

@@ -82,7 +82,8 @@ class maildir_target final : public import_target {
         // the message in the mailbox): copy it. (The engine already replaces such claimed
         // files by private copies; this holds for every caller.)
         struct stat sb {};
-        if (::lstat(d.source.c_str(), &sb) == 0 && sb.st_uid != util::effective_uid())
+        if (!d.source_private && ::lstat(d.source.c_str(), &sb) == 0 &&
+            sb.st_uid != util::effective_uid())
             return copy(d, planned, dest, s);
         if (::link(d.source.c_str(), dest.c_str()) == 0) {
             s.add_file(dest);

@@ -44,6 +44,12 @@ std::string open_probe(const fs::path& target) {
            target.string() + "\nSubject: probe\n\nbody\n";
 }
 
+std::int64_t mtime_of(const fs::path& p) {
+    struct stat sb {};
+    REQUIRE(::stat(p.c_str(), &sb) == 0);
+    return static_cast<std::int64_t>(sb.st_mtime);
+}
+
 worker_options mode(bool exec, bool sandbox = true) {
     worker_options o;
     if (exec) o.exec_path = MX_IMPORTER_BIN;
@@ -216,4 +222,55 @@ TEST_CASE("parse worker sandbox: RFC 2047 words in rare charsets decode as in-pr
         CHECK(r[i].info.subject == here.at("info").at("subject").get<std::string>());
     }
     CHECK(w.restarts() == 0);
+}
+
+TEST_CASE("parse worker: many files per request, a crash and a hang blamed on their own file",
+          "[sandbox]") {
+    // Requests carry up to max_fds_per_request files each; the worker still answers file by
+    // file, so the crash and the hang in the middle of a request are blamed on those two
+    // files alone and the rest of their requests is sent again to the new worker.
+    fault_injection_on fi;
+    temp_dir d("groups");
+    std::vector<fs::path> files;
+    std::vector<std::uint64_t> sizes;
+    std::vector<std::int64_t> mtimes;
+    const std::size_t n = 3 * max_fds_per_request + 5, crash_at = 7, hang_at = 20;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto p = d.path / ("m" + std::to_string(i));
+        std::string fault = i == crash_at  ? "X-Mx-Test-Fault: crash\n"
+                            : i == hang_at ? "X-Mx-Test-Fault: hang\n"
+                                           : "";
+        spit(p, "Delivered-To: info@example.test\n" + fault + "Subject: m" + std::to_string(i) +
+                    "\n\nbody\n");
+        files.push_back(p);
+        sizes.push_back(fs::file_size(p));
+        // Hints as the claim gives them: every other file with a (deliberately odd) mtime
+        // the worker must take instead of an fstat, the rest unknown (the worker fstat()s).
+        mtimes.push_back(i % 2 ? 1000000000 + static_cast<std::int64_t>(i) : 0);
+    }
+    for (bool exec : {false, true}) {
+        INFO((exec ? "exec" : "fork"));
+        auto o = mode(exec);
+        o.base_timeout = std::chrono::milliseconds(mx::util::sanitizer_build ? 3000 : 1000);
+        parse_worker w(o);
+        auto r = w.parse_batch(files, sizes, false, mtimes);
+        REQUIRE(r.size() == n);
+        for (std::size_t i = 0; i < n; ++i) {
+            INFO(i);
+            if (i == crash_at) {
+                CHECK(r[i].st == parse_result::status::crashed);
+            } else if (i == hang_at) {
+                CHECK(r[i].st == parse_result::status::timeout);
+            } else {
+                REQUIRE(r[i].st == parse_result::status::ok);
+                CHECK(r[i].info.subject == "m" + std::to_string(i));
+                CHECK(r[i].size == sizes[i]);
+                if (mtimes[i] != 0)
+                    CHECK(r[i].mtime == mtimes[i]);
+                else
+                    CHECK(r[i].mtime == mtime_of(files[i]));
+            }
+        }
+        CHECK(w.restarts() == 2);
+    }
 }
