@@ -111,33 +111,36 @@ engine::~engine() {
     if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-std::vector<parse_result> engine::parse_all(const std::vector<std::filesystem::path>& paths,
-                                            const std::vector<std::uint64_t>& sizes,
-                                            const std::vector<std::int64_t>& mtimes) {
-    if (workers_.size() < 2 || paths.size() < 16)
-        return workers_.front()->parse_batch(paths, sizes, false, mtimes);
+std::vector<parse_result> engine::parse_all(const std::vector<item*>& items) {
+    // Each file with what its claim saw (size, and mtime for a private one: no fstat).
+    using iter = std::vector<item*>::const_iterator;
+    auto parse_on = [](parse_worker& w, iter from, iter to) {
+        std::vector<std::filesystem::path> paths;
+        std::vector<std::uint64_t> sizes;
+        std::vector<std::int64_t> mtimes;
+        for (auto p = from; p != to; ++p) {
+            paths.push_back((*p)->work);
+            sizes.push_back((*p)->size_hint);
+            mtimes.push_back((*p)->mtime_hint);
+        }
+        return w.parse_batch(paths, sizes, false, mtimes);
+    };
+    if (workers_.size() < 2 || items.size() < 16)
+        return parse_on(*workers_.front(), items.begin(), items.end());
     // Two halves in parallel (two cores): the second half on a thread of its own.
-    auto mid = static_cast<long>(paths.size() / 2);
-    auto second = [mid](const auto& v) {
-        return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin() + mid,
-                                                                           v.end());
-    };
-    auto first = [mid](const auto& v) {
-        return std::vector<typename std::decay_t<decltype(v)>::value_type>(v.begin(),
-                                                                           v.begin() + mid);
-    };
+    auto mid = items.begin() + static_cast<long>(items.size() / 2);
     std::vector<parse_result> r2;
     std::exception_ptr err;
     std::thread t([&] {
         try {
-            r2 = workers_[1]->parse_batch(second(paths), second(sizes), false, second(mtimes));
+            r2 = parse_on(*workers_[1], mid, items.end());
         } catch (...) {
             err = std::current_exception();
         }
     });
     std::vector<parse_result> r1;
     try {
-        r1 = workers_[0]->parse_batch(first(paths), first(sizes), false, first(mtimes));
+        r1 = parse_on(*workers_[0], items.begin(), mid);
     } catch (...) {
         t.join();
         throw;
@@ -198,20 +201,12 @@ void engine::prefetch_next(const batch& b) {
     // work folder are not this batch's.
     p->parsing = std::async(std::launch::async, [this, nb, pp = p.get()] {
         claim_new(*nb);
-        std::vector<std::filesystem::path> paths;
-        std::vector<std::uint64_t> sizes;
-        std::vector<std::int64_t> mtimes;
-        paths.reserve(nb->items.size());
-        sizes.reserve(nb->items.size());
-        mtimes.reserve(nb->items.size());
-        for (const auto& it : nb->items) {
-            paths.push_back(it->work);
-            sizes.push_back(it->size_hint);
-            mtimes.push_back(it->mtime_hint);
-        }
-        pp->items = std::move(nb->items);
-        if (paths.empty()) return std::vector<parse_result>{};
-        return parse_all(paths, sizes, mtimes);
+        std::vector<item*> claimed;
+        claimed.reserve(nb->items.size());
+        for (const auto& it : nb->items) claimed.push_back(it.get());
+        pp->items = std::move(nb->items);  // the items themselves stay where they are
+        if (claimed.empty()) return std::vector<parse_result>{};
+        return parse_all(claimed);
     });
     prefetch_.emplace(b.f->drop, std::move(p));
 }

@@ -123,19 +123,11 @@ bool duplicate_in_batch(engine::batch& b, const engine::item& it, rcpt& r) {
 void engine::parse_items(batch& b) {
     // Items parsed ahead (take_prefetched) keep their results; the rest are parsed now.
     std::vector<item*> todo;
-    std::vector<std::filesystem::path> paths;
-    std::vector<std::uint64_t> sizes;  // 0 (a crash leftover): parse_batch fstat()s the fd
-    std::vector<std::int64_t> mtimes;
     for (auto& it : b.items)
-        if (!it->parsed) {
-            todo.push_back(it.get());
-            paths.push_back(it->work);
-            sizes.push_back(it->size_hint);
-            mtimes.push_back(it->mtime_hint);
-        }
+        if (!it->parsed) todo.push_back(it.get());
     await_parsing();  // another folder's next batch may still be on the workers
     if (!todo.empty()) {
-        auto results = parse_all(paths, sizes, mtimes);
+        auto results = parse_all(todo);
         for (std::size_t i = 0; i < todo.size(); ++i) {
             todo[i]->pr = std::move(results[i]);
             todo[i]->parsed = true;

@@ -176,9 +176,7 @@ class engine {
     void report(const folder& f, std::vector<item*>& items, batch_stats& bs);        // 8
     void finish_failed(const folder& f, item& it);
     nlohmann::json retry_record(const item& it, const std::string& last_error, std::int64_t now);
-    std::vector<parse_result> parse_all(const std::vector<std::filesystem::path>& paths,
-                                        const std::vector<std::uint64_t>& sizes,
-                                        const std::vector<std::int64_t>& mtimes);
+    std::vector<parse_result> parse_all(const std::vector<item*>& items);  // in items' order
     std::size_t parked_of(const std::string& connector) const;
 
     const config& cfg_;
