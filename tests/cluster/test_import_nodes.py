@@ -82,6 +82,17 @@ class Node:
         d = os.path.join(self.cluster.drop, ".work", self.name)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
+    def queued(self):
+        """Messages still in this node's private Postfix queue (not yet delivered into the drop
+        folder): a drop folder can be empty for a moment while Postfix still holds mail, e.g. a
+        message whose cleanup(8) waits a second for a restarted trivial-rewrite(8)."""
+        spool = os.path.join(self.dir, "postfix", "spool")
+        n = 0
+        for q in ("maildrop", "incoming", "active", "deferred", "hold"):
+            for _, _, files in os.walk(os.path.join(spool, q)):
+                n += len(files)
+        return n
+
     def imported_lines(self):
         try:
             return open(self.log, errors="replace").read().count("outcome=imported")
