@@ -48,7 +48,10 @@ settings settings::from(const config& cfg) {
     s.max_age = secs(r.number("max_age_days", 5, 0, 3650) * 86400);
     s.retry_base = secs(r.number("retry_base_seconds", 60, 0, 86400));
     s.retry_max = secs(r.number("retry_max_seconds", 3600, 0, 30 * 86400));
-    s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 256, 1, 100000));
+    // 2048: a backlog drains at ~10,000 files/s on 2 cores where 256 gave ~7,000 (each batch
+    // pays two journal commits, a syncfs and a directory scan); a trickle makes small batches
+    // anyway. docs/BENCHMARKS.md, Importer.
+    s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 2048, 1, 100000));
     s.rescan_interval = ms(r.number("rescan_seconds", 5, 0.01, 86400));
     s.batch_delay = std::chrono::milliseconds(r.integer("batch_delay_ms", 100, 0, 10000));
     s.eml_settle = secs(r.number("eml_settle_seconds", 2, 0, 86400));
