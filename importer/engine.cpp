@@ -48,10 +48,12 @@ settings settings::from(const config& cfg) {
     s.max_age = secs(r.number("max_age_days", 5, 0, 3650) * 86400);
     s.retry_base = secs(r.number("retry_base_seconds", 60, 0, 86400));
     s.retry_max = secs(r.number("retry_max_seconds", 3600, 0, 30 * 86400));
-    // 2048: a backlog drains at ~10,000 files/s on 2 cores where 256 gave ~7,000 (each batch
-    // pays two journal commits, a syncfs and a directory scan); a trickle makes small batches
-    // anyway. docs/BENCHMARKS.md, Importer.
-    s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 2048, 1, 100000));
+    s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 256, 1, 100000));
+    // An explicit batch_size alone fixes the size of every batch (as before this key existed).
+    s.backlog_batch_size = std::max(
+        s.batch_size, static_cast<std::size_t>(r.integer(
+                          "backlog_batch_size", r.has("batch_size") ? s.batch_size : 2048, 1,
+                          100000)));
     s.rescan_interval = ms(r.number("rescan_seconds", 5, 0.01, 86400));
     s.batch_delay = std::chrono::milliseconds(r.integer("batch_delay_ms", 100, 0, 10000));
     s.eml_settle = secs(r.number("eml_settle_seconds", 2, 0, 86400));
@@ -183,6 +185,21 @@ void engine::take_prefetched(batch& b) {
     }
 }
 
+void engine::set_budget(batch& b) const {
+    // Files still on a lane count against the batch size: a slow target's backlog is bounded.
+    std::size_t busy = parked_of(b.f->connector);
+    auto less_busy = [&](std::size_t n) { return n > busy ? n - busy : 0; };
+    b.budget = less_busy(s_.batch_size);
+    // A backlog (claim_new: more than 4 x batch_size waiting in a folder) is taken in batches
+    // of up to backlog_batch_size: each batch pays two journal commits, a syncfs and a scan of
+    // the folder, so 10,000 files drain at ~10,400/s with 2048 against ~7,200/s with 256.
+    // Mail arriving at a steady rate, which leaves few files waiting, keeps batches of
+    // batch_size: the first file of a batch waits for all of it (a fixed 2048 raised the
+    // pipeline's import latency). docs/BENCHMARKS.md, Importer.
+    b.backlog_budget = less_busy(s_.backlog_batch_size);
+    b.backlog_from = 4 * s_.batch_size;
+}
+
 void engine::prefetch_next(const batch& b) {
     // Only while new files are left for lack of budget (a backlog): a batch that took all
     // there was has nothing to claim ahead, and a quiet folder is not listed twice. Not while
@@ -195,8 +212,7 @@ void engine::prefetch_next(const batch& b) {
     nb->f = b.f;
     nb->now = b.now;
     nb->work = b.work;
-    std::size_t busy = parked_of(b.f->connector);
-    nb->budget = s_.batch_size > busy ? s_.batch_size - busy : 0;
+    set_budget(*nb);
     await_parsing();  // the workers serve one parse at a time
     // Claimed and parsed on a thread of its own while this batch plans, delivers and
     // settles: nothing else claims from this folder until take_prefetched() has waited for
@@ -245,9 +261,7 @@ batch_stats engine::run_batch(const folder& f, store* st, bool want_oldest) {
     b.now = now_unix();
     b.work = f.work_dir(s_.host);
     b.want_oldest = want_oldest;
-    // Files still on a lane count against the batch size: a slow target's backlog is bounded.
-    std::size_t busy = parked_of(f.connector);
-    b.budget = s_.batch_size > busy ? s_.batch_size - busy : 0;
+    set_budget(b);
     if (!prepare(b)) return b.bs;
     take_prefetched(b);  // 1+2. claimed and parsed while the previous batch finished
     adopt_orphans(b);    // 1. cluster: the claimed files of a node whose lease ended

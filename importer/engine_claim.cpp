@@ -154,9 +154,12 @@ arrival arrival_of(std::string_view n) {
 // Names in a folder we own (dot files, temporaries, skipped) that `keep` accepts: the `want`
 // oldest (arrival_of, then by name) go to `fn` in that order, every other one to `passed` while
 // the folder is read. Memory stays bounded by `want` however large the backlog; no full sort.
-template <typename Keep, typename Fn, typename Passed>
+// listed(n), before fn sees the first kept name: how many names were kept or passed (the
+// files waiting in the folder).
+template <typename Keep, typename Fn, typename Passed, typename Listed>
 void list_dir(const std::filesystem::path& dir, std::size_t want, Keep&& keep, Fn&& fn,
-              Passed&& passed) {
+              Passed&& passed, Listed&& listed) {
+    std::size_t seen = 0;
     struct entry {
         arrival at;
         std::string name;
@@ -175,11 +178,15 @@ void list_dir(const std::filesystem::path& dir, std::size_t want, Keep&& keep, F
             if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
             if (want == 0) {  // a full batch only counts what waits (a backlog: every batch)
                 std::string n = e->d_name;
-                if (keep(n)) passed(n);
+                if (keep(n)) {
+                    ++seen;
+                    passed(n);
+                }
                 continue;
             }
             entry en{arrival_of(e->d_name), e->d_name};
             if (!keep(en.name)) continue;
+            ++seen;
             if (oldest.size() < want) {
                 oldest.push_back(std::move(en));
                 std::push_heap(oldest.begin(), oldest.end(), older);
@@ -195,6 +202,7 @@ void list_dir(const std::filesystem::path& dir, std::size_t want, Keep&& keep, F
         ::closedir(d);
     }
     std::sort_heap(oldest.begin(), oldest.end(), older);
+    listed(seen);
     for (const auto& e : oldest)
         if (!fn(e.name)) break;
 }
@@ -277,7 +285,7 @@ void engine::claim_own(batch& b) {
             b.items.push_back(std::move(itp));
             return true;
         },
-        none);
+        none, [](std::size_t) {});
 }
 
 void engine::claim_new(batch& b) {
@@ -287,8 +295,10 @@ void engine::claim_new(batch& b) {
             ++b.new_left;
             b.note_waiting(dir, n);
         };
+        // Listed up to the backlog size; claimed up to budget, raised to it by a backlog.
+        std::size_t most = std::max(b.budget, b.backlog_budget);
         list_dir(
-            dir, b.budget > b.items.size() ? b.budget - b.items.size() : 0, keep,
+            dir, most > b.items.size() ? most - b.items.size() : 0, keep,
             [&](const std::string& n) {
                 if (b.items.size() >= b.budget) {
                     passed(n);
@@ -340,7 +350,10 @@ void engine::claim_new(batch& b) {
                 b.items.push_back(std::move(itp));
                 return true;
             },
-            passed);
+            passed,
+            [&](std::size_t waiting) {
+                if (waiting > b.backlog_from) b.budget = std::max(b.budget, b.backlog_budget);
+            });
     };
     claim(b.f->retry_dir(), 'r', false);
     claim(b.f->new_dir(), 'n', false);

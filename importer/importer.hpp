@@ -63,6 +63,9 @@ struct settings {
     std::chrono::seconds retry_base{60};      // first retry; doubles up to retry_max
     std::chrono::seconds retry_max{3600};
     std::size_t batch_size = 256;
+    // A backlog (more than 4 x batch_size files waiting in a folder) is taken in batches of up
+    // to this many (engine::set_budget). Default 2048; = batch_size when only that is set.
+    std::size_t backlog_batch_size = 2048;
     sync_set::mode durability = sync_set::mode::syncfs;
     std::chrono::milliseconds rescan_interval{5000};  // full rescan (network shares)
     std::chrono::milliseconds poll_interval{250};     // shm generation polling
@@ -88,7 +91,7 @@ struct settings {
     std::chrono::milliseconds delivery_grace{200};
 
     // [importer] keys: max_age_days, retry_base_seconds, retry_max_seconds, batch_size,
-    // batch_delay_ms,
+    // backlog_batch_size, batch_delay_ms,
     // durability ("syncfs"|"fsync"), rescan_seconds, eml_settle_seconds, parse_timeout_seconds,
     // parse_memory_mb, max_header_bytes, journal_days, journal_prune_seconds, delivery_threads,
     // delivery_grace_ms (breaker_* keys: target_health.hpp).
@@ -158,6 +161,7 @@ class engine {
     // (parse workers, in the background) while this batch plans, delivers and settles.
     void take_prefetched(batch& b);
     void prefetch_next(const batch& b);
+    void set_budget(batch& b) const;
     void await_parsing();                  // the parse workers are free (no prefetch parse running)
     void parse_items(batch& b);            // 2: parse worker
     void plan_items(batch& b, store& st);  // 3: duplicates, mailbox, target, location

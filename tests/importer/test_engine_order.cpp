@@ -150,3 +150,42 @@ TEST_CASE("a backlog: the next batch is claimed and parsed ahead, a stop leaves 
     CHECK(fx.count(work) == 0);
     CHECK(fx.count(fx.root / "drop" / "new") == 0);
 }
+
+TEST_CASE("a backlog is taken in batches of backlog_batch_size, a few files in batch_size",
+          "[engine][order]") {
+    // More than 4 x batch_size files waiting: a backlog, up to backlog_batch_size per batch
+    // (oldest first still); fewer: batch_size per batch, so a file arriving at a steady rate
+    // does not wait for a large batch.
+    fixture fx("batch_size = 4\nbacklog_batch_size = 10\n");
+    const long t0 = 1764000000;
+    auto drop = [&](int from, int n) {
+        for (int i = from; i < from + n; ++i)
+            spit(fx.root / "drop" / "new" / vname(t0 + i, i, 0),
+                 message("info@example.test", "m" + std::to_string(i)));
+    };
+    SECTION("30 waiting: 10, 10, then 4 at a time") {
+        drop(0, 30);
+        auto b1 = fx.eng->run_batch(fx.fold, &*fx.st);
+        CHECK(b1.files == 10);
+        std::set<std::string> oldest;
+        for (int i = 0; i < 10; ++i) oldest.insert("m" + std::to_string(i));
+        CHECK(subjects(fx.maildir_new("info@example.test")) == oldest);
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 10);  // 20 were waiting
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);   // 10 were waiting
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 2);
+        CHECK(subjects(fx.maildir_new("info@example.test")).size() == 30);
+    }
+    SECTION("16 waiting (not more than 4 x batch_size): 4 at a time") {
+        drop(0, 16);
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);
+    }
+    SECTION("batch_size alone fixes every batch") {
+        fixture fixed("batch_size = 4\n");
+        for (int i = 0; i < 30; ++i)
+            spit(fixed.root / "drop" / "new" / vname(t0 + i, i, 0),
+                 message("info@example.test", "m" + std::to_string(i)));
+        CHECK(fixed.eng->run_batch(fixed.fold, &*fixed.st).files == 4);
+    }
+}
