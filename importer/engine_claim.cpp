@@ -352,7 +352,10 @@ void engine::claim_new(batch& b) {
             },
             passed,
             [&](std::size_t waiting) {
-                if (waiting > b.backlog_from) b.budget = std::max(b.budget, b.backlog_budget);
+                // Not while due files of the work folder wait (crash leftovers, retries):
+                // they go before new ones, also in a backlog.
+                if (waiting > b.backlog_from && b.own_left == 0)
+                    b.budget = std::max(b.budget, b.backlog_budget);
             });
     };
     claim(b.f->retry_dir(), 'r', false);

@@ -181,6 +181,24 @@ TEST_CASE("a backlog is taken in batches of backlog_batch_size, a few files in b
         CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);
         CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);
     }
+    SECTION("the work folder's own claims still go first") {
+        // 40 waiting: a batch of 10, the next 10 claimed ahead when the engine stops.
+        drop(0, 40);
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 10);
+        fx.eng.reset();
+        CHECK(fx.count(fx.root / "drop" / ".work" / "test.host") == 10);
+        auto s = settings::from(fx.cfg);
+        s.worker.exec_path.clear();
+        fx.eng = std::make_unique<engine>(fx.cfg, s, *fx.jr, nullptr);
+        // 20 new files are a backlog, but 10 claims of our own wait: batch_size of those only.
+        CHECK(fx.eng->run_batch(fx.fold, &*fx.st).files == 4);
+        std::set<std::string> first;
+        for (int i = 0; i < 14; ++i) first.insert("m" + std::to_string(i));
+        CHECK(subjects(fx.maildir_new("info@example.test")) == first);
+        auto rest = fx.drain();
+        CHECK(rest.duplicates == 0);
+        CHECK(subjects(fx.maildir_new("info@example.test")).size() == 40);
+    }
     SECTION("batch_size alone fixes every batch") {
         fixture fixed("batch_size = 4\n");
         for (int i = 0; i < 30; ++i)
