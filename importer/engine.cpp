@@ -50,10 +50,10 @@ settings settings::from(const config& cfg) {
     s.retry_max = secs(r.number("retry_max_seconds", 3600, 0, 30 * 86400));
     s.batch_size = static_cast<std::size_t>(r.integer("batch_size", 256, 1, 100000));
     // An explicit batch_size alone fixes the size of every batch (as before this key existed).
-    s.backlog_batch_size = std::max(
-        s.batch_size, static_cast<std::size_t>(r.integer(
-                          "backlog_batch_size", r.has("batch_size") ? s.batch_size : 2048, 1,
-                          100000)));
+    const std::int64_t backlog_default =
+        r.has("batch_size") ? static_cast<std::int64_t>(s.batch_size) : 2048;
+    auto backlog = r.integer("backlog_batch_size", backlog_default, 1, 100000);
+    s.backlog_batch_size = std::max(s.batch_size, static_cast<std::size_t>(backlog));
     s.rescan_interval = ms(r.number("rescan_seconds", 5, 0.01, 86400));
     s.batch_delay = std::chrono::milliseconds(r.integer("batch_delay_ms", 100, 0, 10000));
     s.eml_settle = secs(r.number("eml_settle_seconds", 2, 0, 86400));
