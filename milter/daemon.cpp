@@ -395,9 +395,17 @@ int run(const options& opts) {
         spdlog::critical("milter loop ended unexpectedly (smfi_main returned {})", milter_rc);
         return 1;
     }
+    // A stop asked for is a clean stop whatever smfi_main() returned: smfi_stop() closes the
+    // listening socket at once, so a SIGTERM that comes before libmilter's listener has
+    // started makes that listener fail to reopen it (syslog: "Unable to create listening
+    // socket") and smfi_main() return MI_FAILURE although nothing went wrong.
+    if (milter_rc != MI_SUCCESS)
+        spdlog::info(
+            "libmilter's listener ended with a failure while stopping (stopped before "
+            "it had started)");
     spdlog::info("mx-milter stopped");
     flush_log();
-    return milter_rc == MI_SUCCESS ? 0 : 1;
+    return 0;
 }
 
 }  // namespace mx::milter
