@@ -197,7 +197,6 @@ void engine::set_budget(batch& b) const {
     // batch_size: the first file of a batch waits for all of it (a fixed 2048 raised the
     // pipeline's import latency). docs/BENCHMARKS.md, Importer.
     b.backlog_budget = less_busy(s_.backlog_batch_size);
-    b.backlog_from = 4 * s_.batch_size;
 }
 
 void engine::prefetch_next(const batch& b) {

@@ -354,7 +354,7 @@ void engine::claim_new(batch& b) {
             [&](std::size_t waiting) {
                 // Not while due files of the work folder wait (crash leftovers, retries):
                 // they go before new ones, also in a backlog.
-                if (waiting > b.backlog_from && b.own_left == 0)
+                if (waiting > 4 * s_.batch_size && b.own_left == 0)
                     b.budget = std::max(b.budget, b.backlog_budget);
             });
     };

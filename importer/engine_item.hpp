@@ -96,10 +96,9 @@ struct engine::batch {
     // would otherwise cost one stat each before the first file is claimed.
     std::size_t gauge_stats_left = 256;
     std::size_t budget = 0;  // files this batch may take (batch_size less the parked ones)
-    // A folder with more than backlog_from files waiting raises budget to backlog_budget
-    // (backlog_batch_size less the parked ones); engine::set_budget.
+    // A folder with more than 4 x batch_size files waiting raises budget to backlog_budget
+    // (backlog_batch_size less the parked ones); engine::set_budget, claim_new.
     std::size_t backlog_budget = 0;
-    std::size_t backlog_from = SIZE_MAX;
     item_list items;
     batch_stats bs;
     bool any_planned = false;

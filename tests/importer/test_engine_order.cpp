@@ -158,11 +158,12 @@ TEST_CASE("a backlog is taken in batches of backlog_batch_size, a few files in b
     // does not wait for a large batch.
     fixture fx("batch_size = 4\nbacklog_batch_size = 10\n");
     const long t0 = 1764000000;
-    auto drop = [&](int from, int n) {
+    auto drop_into = [&](fixture& into, int from, int n) {
         for (int i = from; i < from + n; ++i)
-            spit(fx.root / "drop" / "new" / vname(t0 + i, i, 0),
+            spit(into.root / "drop" / "new" / vname(t0 + i, i, 0),
                  message("info@example.test", "m" + std::to_string(i)));
     };
+    auto drop = [&](int from, int n) { drop_into(fx, from, n); };
     SECTION("30 waiting: 10, 10, then 4 at a time") {
         drop(0, 30);
         auto b1 = fx.eng->run_batch(fx.fold, &*fx.st);
@@ -201,9 +202,7 @@ TEST_CASE("a backlog is taken in batches of backlog_batch_size, a few files in b
     }
     SECTION("batch_size alone fixes every batch") {
         fixture fixed("batch_size = 4\n");
-        for (int i = 0; i < 30; ++i)
-            spit(fixed.root / "drop" / "new" / vname(t0 + i, i, 0),
-                 message("info@example.test", "m" + std::to_string(i)));
+        drop_into(fixed, 0, 30);
         CHECK(fixed.eng->run_batch(fixed.fold, &*fixed.st).files == 4);
     }
 }
