@@ -99,8 +99,13 @@ engine::engine(const config& cfg, settings s, journal& j, shm_state* shm)
     , wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC))
     , lanes_(std::make_unique<delivery_lanes>(s_.delivery_threads)) {
     std::size_t n = s_.worker.exec_path.empty() ? 1 : std::max<std::size_t>(1, s_.parse_workers);
-    // Started side by side (each prepares its converters for ~70-150 ms), then awaited: a
-    // worker that cannot start is still the start-up's failure.
+    // Exec mode: one factory prepares itself once (~250 charset converters) and forks every
+    // worker, now and after each crash; created here, on the daemon's own thread, which the
+    // workers' parent-death signal follows.
+    if (!s_.worker.exec_path.empty() && !s_.worker.factory)
+        s_.worker.factory = std::make_shared<worker_factory>(s_.worker);
+    // Started side by side, then awaited: a worker that cannot start is still the start-up's
+    // failure.
     for (std::size_t i = 0; i < n; ++i)
         workers_.push_back(std::make_unique<parse_worker>(s_.worker, false));
     for (auto& w : workers_) w->ready();

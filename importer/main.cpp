@@ -35,13 +35,15 @@ void drop_privileges(const mx::config& cfg) {
 int main(int argc, char** argv) {
     CLI::App app{"mx-importer - import drop-folder files into mailboxes"};
     std::string config_path;
-    bool worker = false, drain = false, no_sandbox = false;
+    bool worker = false, factory = false, drain = false, no_sandbox = false;
     std::size_t max_header_bytes = 100 * 1024;
     app.add_option("--config", config_path,
                    "configuration file (default: $MX_CONFIG or "
                    "/etc/mx-connector/mx-connector.toml)");
     app.add_flag("--drain", drain, "exit once no active drop folder has work left");
     app.add_flag("--parse-worker", worker, "internal: run as the parse worker");
+    app.add_flag("--parse-worker-factory", factory,
+                 "internal: run as the process parse workers are forked from");
     app.add_option("--max-header-bytes", max_header_bytes, "internal: parse worker header cap");
     app.add_flag("--no-parse-sandbox", no_sandbox, "internal: parse worker without seccomp");
     std::string message_json, top_json = "{}";
@@ -57,10 +59,11 @@ int main(int argc, char** argv) {
     // The webhook target's converter child runs the GMime walk in-process (after fork).
     mx::importer::set_message_converter(&mx::importer::message_document);
 
-    if (worker) {
+    if (worker || factory) {
         mx::importer::parse_limits limits;
         limits.max_header_bytes = max_header_bytes;
-        return mx::importer::parse_worker_main(0, 1, limits, !no_sandbox);
+        return factory ? mx::importer::parse_worker_factory_main(0, limits, !no_sandbox)
+                       : mx::importer::parse_worker_main(0, 1, limits, !no_sandbox);
     }
     try {
         auto cfg = mx::load_config(mx::resolve_config_path(config_path));

@@ -115,6 +115,209 @@ parse_result decode_reply(std::string_view line) {
 
 }  // namespace
 
+void reset_worker_process(std::uint64_t memory_limit) {
+    for (int sig : {SIGPIPE, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGTERM, SIGINT, SIGSYS})
+        ::signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct rlimit rl {
+        memory_limit, memory_limit
+    };
+    if (util::address_space_limit_usable) ::setrlimit(RLIMIT_AS, &rl);
+    struct rlimit core {
+        0, 0
+    };
+    ::setrlimit(RLIMIT_CORE, &core);
+}
+
+// ---- worker_factory (see parse_worker.hpp) ---------------------------------------------------
+
+namespace {
+
+// Waits up to `ms` for one SOCK_SEQPACKET message on sock; its length, 0 at EOF, -1 on error or
+// timeout.
+ssize_t recv_within(int sock, void* buf, std::size_t size, int ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+        if (left <= 0) return -1;
+        struct pollfd p {
+            sock, POLLIN, 0
+        };
+        int rc = ::poll(&p, 1, static_cast<int>(left));
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc <= 0) return -1;
+        ssize_t n = ::recv(sock, buf, size, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        return n;
+    }
+}
+
+}  // namespace
+
+worker_factory::worker_factory(worker_options opts) : opts_(std::move(opts)) {
+    opts_.factory.reset();
+    std::lock_guard lk(mu_);
+    if (!start()) usable_ = false;
+}
+
+worker_factory::~worker_factory() noexcept {
+    std::lock_guard lk(mu_);
+    stop();
+}
+
+std::uint64_t worker_factory::spawned() const {
+    std::lock_guard lk(mu_);
+    return spawned_;
+}
+
+std::uint64_t worker_factory::renewed() const {
+    std::lock_guard lk(mu_);
+    return renewed_;
+}
+
+pid_t worker_factory::pid() const {
+    std::lock_guard lk(mu_);
+    return pid_;
+}
+
+bool worker_factory::start() {
+    if (opts_.exec_path.empty()) return false;
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return false;
+    std::string hb = std::to_string(opts_.limits.max_header_bytes);
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        ::close(sv[0]);
+        ::close(sv[1]);
+        return false;
+    }
+    if (pid == 0) {
+        // No PR_SET_PDEATHSIG here: the factory ends at EOF on its socket (the daemon's end
+        // closes when the daemon ends, however it ends), and only its workers need one.
+        if (::getppid() != parent) ::_exit(1);
+        ::dup2(sv[1], 0);
+        ::close_range(3, ~0U, 0);
+        reset_worker_process(opts_.memory_limit);
+        const char* argv[] = {opts_.exec_path.c_str(),
+                              "--parse-worker-factory",
+                              "--max-header-bytes",
+                              hb.c_str(),
+                              opts_.sandbox ? nullptr : "--no-parse-sandbox",
+                              nullptr};
+        ::execv(opts_.exec_path.c_str(), const_cast<char* const*>(argv));
+        ::_exit(127);
+    }
+    ::close(sv[1]);
+    pid_ = pid;
+    sock_ = sv[0];
+    return await_hello();
+}
+
+bool worker_factory::await_hello() {
+    // Prepared, and single-threaded (else forking it is not safe). A factory that cannot say
+    // so is not tried again: every worker is exec'd instead.
+    char hello[256];
+    ssize_t n = recv_within(sock_, hello, sizeof hello - 1, 30000);
+    int threads = 0;
+    if (n > 0) {
+        try {
+            threads = nlohmann::json::parse(std::string_view(hello, static_cast<std::size_t>(n)))
+                          .value("threads", 0);
+        } catch (const std::exception&) {
+        }
+    }
+    if (threads != 1) {
+        spdlog::warn(
+            "parse worker factory unusable ({}): each parse worker is exec'd and prepares itself",
+            n <= 0 ? "no hello" : "it runs " + std::to_string(threads) + " threads");
+        stop();
+        usable_ = false;
+        return false;
+    }
+    return true;
+}
+
+void worker_factory::stop() noexcept {
+    if (sock_ >= 0) ::close(sock_);
+    sock_ = -1;
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        int st;
+        while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+        }
+    }
+    pid_ = -1;
+}
+
+pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
+    std::lock_guard lk(mu_);
+    for (int attempt = 0; usable_ && attempt < 2; ++attempt) {
+        if (pid_ < 0) {
+            // Started again only by its owner thread: a worker's parent-death signal follows
+            // the thread that started the factory.
+            if (std::this_thread::get_id() != owner_ || !start()) return -1;
+            renew = false;  // a new exec: new layout already
+        }
+        if (renew) {
+            // The same process execs itself again (its parent, so the workers' parent-death
+            // thread, stays the same): a new address-space layout, prepared anew.
+            ssize_t n;
+            do {
+                n = ::send(sock_, "R", 1, MSG_NOSIGNAL);
+            } while (n < 0 && errno == EINTR);
+            if (n == 1 && !await_hello()) return -1;
+            if (n == 1) {
+                ++renewed_;
+                renew = false;
+            }
+        }
+        std::uint64_t limit = opts_.memory_limit;
+        int fds[2] = {request_fd, reply_fd};
+        alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof fds)] = {};
+        struct iovec iov {
+            &limit, sizeof limit
+        };
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl;
+        msg.msg_controllen = sizeof ctrl;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof fds);
+        std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+        ssize_t n;
+        do {
+            n = ::sendmsg(sock_, &msg, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        std::int32_t answer = 0;
+        if (n > 0 && recv_within(sock_, &answer, sizeof answer, 10000) ==
+                         static_cast<ssize_t>(sizeof answer)) {
+            if (answer > 0) {
+                ++spawned_;
+                return static_cast<pid_t>(answer);
+            }
+            spdlog::warn("parse worker factory could not fork: {}", std::strerror(-answer));
+            return -1;
+        }
+        int st = 0;
+        if (pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == pid_) {
+            spdlog::warn("parse worker factory ended ({}); starting it again",
+                         WIFSIGNALED(st) ? "signal " + std::to_string(WTERMSIG(st))
+                                         : "status " + std::to_string(WEXITSTATUS(st)));
+            pid_ = -1;
+        }
+        stop();
+    }
+    return -1;
+}
+
 parse_worker::parse_worker(worker_options opts, bool wait) : opts_(std::move(opts)) {
     spawn();
     if (wait) await_hello();
@@ -140,9 +343,17 @@ void parse_worker::spawn() {
         ::close(req[1]);
         throw std::system_error(e, std::generic_category(), "pipe2");
     }
+    // After a crash or a hang (an exploit's attempt, perhaps) the factory renews itself first:
+    // the next worker does not share the failed one's address-space layout.
+    pid_t pid = opts_.factory ? opts_.factory->spawn(req[1], rep[1], after_failure_) : -1;
+    after_failure_ = false;
+    if (pid > 0) {
+        adopt(pid, req, rep);
+        return;
+    }
     std::string hb = std::to_string(opts_.limits.max_header_bytes);
     pid_t parent = ::getpid();
-    pid_t pid = ::fork();
+    pid = ::fork();
     if (pid < 0) {
         int e = errno;
         for (int fd : {req[0], req[1], rep[0], rep[1]}) ::close(fd);
@@ -154,21 +365,7 @@ void parse_worker::spawn() {
         ::dup2(req[1], 0);
         ::dup2(rep[1], 1);
         ::close_range(3, ~0U, 0);
-        // Default dispositions: a crash must end this process, whatever the parent installed
-        // (test frameworks catch SIGSEGV/SIGABRT; the daemon ignores SIGPIPE).
-        for (int sig : {SIGPIPE, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGTERM, SIGINT, SIGSYS})
-            ::signal(sig, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        struct rlimit rl {
-            opts_.memory_limit, opts_.memory_limit
-        };
-        if (util::address_space_limit_usable) ::setrlimit(RLIMIT_AS, &rl);
-        struct rlimit core {
-            0, 0
-        };
-        ::setrlimit(RLIMIT_CORE, &core);
+        reset_worker_process(opts_.memory_limit);
         if (!opts_.exec_path.empty()) {
             const char* argv[] = {opts_.exec_path.c_str(),
                                   "--parse-worker",
@@ -181,6 +378,10 @@ void parse_worker::spawn() {
         }
         ::_exit(parse_worker_main(0, 1, opts_.limits, opts_.sandbox));
     }
+    adopt(pid, req, rep);
+}
+
+void parse_worker::adopt(pid_t pid, const int req[2], const int rep[2]) {
     ::close(req[1]);
     ::close(rep[1]);
     ::signal(SIGPIPE, SIG_IGN);  // a dead worker is seen as EOF/EPIPE, never a fatal signal
@@ -285,6 +486,7 @@ std::vector<parse_result> parse_worker::parse_batch(const std::vector<std::files
         }
         in_flight.clear();
         send_blocked = false;
+        after_failure_ = true;
         start();
     };
     while (next_send < paths.size() || !in_flight.empty()) {

@@ -38,7 +38,10 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "message_parse.hpp"
@@ -57,10 +60,15 @@ struct parse_result {
     message_info info;
 };
 
+class worker_factory;
+
 struct worker_options {
     // Empty: fork() and run the worker loop in the child (tests). Otherwise fork+exec this
-    // binary with "--parse-worker" (the daemon: a clean address space per worker).
+    // binary with "--parse-worker" (a clean address space per worker).
     std::string exec_path;
+    // Exec mode with a factory (the daemon): workers are forked from it, prepared, instead of
+    // exec'd; exec_path is the fallback when the factory cannot.
+    std::shared_ptr<worker_factory> factory;
     std::chrono::milliseconds base_timeout{10000};
     std::chrono::milliseconds timeout_per_mb{1000};
     std::uint64_t memory_limit = std::uint64_t{1} << 30;  // RLIMIT_AS of the worker
@@ -104,6 +112,7 @@ class parse_worker {
         await_hello();
     }
     void spawn();
+    void adopt(pid_t pid, const int req[2], const int rep[2]);  // our ends of a started worker
     void await_hello();
     void stop() noexcept;
     worker_options opts_;
@@ -114,11 +123,70 @@ class parse_worker {
     std::uint64_t restarts_ = 0;
     bool sandboxed_ = false;
     bool hello_pending_ = false;
+    bool after_failure_ = false;  // the next spawn replaces a worker that crashed or hung
 };
+
+// worker_factory: one process that execs this binary once with "--parse-worker-factory",
+// prepares itself like a worker (every charset converter loaded, the libraries warmed up; no
+// sandbox: it never sees mail) and then forks each parse worker on request. A worker so starts
+// in about a millisecond instead of an exec plus ~250 converter modules (~70 ms of CPU), at
+// the daemon's start and after every crash a hostile file causes; the workers share the
+// prepared pages copy-on-write.
+// The worker is cloned with CLONE_PARENT: it is the daemon's own child, so waitpid, kill and
+// PR_SET_PDEATHSIG work exactly as for an exec'd worker; the factory is only its template.
+// Protocol (SOCK_SEQPACKET, the factory's fd 0): the factory's hello {"threads":N}, then per
+// request 8 bytes (the worker's RLIMIT_AS) with SCM_RIGHTS {request socket, reply pipe} (the
+// worker's fd 0 and 1), answered with 4 bytes: the worker's pid, or -errno; or the 1 byte "R":
+// the factory execs itself again and says hello again.
+// Security: workers forked from one factory share its address-space layout (as Android's
+// zygote children do). After a worker crashed or hung, the next one is forked from a renewed
+// factory (a fresh exec, a new layout), so what a failed attempt learnt of one worker's layout
+// does not carry over. The factory never reads mail or secrets: only its socket and fd 2 are
+// open in it.
+// Promises: spawn() returns -1 (the caller execs the worker itself) when the factory cannot
+// serve: it reported more than one thread (forking a multi-threaded process is unsafe; a
+// ThreadSanitizer runtime has its own), it died, or it did not answer within 10 s. It is
+// started again only from the thread that created it (a worker's PR_SET_PDEATHSIG follows the
+// thread that started the factory, which must outlive the workers).
+class worker_factory {
+  public:
+    explicit worker_factory(worker_options opts);
+    worker_factory(const worker_factory&) = delete;
+    worker_factory& operator=(const worker_factory&) = delete;
+    ~worker_factory() noexcept;
+    // A worker on these fds, or -1 (see above). The fds stay the caller's to close. renew:
+    // the factory first execs itself again (after a worker's crash or hang).
+    pid_t spawn(int request_fd, int reply_fd, bool renew = false);
+    // Workers forked so far, renewals, and the factory's pid (-1: none running); for tests.
+    std::uint64_t spawned() const;
+    std::uint64_t renewed() const;
+    pid_t pid() const;
+
+  private:
+    bool start();
+    bool await_hello();
+    void stop() noexcept;
+    worker_options opts_;
+    std::thread::id owner_ = std::this_thread::get_id();
+    mutable std::mutex mu_;
+    pid_t pid_ = -1;
+    int sock_ = -1;
+    bool usable_ = true;
+    std::uint64_t spawned_ = 0;
+    std::uint64_t renewed_ = 0;
+};
+
+// The factory's loop (the "--parse-worker-factory" process): prepares, says hello on sock,
+// forks a worker per request until EOF.
+int parse_worker_factory_main(int sock, const parse_limits& limits, bool sandbox = true);
 
 // The worker's main loop: prepares, enters the sandbox (when asked), says hello, then reads
 // requests on in_fd (the SOCK_SEQPACKET socket) and replies on out_fd until EOF.
 int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sandbox = true);
+
+// A freshly forked worker (or factory) process: default signal dispositions and an empty mask
+// (a crash must end it, whatever the daemon installed), no core dumps, RLIMIT_AS when usable.
+void reset_worker_process(std::uint64_t memory_limit);
 
 // Prepares this process for parsing once: every charset converter module loaded, the
 // libraries' lazy state initialised (so nothing needs open() later, under the sandbox). The

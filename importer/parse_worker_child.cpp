@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <iconv.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -374,6 +376,7 @@ nlohmann::json analyse_file(const std::string& path, const parse_limits& limits,
 }
 
 int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sandbox) {
+    ::prctl(PR_SET_NAME, "mx-parse-worker");  // what ps and top show (the exe is mx-importer)
     prepare_worker_once(limits);
     nlohmann::json hello = {{"sandbox", false}};
     if (sandbox) {
@@ -412,6 +415,106 @@ int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sa
             }
             if (!write_all(out_fd, reply.dump(-1, ' ', false, json_replace) + "\n")) ::_exit(1);
         }
+    }
+}
+
+namespace {
+
+std::size_t count_threads() {
+    std::size_t n = 0;
+    if (DIR* d = ::opendir("/proc/self/task")) {
+        while (dirent* e = ::readdir(d))
+            if (e->d_name[0] != '.') ++n;
+        ::closedir(d);
+    }
+    return n;
+}
+
+// One request of the daemon: the worker's RLIMIT_AS and its two fds, or "R" (len 1, no fds).
+// False at EOF.
+bool receive_spawn(int sock, std::uint64_t& memory_limit, int (&fds)[2], bool& well_formed,
+                   std::size_t& len) {
+    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 2)];
+    struct iovec iov {
+        &memory_limit, sizeof memory_limit
+    };
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl;
+    msg.msg_controllen = sizeof ctrl;
+    ssize_t n;
+    do {
+        n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    fds[0] = fds[1] = -1;
+    if (n <= 0) return false;
+    len = static_cast<std::size_t>(n);
+    std::size_t got = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < k; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                if (got < 2)
+                    fds[got++] = fd;
+                else
+                    ::close(fd);
+            }
+        }
+    well_formed = n == static_cast<ssize_t>(sizeof memory_limit) && got == 2 &&
+                  (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0;
+    return true;
+}
+
+}  // namespace
+
+int parse_worker_factory_main(int sock, const parse_limits& limits, bool sandbox) {
+    ::prctl(PR_SET_NAME, "mx-parse-zygote");
+    prepare_worker_once(limits);
+    nlohmann::json hello = {{"threads", count_threads()}, {"converters", g_converters}};
+    std::string header_bytes = std::to_string(limits.max_header_bytes);
+    const char* self_argv[] = {"/proc/self/exe",
+                               "--parse-worker-factory",
+                               "--max-header-bytes",
+                               header_bytes.c_str(),
+                               sandbox ? nullptr : "--no-parse-sandbox",
+                               nullptr};
+    std::string h = hello.dump();
+    if (::send(sock, h.data(), h.size(), MSG_NOSIGNAL) < 0) return 1;
+    const pid_t daemon = ::getppid();
+    for (;;) {
+        std::uint64_t memory_limit = 0;
+        int fds[2];
+        bool well_formed = false;
+        std::size_t len = 0;
+        if (!receive_spawn(sock, memory_limit, fds, well_formed, len)) ::_exit(0);  // daemon gone
+        if (len == 1 && fds[0] < 0) {  // "R": renew (fd 0, the socket, survives the exec)
+            ::execv(self_argv[0], const_cast<char* const*>(self_argv));
+            ::_exit(127);
+        }
+        std::int32_t answer = -EINVAL;
+        if (well_formed) {
+            // fork() with CLONE_PARENT: the worker is the daemon's child, not ours. A raw
+            // clone skips glibc's fork handlers, which is sound only because this process is
+            // single-threaded (checked by the daemon through the hello).
+            long pid =
+                ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+            if (pid == 0) {
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (::getppid() != daemon) ::_exit(1);
+                ::dup2(fds[0], 0);
+                ::dup2(fds[1], 1);
+                ::close_range(3, ~0U, 0);
+                reset_worker_process(memory_limit);
+                ::_exit(parse_worker_main(0, 1, limits, sandbox));
+            }
+            answer = pid > 0 ? static_cast<std::int32_t>(pid) : -errno;
+        }
+        for (int fd : fds)
+            if (fd >= 0) ::close(fd);
+        if (::send(sock, &answer, sizeof answer, MSG_NOSIGNAL) < 0) ::_exit(0);
     }
 }
 

@@ -5,17 +5,23 @@
 //   reads it (so the test can fail);
 // - every mail of the fuzz corpus and the golden set parses in the sandboxed worker exactly
 //   as in-process: no parse path needs a forbidden system call.
-// Runs both worker modes: fork (what tests use) and fork+exec of the real mx-importer binary
-// (what the daemon uses: a fresh process that prepares itself).
+// Runs the three worker modes: fork (what tests use), fork+exec of the real mx-importer binary
+// (a fresh process that prepares itself) and forked from the binary's prepared factory process
+// (what the daemon uses).
 #include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "global/secrets.hpp"
@@ -50,10 +56,19 @@ std::int64_t mtime_of(const fs::path& p) {
     return static_cast<std::int64_t>(sb.st_mtime);
 }
 
-worker_options mode(bool exec, bool sandbox = true) {
+// How the worker process comes to be: forked from the test (fork), fork+exec of the real
+// binary (exec), forked from a prepared factory process of the real binary (factory: what the
+// daemon runs).
+enum class kind { fork, exec, factory };
+const char* name(kind k) {
+    return k == kind::fork ? "fork mode" : k == kind::exec ? "fork+exec mode" : "factory mode";
+}
+
+worker_options mode(kind k, bool sandbox = true) {
     worker_options o;
-    if (exec) o.exec_path = MX_IMPORTER_BIN;
+    if (k != kind::fork) o.exec_path = MX_IMPORTER_BIN;
     o.sandbox = sandbox;
+    if (k == kind::factory) o.factory = std::make_shared<worker_factory>(o);
     return o;
 }
 
@@ -67,9 +82,9 @@ TEST_CASE("parse worker sandbox: opening a file kills the worker with SIGSYS", "
     spit(d.path / "probe", open_probe(d.path / "secret"));
     spit(d.path / "crash", "Delivered-To: info@example.test\nX-Mx-Test-Fault: crash\n\nhi\n");
     fault_injection_on fi;
-    for (bool exec : {false, true}) {
-        INFO((exec ? "fork+exec mode" : "fork mode"));
-        parse_worker w(mode(exec));
+    for (kind k : {kind::fork, kind::exec, kind::factory}) {
+        INFO(name(k));
+        parse_worker w(mode(k));
         REQUIRE(w.sandboxed());
         auto r = w.parse_batch({d.path / "ok", d.path / "probe", d.path / "ok", d.path / "crash"},
                                {0, 0, 0, 0});
@@ -93,7 +108,7 @@ TEST_CASE("parse worker sandbox: opening a file kills the worker with SIGSYS", "
         CHECK(env.info.env.recipients == std::vector<std::string>{"info@example.test"});
     }
     {  // control: without the sandbox the same request reads the file
-        parse_worker w(mode(false, false));
+        parse_worker w(mode(kind::fork, false));
         CHECK_FALSE(w.sandboxed());
         auto r = w.parse(d.path / "probe");
         REQUIRE(r.st == parse_result::status::ok);
@@ -111,14 +126,14 @@ TEST_CASE("parse worker sandbox: the secret store cannot be opened", "[sandbox]"
     spit(d.path / "probe", open_probe(db));
     fault_injection_on fi;
     {
-        parse_worker w(mode(true));  // what the daemon runs
+        parse_worker w(mode(kind::factory));  // what the daemon runs
         REQUIRE(w.sandboxed());
         auto r = w.parse(d.path / "probe");
         CHECK(r.st == parse_result::status::crashed);
         CHECK(r.term_signal == SIGSYS);
     }
     {
-        parse_worker w(mode(true, false));  // control: same account, no filter
+        parse_worker w(mode(kind::factory, false));  // control: same account, no filter
         auto r = w.parse(d.path / "probe");
         REQUIRE(r.st == parse_result::status::ok);
         CHECK(r.info.note.find("read 4096 bytes of " + db.string()) != std::string::npos);
@@ -130,7 +145,7 @@ TEST_CASE("parse worker sandbox: refuses what it is not given, the worker surviv
     spit(d.path / "ok", "Delivered-To: info@example.test\n\nhi\n");
     fs::create_symlink(d.path / "ok", d.path / "link");
     fs::create_directories(d.path / "dir");
-    parse_worker w(mode(true));
+    parse_worker w(mode(kind::factory));
     auto r = w.parse_batch({d.path / "missing", d.path / "link", d.path / "dir", d.path / "ok"},
                            {0, 0, 0, 0});
     CHECK(r[0].st == parse_result::status::io_error);
@@ -154,7 +169,7 @@ TEST_CASE("parse worker sandbox: corpus and golden mails parse as they do in-pro
     REQUIRE(files.size() > 100);
     std::vector<std::uint64_t> sizes(files.size(), 0);
     for (bool envelope_only : {false, true}) {
-        parse_worker w(mode(true));
+        parse_worker w(mode(kind::factory));
         REQUIRE(w.sandboxed());
         auto r = w.parse_batch(files, sizes, envelope_only);
         REQUIRE(r.size() == files.size());
@@ -212,7 +227,7 @@ TEST_CASE("parse worker sandbox: RFC 2047 words in rare charsets decode as in-pr
                     " <a@example.test>\n\nbody\n");
         files.push_back(p);
     }
-    parse_worker w(mode(true));
+    parse_worker w(mode(kind::factory));
     REQUIRE(w.sandboxed());
     auto r = w.parse_batch(files, std::vector<std::uint64_t>(files.size(), 0));
     for (std::size_t i = 0; i < files.size(); ++i) {
@@ -248,9 +263,9 @@ TEST_CASE("parse worker: many files per request, a crash and a hang blamed on th
         // the worker must take instead of an fstat, the rest unknown (the worker fstat()s).
         mtimes.push_back(i % 2 ? 1000000000 + static_cast<std::int64_t>(i) : 0);
     }
-    for (bool exec : {false, true}) {
-        INFO((exec ? "exec" : "fork"));
-        auto o = mode(exec);
+    for (kind k : {kind::fork, kind::exec, kind::factory}) {
+        INFO(name(k));
+        auto o = mode(k);
         o.base_timeout = std::chrono::milliseconds(mx::util::sanitizer_build ? 3000 : 1000);
         parse_worker w(o);
         auto r = w.parse_batch(files, sizes, false, mtimes);
@@ -272,5 +287,120 @@ TEST_CASE("parse worker: many files per request, a crash and a hang blamed on th
             }
         }
         CHECK(w.restarts() == 2);
+    }
+}
+
+namespace {
+
+pid_t parent_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
+    std::istringstream rest(line.substr(line.rfind(')') + 1));
+    std::string state;
+    pid_t ppid = -1;
+    rest >> state >> ppid;
+    return ppid;
+}
+
+// Where libc is mapped in that process: the same in a forked copy, new after an exec (ASLR).
+std::string libc_at(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.find("/libc.so") != std::string::npos) return line.substr(0, line.find('-'));
+    return {};
+}
+
+std::string cmdline_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(s.begin(), s.end(), '\0', ' ');
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "parse worker factory: workers are forked prepared, are our children, outlive the "
+    "thread that asked",
+    "[sandbox]") {
+    temp_dir d("factory");
+    spit(d.path / "ok", "Delivered-To: info@example.test\nSubject: fine\n\nhi\n");
+    spit(d.path / "crash", "Delivered-To: info@example.test\nX-Mx-Test-Fault: crash\n\nhi\n");
+    fault_injection_on fi;
+    auto o = mode(kind::factory);
+    auto& factory = *o.factory;
+    REQUIRE(factory.pid() > 0);
+    parse_worker w(o);
+    REQUIRE(w.sandboxed());
+    CHECK(factory.spawned() == 1);
+    // Not exec'd: the worker is a copy of the prepared factory, yet the test's own child
+    // (CLONE_PARENT), so waitpid() and kill() work on it as on any worker.
+    CHECK(cmdline_of(w.pid()).find("--parse-worker-factory") != std::string::npos);
+    CHECK(parent_of(w.pid()) == ::getpid());
+    CHECK(parent_of(factory.pid()) == ::getpid());
+    CHECK(libc_at(w.pid()) == libc_at(factory.pid()));
+    CHECK_FALSE(libc_at(w.pid()).empty());
+
+    SECTION("after a crash the next worker comes from a renewed factory: a new layout") {
+        std::string before = libc_at(w.pid());
+        pid_t factory_pid = factory.pid();
+        auto r = w.parse_batch({d.path / "ok", d.path / "crash", d.path / "ok"}, {0, 0, 0});
+        CHECK(r[0].st == parse_result::status::ok);
+        CHECK(r[1].st == parse_result::status::crashed);
+        CHECK(r[2].st == parse_result::status::ok);
+        CHECK(factory.renewed() == 1);
+        CHECK(factory.pid() == factory_pid);  // the same process, exec'd again
+        CHECK(factory.spawned() == 2);
+        CHECK(libc_at(w.pid()) == libc_at(factory.pid()));
+        // ASLR gives libc a new place at each exec (randomize_va_space is 2 here).
+        std::ifstream aslr("/proc/sys/kernel/randomize_va_space");
+        int level = 0;
+        aslr >> level;
+        if (level > 0) CHECK(libc_at(w.pid()) != before);
+        // A worker started without a failure before it is forked as is.
+        parse_worker other(o);
+        CHECK(factory.renewed() == 1);
+        CHECK(libc_at(other.pid()) == libc_at(w.pid()));
+    }
+
+    SECTION("a worker restarted on another thread survives that thread") {
+        // The engine parses half a batch on a short-lived thread; a worker restarted there
+        // must not die with it (PR_SET_PDEATHSIG follows the thread that forked the process:
+        // an exec'd worker forked by that thread is killed when it ends).
+        std::vector<parse_result> r;
+        std::thread t([&] { r = w.parse_batch({d.path / "crash", d.path / "ok"}, {0, 0}); });
+        t.join();
+        REQUIRE(r.size() == 2);
+        CHECK(r[0].st == parse_result::status::crashed);
+        CHECK(r[1].st == parse_result::status::ok);
+        CHECK(w.restarts() == 1);
+        CHECK(factory.spawned() == 2);
+        ::usleep(100 * 1000);  // a parent-death signal would have arrived by now
+        auto again = w.parse(d.path / "ok");
+        CHECK(again.st == parse_result::status::ok);
+        CHECK(w.restarts() == 1);  // the same worker answered: nothing died meanwhile
+    }
+    SECTION("a factory that died is started again, by its owner thread only") {
+        pid_t first = factory.pid();
+        ::kill(first, SIGKILL);
+        // Not its owner: this worker is exec'd instead (and works), the factory stays down.
+        std::thread t([&] {
+            parse_worker other(o);
+            CHECK(other.parse(d.path / "ok").st == parse_result::status::ok);
+            CHECK(cmdline_of(other.pid()).find("--parse-worker ") != std::string::npos);
+        });
+        t.join();
+        CHECK(factory.spawned() == 1);
+        // Its owner: a new factory, which forks the next worker.
+        auto r = w.parse_batch({d.path / "crash", d.path / "ok"}, {0, 0});
+        CHECK(r[0].st == parse_result::status::crashed);
+        CHECK(r[1].st == parse_result::status::ok);
+        CHECK(factory.pid() > 0);
+        CHECK(factory.pid() != first);
+        CHECK(factory.spawned() == 2);
+        CHECK(cmdline_of(w.pid()).find("--parse-worker-factory") != std::string::npos);
     }
 }
