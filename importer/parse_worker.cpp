@@ -161,7 +161,12 @@ ssize_t recv_within(int sock, void* buf, std::size_t size, int ms) {
 worker_factory::worker_factory(worker_options opts) : opts_(std::move(opts)) {
     opts_.factory.reset();
     std::lock_guard lk(mu_);
-    if (!start()) usable_ = false;
+    // Twice: one killed while it prepared itself is no reason to exec every worker.
+    usable_ = start() || start();
+    if (!usable_)
+        spdlog::warn(
+            "parse worker factory unusable: each parse worker is exec'd and prepares "
+            "itself");
 }
 
 worker_factory::~worker_factory() noexcept {
@@ -219,8 +224,8 @@ bool worker_factory::start() {
 }
 
 bool worker_factory::await_hello() {
-    // Prepared, and single-threaded (else forking it is not safe). A factory that cannot say
-    // so is not tried again: every worker is exec'd instead.
+    // Prepared, and single-threaded (else forking it is not safe). False (and the factory
+    // stopped) when it cannot say so.
     char hello[256];
     ssize_t n = recv_within(sock_, hello, sizeof hello - 1, 30000);
     int threads = 0;
@@ -232,11 +237,9 @@ bool worker_factory::await_hello() {
         }
     }
     if (threads != 1) {
-        spdlog::warn(
-            "parse worker factory unusable ({}): each parse worker is exec'd and prepares itself",
-            n <= 0 ? "no hello" : "it runs " + std::to_string(threads) + " threads");
+        spdlog::warn("parse worker factory not ready: {}",
+                     n <= 0 ? "no hello" : "it runs " + std::to_string(threads) + " threads");
         stop();
-        usable_ = false;
         return false;
     }
     return true;
@@ -260,7 +263,14 @@ pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
         if (pid_ < 0) {
             // Started again only by its owner thread: a worker's parent-death signal follows
             // the thread that started the factory.
-            if (std::this_thread::get_id() != owner_ || !start()) return -1;
+            if (std::this_thread::get_id() != owner_) return -1;
+            if (!start()) {
+                usable_ = false;
+                spdlog::warn(
+                    "parse worker factory unusable: each parse worker is exec'd and "
+                    "prepares itself");
+                return -1;
+            }
             renew = false;  // a new exec: new layout already
         }
         if (renew) {
@@ -270,7 +280,7 @@ pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
             do {
                 n = ::send(sock_, "R", 1, MSG_NOSIGNAL);
             } while (n < 0 && errno == EINTR);
-            if (n == 1 && !await_hello()) return -1;
+            if (n == 1 && !await_hello()) continue;  // the next attempt starts a new one
             if (n == 1) {
                 ++renewed_;
                 renew = false;
@@ -397,7 +407,10 @@ void parse_worker::await_hello() {
     hello_pending_ = false;
     // The hello: the worker is prepared and (normally) inside its sandbox. One that cannot get
     // this far cannot parse anything: that is the caller's failure, not one file's.
+    // A worker killed before its hello (the OOM killer, an operator) is replaced once: only
+    // a second death in a row means it cannot start.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    bool replaced = false;
     std::size_t nl;
     while ((nl = rbuf_.find('\n')) == std::string::npos) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -423,6 +436,15 @@ void parse_worker::await_hello() {
             if (::waitpid(pid_, &st, 0) == pid_) why = describe_exit(st), pid_ = -1;
         }
         stop();
+        if (rc != 0 && !replaced) {
+            spdlog::warn("parse worker ended before it was ready ({}); starting another", why);
+            replaced = true;
+            after_failure_ = true;
+            spawn();
+            hello_pending_ = false;
+            deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+            continue;
+        }
         throw std::runtime_error("parse worker did not start: " + why);
     }
     try {

@@ -144,10 +144,11 @@ class parse_worker {
 // does not carry over. The factory never reads mail or secrets: only its socket and fd 2 are
 // open in it.
 // Promises: spawn() returns -1 (the caller execs the worker itself) when the factory cannot
-// serve: it reported more than one thread (forking a multi-threaded process is unsafe; a
-// ThreadSanitizer runtime has its own), it died, or it did not answer within 10 s. It is
-// started again only from the thread that created it (a worker's PR_SET_PDEATHSIG follows the
-// thread that started the factory, which must outlive the workers).
+// serve. A factory that dies or does not answer (10 s; 30 s for a hello) is started again, up
+// to twice per call, but only from the thread that created it (a worker's PR_SET_PDEATHSIG
+// follows the thread that started the factory, which must outlive the workers); one that
+// cannot start twice in a row, or reports more than one thread (forking a multi-threaded
+// process is unsafe), is given up for good: every worker is then exec'd.
 class worker_factory {
   public:
     explicit worker_factory(worker_options opts);

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Crash safety: thousands of messages (Maildir and X-Receiver style, known and unknown
-recipients) while mx-importer is SIGKILLed at random moments, many rounds. Afterwards every
+recipients) while mx-importer is SIGKILLed at random moments, many rounds (in every other round
+its parse worker factory or one of its parse workers first, after which the daemon must go on,
+and after each kill none of its helper processes may outlive it). Afterwards every
 (message, recipient) is in exactly one place: the recipient's Maildir, or ImportFailed with a
 reason file and one bounce job; nothing is left in new/, *.eml or the work folder.
 First, a crash at one exact point (fault injection): between spooling a bounce job and moving
@@ -20,6 +22,27 @@ PER_WAVE = 300
 KILLS_PER_WAVE = 3
 BACKLOG = 5000
 NEWER = 3000
+
+
+def children(pid):
+    """The running children of pid (all its threads'), by /proc."""
+    out = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def alive(pid):
+    """Running (not a zombie waiting for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def crash_env(a):
@@ -47,6 +70,7 @@ def main():
         expected = {}  # test id -> {"mailboxes": [...], "failed": [...]}
         n = 0
         kills = 0
+        helper_kills = 0
         for wave in range(WAVES):
             for _ in range(PER_WAVE):
                 n += 1
@@ -68,12 +92,33 @@ def main():
                     mxenv.write_maildir(env.drop, f"{time.time():.6f}.{tid}.mx",
                                         mxenv.message(tid, "ghost@example.test"))
                     expected[tid] = {"mailboxes": [], "failed": ["ghost@example.test"]}
-            for _ in range(KILLS_PER_WAVE):
-                p = env.start()
+            for k in range(KILLS_PER_WAVE):
+                p = env.start(log=os.path.join(env.root, "importer.log"))
                 time.sleep(rng.uniform(0.02, 0.35))
+                helpers = children(p.pid)  # the parse worker factory and the parse workers
+                if k == 0 and helpers and wave % 2 == 0:
+                    # First the factory or a worker, mid-batch: the daemon goes on (a worker
+                    # killed is its file's crash, tried again; a factory killed is started again).
+                    victim = rng.choice(helpers)
+                    os.kill(victim, signal.SIGKILL)
+                    helper_kills += 1
+                    time.sleep(rng.uniform(0.05, 0.3))
+                    if p.poll() is not None:
+                        with open(os.path.join(env.root, "importer.log"), errors="replace") as f:
+                            tail = f.read()[-3000:]
+                        raise AssertionError(f"mx-importer ended (status {p.returncode}) when its "
+                                             f"helper process {victim} was killed:\n{tail}")
+                    helpers = children(p.pid)
                 p.send_signal(signal.SIGKILL)
                 p.wait()
                 kills += 1
+                # Nothing of the killed daemon lives on: the factory sees EOF on its socket, the
+                # workers have a parent-death signal.
+                deadline = time.monotonic() + 5
+                while [h for h in helpers if alive(h)] and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                left = [h for h in helpers if alive(h)]
+                assert not left, f"processes outlived the killed mx-importer: {left}"
         # A backlog for the last run, which finishes in peace: it lasts longer than the bounce
         # sender's first tick (2 s), and the files the last kill left in .work wait behind the
         # batches claimed ahead from new/ — a job spooled for one of them before that kill is
@@ -119,7 +164,9 @@ def main():
         if extra:
             errors.append(f"{extra} unexpected mailbox files")
         assert not errors, "\n".join(errors[:30]) + f"\n({len(errors)} problems)"
-        print(f"crash test: {n} messages, {kills} SIGKILLs, "
+        assert helper_kills > 0, "no factory or worker was killed: the test did not test that"
+        print(f"crash test: {n} messages, {kills} SIGKILLs of mx-importer, {helper_kills} of its "
+              f"factory or a worker, "
               f"{sum(seen.values())} mailbox deliveries, {len(failed_msgs)} ImportFailed: exactly once")
         ok = True
     finally:

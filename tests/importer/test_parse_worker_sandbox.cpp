@@ -404,3 +404,30 @@ TEST_CASE(
         CHECK(cmdline_of(w.pid()).find("--parse-worker-factory") != std::string::npos);
     }
 }
+
+TEST_CASE(
+    "parse worker: one killed before it is ready is replaced, a factory killed while it "
+    "prepares is started again",
+    "[sandbox]") {
+    temp_dir d("early");
+    spit(d.path / "ok", "Delivered-To: info@example.test\nSubject: fine\n\nhi\n");
+    for (kind k : {kind::exec, kind::factory}) {
+        INFO(name(k));
+        auto o = mode(k);
+        parse_worker w(o, false);  // started, its hello not awaited yet
+        REQUIRE(::kill(w.pid(), SIGKILL) == 0);
+        w.ready();  // a second worker, not "parse worker did not start"
+        CHECK(w.sandboxed());
+        CHECK(w.parse(d.path / "ok").st == parse_result::status::ok);
+    }
+    // The factory killed between its start and the first worker: that worker gets a new
+    // factory, not an exec of its own.
+    auto o = mode(kind::factory);
+    pid_t first = o.factory->pid();
+    REQUIRE(::kill(first, SIGKILL) == 0);
+    parse_worker w(o);
+    CHECK(w.parse(d.path / "ok").st == parse_result::status::ok);
+    CHECK(o.factory->pid() > 0);
+    CHECK(o.factory->pid() != first);
+    CHECK(cmdline_of(w.pid()).find("--parse-worker-factory") != std::string::npos);
+}
