@@ -23,6 +23,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "util/fd_passing.hpp"
 #include "util/sanitizers.hpp"
 
 namespace mx::importer {
@@ -38,25 +39,8 @@ bool send_request(int sock, const std::vector<int>& fds, const std::vector<std::
         std::memcpy(body + 1 + 16 * i, &sizes[i], 8);
         std::memcpy(body + 1 + 16 * i + 8, &mtimes[i], 8);
     }
-    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * max_fds_per_request)] = {};
-    struct iovec iov {
-        body, 1 + 16 * fds.size()
-    };
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctrl;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    ssize_t n;
-    do {
-        n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    return n >= 0;
+    return util::send_fds(sock, body, 1 + 16 * fds.size(), fds.data(), fds.size(), MSG_DONTWAIT) >=
+           0;
 }
 
 std::string describe_exit(int st) {
@@ -114,6 +98,11 @@ parse_result decode_reply(std::string_view line) {
 }
 
 }  // namespace
+
+void parse_process_exec::run() const noexcept {
+    ::execv(path_.c_str(), const_cast<char* const*>(argv_));
+    ::_exit(127);
+}
 
 void reset_worker_process(std::uint64_t memory_limit) {
     for (int sig : {SIGPIPE, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGTERM, SIGINT, SIGSYS})
@@ -193,7 +182,8 @@ bool worker_factory::start() {
     if (opts_.exec_path.empty()) return false;
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return false;
-    std::string hb = std::to_string(opts_.limits.max_header_bytes);
+    parse_process_exec factory(opts_.exec_path, "--parse-worker-factory",
+                               opts_.limits.max_header_bytes, opts_.sandbox);
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) {
@@ -208,14 +198,7 @@ bool worker_factory::start() {
         ::dup2(sv[1], 0);
         ::close_range(3, ~0U, 0);
         reset_worker_process(opts_.memory_limit);
-        const char* argv[] = {opts_.exec_path.c_str(),
-                              "--parse-worker-factory",
-                              "--max-header-bytes",
-                              hb.c_str(),
-                              opts_.sandbox ? nullptr : "--no-parse-sandbox",
-                              nullptr};
-        ::execv(opts_.exec_path.c_str(), const_cast<char* const*>(argv));
-        ::_exit(127);
+        factory.run();
     }
     ::close(sv[1]);
     pid_ = pid;
@@ -288,24 +271,7 @@ pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
         }
         std::uint64_t limit = opts_.memory_limit;
         int fds[2] = {request_fd, reply_fd};
-        alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof fds)] = {};
-        struct iovec iov {
-            &limit, sizeof limit
-        };
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctrl;
-        msg.msg_controllen = sizeof ctrl;
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof fds);
-        std::memcpy(CMSG_DATA(c), fds, sizeof fds);
-        ssize_t n;
-        do {
-            n = ::sendmsg(sock_, &msg, MSG_NOSIGNAL);
-        } while (n < 0 && errno == EINTR);
+        ssize_t n = util::send_fds(sock_, &limit, sizeof limit, fds, 2, 0);
         std::int32_t answer = 0;
         if (n > 0 && recv_within(sock_, &answer, sizeof answer, 10000) ==
                          static_cast<ssize_t>(sizeof answer)) {
@@ -361,7 +327,8 @@ void parse_worker::spawn() {
         adopt(pid, req, rep);
         return;
     }
-    std::string hb = std::to_string(opts_.limits.max_header_bytes);
+    parse_process_exec worker(opts_.exec_path, "--parse-worker", opts_.limits.max_header_bytes,
+                              opts_.sandbox);
     pid_t parent = ::getpid();
     pid = ::fork();
     if (pid < 0) {
@@ -376,16 +343,7 @@ void parse_worker::spawn() {
         ::dup2(rep[1], 1);
         ::close_range(3, ~0U, 0);
         reset_worker_process(opts_.memory_limit);
-        if (!opts_.exec_path.empty()) {
-            const char* argv[] = {opts_.exec_path.c_str(),
-                                  "--parse-worker",
-                                  "--max-header-bytes",
-                                  hb.c_str(),
-                                  opts_.sandbox ? nullptr : "--no-parse-sandbox",
-                                  nullptr};
-            ::execv(opts_.exec_path.c_str(), const_cast<char* const*>(argv));
-            ::_exit(127);
-        }
+        if (!opts_.exec_path.empty()) worker.run();
         ::_exit(parse_worker_main(0, 1, opts_.limits, opts_.sandbox));
     }
     adopt(pid, req, rep);

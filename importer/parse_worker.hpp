@@ -185,6 +185,31 @@ int parse_worker_factory_main(int sock, const parse_limits& limits, bool sandbox
 // requests on in_fd (the SOCK_SEQPACKET socket) and replies on out_fd until EOF.
 int parse_worker_main(int in_fd, int out_fd, const parse_limits& limits, bool sandbox = true);
 
+// The command line of an exec'd parse process, "<path> <role> --max-header-bytes N
+// [--no-parse-sandbox]" (role: "--parse-worker" or "--parse-worker-factory"), built before
+// fork(): the child of a multi-threaded daemon must not allocate before its exec.
+class parse_process_exec {
+  public:
+    parse_process_exec(std::string path, const char* role, std::size_t max_header_bytes,
+                       bool sandbox)
+        : path_(std::move(path)), header_bytes_(std::to_string(max_header_bytes)) {
+        argv_[0] = path_.c_str();
+        argv_[1] = role;
+        argv_[2] = "--max-header-bytes";
+        argv_[3] = header_bytes_.c_str();
+        argv_[4] = sandbox ? nullptr : "--no-parse-sandbox";
+        argv_[5] = nullptr;
+    }
+    parse_process_exec(const parse_process_exec&) = delete;  // argv_ points into this object
+    parse_process_exec& operator=(const parse_process_exec&) = delete;
+    // execv(); on failure the process ends with status 127.
+    [[noreturn]] void run() const noexcept;
+
+  private:
+    std::string path_, header_bytes_;
+    const char* argv_[6];
+};
+
 // A freshly forked worker (or factory) process: default signal dispositions and an empty mask
 // (a crash must end it, whatever the daemon installed), no core dumps, RLIMIT_AS when usable.
 void reset_worker_process(std::uint64_t memory_limit);

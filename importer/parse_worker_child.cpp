@@ -24,6 +24,7 @@
 #include <sstream>
 
 #include "parse_worker.hpp"
+#include "util/fd_passing.hpp"
 #include "util/hex.hpp"
 #include "util/sandbox.hpp"
 
@@ -247,33 +248,12 @@ struct request_file {
 
 bool receive_request(int in_fd, std::vector<request_file>& files, bool& envelope_only) {
     char buf[1 + 16 * max_fds_per_request + 1];
-    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * max_fds_per_request)];
-    struct iovec iov {
-        buf, sizeof buf
-    };
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctrl;
-    msg.msg_controllen = sizeof ctrl;
-    ssize_t n;
-    do {
-        n = ::recvmsg(in_fd, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) return false;
     std::vector<int> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len >= CMSG_LEN(0)) {
-            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < k; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                fds.push_back(fd);
-            }
-        }
+    int msg_flags = 0;
+    ssize_t n = util::recv_fds(in_fd, buf, sizeof buf, fds, max_fds_per_request, msg_flags);
+    if (n <= 0) return false;
     auto len = static_cast<std::size_t>(n);
-    bool well_formed = (msg.msg_flags & MSG_TRUNC) == 0 && (buf[0] == 'e' || buf[0] == 'f') &&
+    bool well_formed = (msg_flags & MSG_TRUNC) == 0 && (buf[0] == 'e' || buf[0] == 'f') &&
                        (len == 1 || (len - 1) % 16 == 0);
     std::size_t count = len <= 1 ? 1 : (len - 1) / 16;
     envelope_only = buf[0] == 'e';
@@ -288,8 +268,8 @@ bool receive_request(int in_fd, std::vector<request_file>& files, bool& envelope
         if (!well_formed)
             f.error = "bad request";
         else if (f.fd < 0)
-            f.error = (msg.msg_flags & MSG_CTRUNC) ? "file descriptor refused (limit)"
-                                                   : "request without a file descriptor";
+            f.error = (msg_flags & MSG_CTRUNC) ? "file descriptor refused (limit)"
+                                               : "request without a file descriptor";
     }
     for (std::size_t i = count; i < fds.size(); ++i) ::close(fds[i]);  // never asked about
     return true;
@@ -434,37 +414,15 @@ std::size_t count_threads() {
 // False at EOF.
 bool receive_spawn(int sock, std::uint64_t& memory_limit, int (&fds)[2], bool& well_formed,
                    std::size_t& len) {
-    alignas(struct cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 2)];
-    struct iovec iov {
-        &memory_limit, sizeof memory_limit
-    };
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctrl;
-    msg.msg_controllen = sizeof ctrl;
-    ssize_t n;
-    do {
-        n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    fds[0] = fds[1] = -1;
+    std::vector<int> got;
+    int msg_flags = 0;
+    ssize_t n = util::recv_fds(sock, &memory_limit, sizeof memory_limit, got, 2, msg_flags);
+    fds[0] = got.size() > 0 ? got[0] : -1;
+    fds[1] = got.size() > 1 ? got[1] : -1;
     if (n <= 0) return false;
     len = static_cast<std::size_t>(n);
-    std::size_t got = 0;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < k; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                if (got < 2)
-                    fds[got++] = fd;
-                else
-                    ::close(fd);
-            }
-        }
-    well_formed = n == static_cast<ssize_t>(sizeof memory_limit) && got == 2 &&
-                  (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0;
+    well_formed = n == static_cast<ssize_t>(sizeof memory_limit) && got.size() == 2 &&
+                  (msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0;
     return true;
 }
 
@@ -474,13 +432,8 @@ int parse_worker_factory_main(int sock, const parse_limits& limits, bool sandbox
     ::prctl(PR_SET_NAME, "mx-parse-zygote");
     prepare_worker_once(limits);
     nlohmann::json hello = {{"threads", count_threads()}, {"converters", g_converters}};
-    std::string header_bytes = std::to_string(limits.max_header_bytes);
-    const char* self_argv[] = {"/proc/self/exe",
-                               "--parse-worker-factory",
-                               "--max-header-bytes",
-                               header_bytes.c_str(),
-                               sandbox ? nullptr : "--no-parse-sandbox",
-                               nullptr};
+    const parse_process_exec renewed("/proc/self/exe", "--parse-worker-factory",
+                                     limits.max_header_bytes, sandbox);
     std::string h = hello.dump();
     if (::send(sock, h.data(), h.size(), MSG_NOSIGNAL) < 0) return 1;
     const pid_t daemon = ::getppid();
@@ -490,10 +443,7 @@ int parse_worker_factory_main(int sock, const parse_limits& limits, bool sandbox
         bool well_formed = false;
         std::size_t len = 0;
         if (!receive_spawn(sock, memory_limit, fds, well_formed, len)) ::_exit(0);  // daemon gone
-        if (len == 1 && fds[0] < 0) {  // "R": renew (fd 0, the socket, survives the exec)
-            ::execv(self_argv[0], const_cast<char* const*>(self_argv));
-            ::_exit(127);
-        }
+        if (len == 1 && fds[0] < 0) renewed.run();  // "R" (fd 0, the socket, survives)
         std::int32_t answer = -EINVAL;
         if (well_formed) {
             // fork() with CLONE_PARENT: the worker is the daemon's child, not ours. A raw

@@ -1,11 +1,14 @@
-// util::spawn (programs with a time limit), util::socket_io (deadlines), util::netstring and
-// util::effective_uid (privdrop).
+// util::spawn (programs with a time limit), util::socket_io (deadlines), util::netstring,
+// util::effective_uid (privdrop) and util::fd_passing (SCM_RIGHTS).
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <thread>
 
+#include "util/fd_passing.hpp"
 #include "util/netstring.hpp"
 #include "util/privdrop.hpp"
 #include "util/socket_io.hpp"
@@ -83,4 +86,49 @@ TEST_CASE("effective_uid: geteuid() cached, forgotten when drop_privileges() swi
     CHECK(run_as(*nobody, [] { return std::to_string(effective_uid()); }) ==
           std::to_string(nobody->uid));
     CHECK(effective_uid() == 0);
+}
+
+TEST_CASE("fd_passing: descriptors in one message, the surplus closed, truncation reported",
+          "[fd_passing]") {
+    auto open_fds = [] {
+        std::size_t n = 0;
+        for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n += !e.path().empty();
+        return n;
+    };
+    const std::size_t before = open_fds();
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    unique_fd a(sv[0]), b(sv[1]);
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    unique_fd r(p[0]), w(p[1]);
+    int three[3] = {r.get(), w.get(), r.get()};
+    REQUIRE(send_fds(a.get(), "hello", 5, three, 3, 0) == 5);
+    char buf[16];
+    std::vector<int> got;
+    int flags = 0;
+    REQUIRE(recv_fds(b.get(), buf, sizeof buf, got, 2, flags) == 5);
+    CHECK(std::string(buf, 5) == "hello");
+    REQUIRE(got.size() == 2);  // the third refused by the kernel (reported), not leaked
+    CHECK((flags & MSG_CTRUNC) != 0);
+    CHECK((flags & MSG_TRUNC) == 0);
+    for (int fd : got) CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+    // They work: a byte written into the received write end comes out of the read end.
+    REQUIRE(::write(got[1], "x", 1) == 1);
+    char c = 0;
+    CHECK(::read(r.get(), &c, 1) == 1);
+    CHECK(c == 'x');
+    for (int fd : got) ::close(fd);
+    // A body longer than the buffer: MSG_TRUNC, never an overflow.
+    REQUIRE(send_fds(a.get(), "0123456789", 10, nullptr, 0, 0) == 10);
+    REQUIRE(recv_fds(b.get(), buf, 4, got, 2, flags) == 4);
+    CHECK((flags & MSG_TRUNC) != 0);
+    CHECK(got.empty());
+    // EOF when the peer is gone.
+    a.reset();
+    CHECK(recv_fds(b.get(), buf, sizeof buf, got, 2, flags) == 0);
+    b.reset();
+    r.reset();
+    w.reset();
+    CHECK(open_fds() == before);  // nothing received was left open
 }
