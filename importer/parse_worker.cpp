@@ -104,6 +104,15 @@ void parse_process_exec::run() const noexcept {
     ::_exit(127);
 }
 
+void become_worker_process(pid_t parent, int request_fd, int reply_fd, std::uint64_t memory_limit) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);  // the parent died before the line above
+    ::dup2(request_fd, 0);
+    ::dup2(reply_fd, 1);
+    ::close_range(3, ~0U, 0);
+    reset_worker_process(memory_limit);
+}
+
 void reset_worker_process(std::uint64_t memory_limit) {
     for (int sig : {SIGPIPE, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, SIGTERM, SIGINT, SIGSYS})
         ::signal(sig, SIG_DFL);
@@ -150,12 +159,26 @@ ssize_t recv_within(int sock, void* buf, std::size_t size, int ms) {
 worker_factory::worker_factory(worker_options opts) : opts_(std::move(opts)) {
     opts_.factory.reset();
     std::lock_guard lk(mu_);
+    start_or_give_up();
+}
+
+bool worker_factory::start_or_give_up() {
     // Twice: one killed while it prepared itself is no reason to exec every worker.
-    usable_ = start() || start();
-    if (!usable_)
-        spdlog::warn(
-            "parse worker factory unusable: each parse worker is exec'd and prepares "
-            "itself");
+    if (start() || start()) return true;
+    usable_ = false;
+    spdlog::warn("parse worker factory unusable: each parse worker is exec'd and prepares itself");
+    return false;
+}
+
+void worker_factory::lost() noexcept {
+    int st = 0;
+    if (pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == pid_) {
+        spdlog::warn("parse worker factory ended ({}); starting it again",
+                     WIFSIGNALED(st) ? "signal " + std::to_string(WTERMSIG(st))
+                                     : "status " + std::to_string(WEXITSTATUS(st)));
+        pid_ = -1;
+    }
+    stop();
 }
 
 worker_factory::~worker_factory() noexcept {
@@ -246,14 +269,7 @@ pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
         if (pid_ < 0) {
             // Started again only by its owner thread: a worker's parent-death signal follows
             // the thread that started the factory.
-            if (std::this_thread::get_id() != owner_) return -1;
-            if (!start()) {
-                usable_ = false;
-                spdlog::warn(
-                    "parse worker factory unusable: each parse worker is exec'd and "
-                    "prepares itself");
-                return -1;
-            }
+            if (std::this_thread::get_id() != owner_ || !start_or_give_up()) return -1;
             renew = false;  // a new exec: new layout already
         }
         if (renew) {
@@ -263,11 +279,12 @@ pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
             do {
                 n = ::send(sock_, "R", 1, MSG_NOSIGNAL);
             } while (n < 0 && errno == EINTR);
-            if (n == 1 && !await_hello()) continue;  // the next attempt starts a new one
-            if (n == 1) {
-                ++renewed_;
-                renew = false;
+            if (n != 1 || !await_hello()) {
+                lost();  // the next attempt starts a new one
+                continue;
             }
+            ++renewed_;
+            renew = false;
         }
         std::uint64_t limit = opts_.memory_limit;
         int fds[2] = {request_fd, reply_fd};
@@ -282,14 +299,7 @@ pid_t worker_factory::spawn(int request_fd, int reply_fd, bool renew) {
             spdlog::warn("parse worker factory could not fork: {}", std::strerror(-answer));
             return -1;
         }
-        int st = 0;
-        if (pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == pid_) {
-            spdlog::warn("parse worker factory ended ({}); starting it again",
-                         WIFSIGNALED(st) ? "signal " + std::to_string(WTERMSIG(st))
-                                         : "status " + std::to_string(WEXITSTATUS(st)));
-            pid_ = -1;
-        }
-        stop();
+        lost();
     }
     return -1;
 }
@@ -337,12 +347,7 @@ void parse_worker::spawn() {
         throw std::system_error(e, std::generic_category(), "fork");
     }
     if (pid == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(1);
-        ::dup2(req[1], 0);
-        ::dup2(rep[1], 1);
-        ::close_range(3, ~0U, 0);
-        reset_worker_process(opts_.memory_limit);
+        become_worker_process(parent, req[1], rep[1], opts_.memory_limit);
         if (!opts_.exec_path.empty()) worker.run();
         ::_exit(parse_worker_main(0, 1, opts_.limits, opts_.sandbox));
     }

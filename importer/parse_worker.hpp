@@ -165,7 +165,9 @@ class worker_factory {
 
   private:
     bool start();
+    bool start_or_give_up();  // start() twice; else usable_ = false, for good
     bool await_hello();
+    void lost() noexcept;  // no answer: reap it if it ended (logged), stop it
     void stop() noexcept;
     worker_options opts_;
     std::thread::id owner_ = std::this_thread::get_id();
@@ -213,6 +215,10 @@ class parse_process_exec {
 // A freshly forked worker (or factory) process: default signal dispositions and an empty mask
 // (a crash must end it, whatever the daemon installed), no core dumps, RLIMIT_AS when usable.
 void reset_worker_process(std::uint64_t memory_limit);
+// A freshly forked worker, whether forked by the daemon or by the factory: dies with `parent`
+// (PR_SET_PDEATHSIG; ends at once if parent is already gone), request_fd and reply_fd become
+// its fds 0 and 1, every other fd above 2 closed, then reset_worker_process().
+void become_worker_process(pid_t parent, int request_fd, int reply_fd, std::uint64_t memory_limit);
 
 // Prepares this process for parsing once: every charset converter module loaded, the
 // libraries' lazy state initialised (so nothing needs open() later, under the sandbox). The

@@ -452,12 +452,7 @@ int parse_worker_factory_main(int sock, const parse_limits& limits, bool sandbox
             long pid =
                 ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
             if (pid == 0) {
-                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (::getppid() != daemon) ::_exit(1);
-                ::dup2(fds[0], 0);
-                ::dup2(fds[1], 1);
-                ::close_range(3, ~0U, 0);
-                reset_worker_process(memory_limit);
+                become_worker_process(daemon, fds[0], fds[1], memory_limit);
                 ::_exit(parse_worker_main(0, 1, limits, sandbox));
             }
             answer = pid > 0 ? static_cast<std::int32_t>(pid) : -errno;
